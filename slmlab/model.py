@@ -320,6 +320,18 @@ class TinyLM(nn.Module):
     def num_params(self, non_embedding: bool = False) -> int:
         return num_params(self.config, non_embedding)
 
+    def save_pretrained(self, directory, tokenizer=None):
+        """Write config.json + model.safetensors (+ tokenizer.json), like transformers."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, directory, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory, device=None) -> "TinyLM":
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(directory, device)
+
     # ------------------------------------------------------------------------- generation
     @torch.no_grad()
     def stream(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
