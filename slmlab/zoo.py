@@ -503,9 +503,16 @@ def flops_per_token(model, context: int | None = None) -> int:
     cfg = a.to_tinylm()
     if cfg is not None:
         return _model.flops_per_token(cfg, seq_len=T)
+    return _flops_general(a, T)
+
+
+def _flops_general(a: Arch, T: int) -> int:
+    """slmlab.model.flops_per_token's formula with the extra terms of real models (tests check they agree)."""
+    b = param_breakdown(a)
+    non_embedding = b["total"] - b["embeddings"] - b["lm_head"]
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
-    return 2 * (num_params(a, non_embedding=True) + head + projections) + 2 * a.n_layer * T * a.n_head * a.head_dim
+    return 2 * (non_embedding + head + projections) + 2 * a.n_layer * T * a.n_head * a.head_dim
 
 
 def tokens_per_param(training_tokens: float, params: float) -> float:
