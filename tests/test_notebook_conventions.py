@@ -42,7 +42,9 @@ def test_structure(nb):
     md = "\n".join(source(c) for c in cs if c["cell_type"] == "markdown")
     assert "{exercise}" in md and "{solution-start}" in md and "{solution-end}" in md, f"{nb.name}: exercises with solutions"
     assert ":class: dropdown" in md, f"{nb.name}: solutions are dropdowns"
-    assert "use_style()" in "\n".join(source(c) for c in cs if c["cell_type"] == "code") or "plt" not in md
+    code = "\n".join(source(c) for c in cs if c["cell_type"] == "code")
+    if "matplotlib" in code:
+        assert "use_style()" in code, f"{nb.name}: plots use the book's style (slmlab.plotting.use_style)"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
