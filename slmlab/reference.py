@@ -1,0 +1,100 @@
+"""The reference models the book ships in ``data/reference/<name>/``.
+
+Each folder holds ``config.json`` + ``model.safetensors`` + ``tokenizer.json`` (a
+``save_pretrained`` directory), the run config that reproduces it (``train_config.json``:
+``python -m slmlab train data/reference/<name>/train_config.json``), its training log
+(``log.jsonl``), its final metrics (``metrics.json``) and a sha256 manifest (``SHA256SUMS``)
+that ``load_reference`` checks before loading anything.
+"""
+from __future__ import annotations
+
+import difflib
+import shutil
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_pretrained, write_dir_atomically
+from .tokenizer import load_tokenizer
+from .utils import atomic_write_json, data_dir, sha256_file
+
+MANIFEST = "SHA256SUMS"
+REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def reference_dir() -> Path:
+    return data_dir() / "reference"
+
+
+def available() -> list[str]:
+    root = reference_dir()
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: cannot verify the reference model in {folder}")
+    entries = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            entries[name.strip().lstrip("*")] = digest
+    return entries
+
+
+def verify(name: str = "base") -> Path:
+    """Check every file of a reference model against its manifest; return its folder."""
+    folder = reference_dir() / name
+    if not folder.is_dir():
+        close = difflib.get_close_matches(name, available(), n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(f"unknown reference model {name!r}; available: {available()}.{hint}")
+    manifest = read_manifest(folder)
+    for required in REQUIRED:
+        if required not in manifest:
+            raise CheckpointError(f"{folder / MANIFEST} does not list {required}")
+    for fname, digest in manifest.items():
+        path = folder / fname
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path} is missing. Restore it (`git checkout -- {path}` in a clone of the book) or "
+                f"retrain it: python -m slmlab train {folder / 'train_config.json'}"
+            )
+        actual = sha256_file(path)
+        if actual != digest:
+            raise CheckpointError(
+                f"{path} has been altered or is incomplete: sha256 {actual[:12]}... but the manifest says "
+                f"{digest[:12]}.... Restore it with `git checkout -- {path}` (or, if you retrained it on "
+                "purpose, ship it again with slmlab.reference.ship)."
+            )
+    return folder
+
+
+def load_reference(name: str = "base", device=None):
+    """``(model, tokenizer)`` of a shipped reference model, after verifying its checksums.
+
+    ``"base"`` is the model the compression and evaluation chapters start from; ``"small"``
+    is the ~1M-parameter model for distillation and speed experiments."""
+    folder = verify(name)
+    return load_pretrained(folder, device=device), load_tokenizer(folder / "tokenizer.json")
+
+
+def ship(run_dir, name: str, metrics: dict | None = None) -> Path:
+    """Copy a finished run (``python -m slmlab train``'s out_dir) into ``data/reference/<name>``
+    with its config, log, metrics and a fresh manifest — as one atomic directory swap."""
+    run_dir = Path(run_dir)
+    model_dir = run_dir / "model"
+    for required in REQUIRED:
+        if not (model_dir / required).is_file():
+            raise FileNotFoundError(f"{model_dir / required} is missing: is {run_dir} a finished training run?")
+
+    def fill(tmp: Path):
+        for f in REQUIRED:
+            shutil.copy2(model_dir / f, tmp / f)
+        shutil.copy2(run_dir / "config.json", tmp / "train_config.json")
+        shutil.copy2(run_dir / "log.jsonl", tmp / "log.jsonl")
+        if metrics is not None:
+            atomic_write_json(tmp / "metrics.json", metrics)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != MANIFEST)
+        (tmp / MANIFEST).write_text("".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names), encoding="utf-8")
+
+    return write_dir_atomically(reference_dir() / name, fill)

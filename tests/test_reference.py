@@ -1,0 +1,56 @@
+import json
+
+import pytest
+import torch
+
+import slmlab
+from slmlab.checkpoint import CheckpointError
+from slmlab.reference import available, load_reference, ship, verify
+from slmlab.train import train
+
+
+@pytest.fixture
+def shipped(toy_text, tmp_path, monkeypatch):
+    """A tiny run shipped into a temporary data/ folder."""
+    monkeypatch.setenv("SLMLAB_DATA", str(tmp_path / "data"))
+    cfg = {"model": {"n_layer": 1, "n_head": 2, "d_model": 16},
+           "data": {"text_file": str(toy_text), "tokenizer": {"kind": "char"}},
+           "train": {"batch_size": 2, "seq_len": 16, "max_steps": 3, "eval_every": 0, "progress": False,
+                     "out_dir": str(tmp_path / "run")}}
+    res = train(cfg)
+    folder = ship(tmp_path / "run", "mini", metrics={"val_loss": 1.0})
+    return folder, res
+
+
+def test_ship_and_load(shipped):
+    folder, res = shipped
+    assert available() == ["mini"]
+    model, tok = slmlab.load_reference("mini")
+    x = torch.tensor([tok.encode("the cat")])
+    torch.testing.assert_close(model(x), res.model(x))
+    assert json.loads((folder / "metrics.json").read_text()) == {"val_loss": 1.0}
+    assert json.loads((folder / "train_config.json").read_text())["model"]["d_model"] == 16
+
+
+def test_unknown_name_suggests(shipped):
+    with pytest.raises(ValueError, match=r"unknown reference model 'minii'.*Did you mean \['mini'\]"):
+        load_reference("minii")
+
+
+def test_altered_file_is_detected(shipped):
+    folder, _ = shipped
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="altered or is incomplete"):
+        load_reference("mini")
+
+
+def test_missing_file_is_detected(shipped):
+    folder, _ = shipped
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="tokenizer.json is missing"):
+        verify("mini")
+    (folder / "SHA256SUMS").unlink()
+    with pytest.raises(ValueError, match="unknown reference model"):
+        verify("nothing")
