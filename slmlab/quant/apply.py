@@ -1,0 +1,181 @@
+"""One entry point for every method: ``quantize(model, method, bits, group_size, calib=...)``.
+
+It deep-copies the model, finds its ``nn.Linear`` layers by type (skipping the LM head and
+embeddings unless told otherwise), quantizes them with the chosen method and returns the
+copy with quantized layers in their place. The same call works for a TinyLM and for a
+transformers causal LM.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn as nn
+
+from .calibration import as_windows
+from .formats import check_bits, check_group_size
+from .modules import DEFAULT_SKIP, find_linears, set_module
+from .packing import QuantLinear
+
+METHODS = {
+    # method: (default bits, allowed bits, needs calibration, options with defaults)
+    "rtn": (4, (2, 3, 4, 8), False, {}),
+    "nf4": (4, (4,), False, {}),
+    "fp16": (16, (16,), False, {}),
+    "bf16": (16, (16,), False, {}),
+    "gptq": (4, (2, 3, 4, 8), True, {"act_order": False, "percdamp": 0.01, "blocksize": 128, "batch_size": 8}),
+    "awq": (4, (2, 3, 4, 8), True, {"n_grid": 20, "clip": True, "max_tokens": 4096, "batch_size": 8}),
+    "llm_int8": (8, (8,), False, {"threshold": 6.0}),
+    "w8a8": (8, (8,), False, {"act_granularity": "token", "act_bits": 8}),
+    "smoothquant": (8, (8,), True, {"alpha": 0.5, "act_granularity": "token", "act_bits": 8, "batch_size": 8}),
+    "qat": (3, (2, 3, 4, 8), True, {"steps": 100, "batch_size": 8, "lr": 3e-4, "warmup": 10, "seed": 0}),
+}
+"""Every method :func:`quantize` knows, with its default bit width, allowed bit widths,
+whether it needs ``calib`` and its extra keyword options (and their defaults)."""
+
+WEIGHT_ONLY = ("rtn", "nf4", "fp16", "bf16", "gptq", "awq", "qat")
+
+
+def _check_options(method: str, options: dict) -> dict:
+    allowed = METHODS[method][3]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"quantize(method={method!r}) got unknown option(s) {unknown}; "
+                        f"its options are {allowed or 'none'}.")
+    return {**allowed, **options}
+
+
+def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, group_size: int | None = None, *,
+             symmetric: bool = False, calib=None, skip=DEFAULT_SKIP, include=None, pack: bool = True,
+             progress: bool = False, **options) -> nn.Module:
+    """Return a quantized deep copy of ``model`` (TinyLM or any causal LM built of ``nn.Linear``).
+
+    Parameters
+    ----------
+    method : ``"rtn"`` round-to-nearest; ``"nf4"`` 4-bit NormalFloat (blocks of ``group_size``,
+        default 64); ``"fp16"``/``"bf16"`` 16-bit float storage; ``"gptq"``; ``"awq"``;
+        ``"llm_int8"`` (int8 with fp outlier columns); ``"w8a8"`` (int8 weights and per-token
+        int8 activations, naive); ``"smoothquant"`` (W8A8 after smoothing); ``"qat"``
+        (quantization-aware fine-tune on ``calib``, then RTN). See :data:`METHODS`.
+    bits : integer bit width (default per method: 4 for weight-only methods, 8 for W8A8/LLM.int8, 3 for QAT).
+    group_size : inputs per quantization group (must divide every layer's input dimension);
+        ``None`` = one scale per output channel.
+    symmetric : absmax (True) or zero-point (False, default: what GPTQ and AWQ use) integer grid.
+    calib : calibration token windows (N, T), e.g. :func:`calibration_windows`; needed by gptq, awq,
+        smoothquant (and qat, as training data).
+    skip, include : glob patterns of layer names to leave out / to restrict to (default: skip the LM head).
+    pack : store weight-only results as packed :class:`QuantLinear` layers (real low-bit storage,
+        dequantized on the fly). ``pack=False`` keeps plain ``nn.Linear`` layers holding the
+        dequantized weights (same outputs, faster to evaluate, no memory saved).
+    options : per-method options (``act_order``, ``percdamp``, ``alpha``, ``threshold``, ``steps`` ...).
+
+    The returned model has a ``quant_info`` dict: method, settings, layers and seconds taken.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown quantization method {method!r}; choose one of {sorted(METHODS)}.")
+    default_bits, allowed_bits, needs_calib, _ = METHODS[method]
+    bits = default_bits if bits is None else bits
+    if bits not in allowed_bits:
+        if method in ("fp16", "bf16"):
+            raise ValueError(f"method={method!r} stores 16-bit floats; leave bits unset (got {bits}).")
+        check_bits(bits)  # says which integer widths exist at all
+        raise ValueError(f"method={method!r} supports bits in {allowed_bits}, got {bits}.")
+    opts = _check_options(method, options)
+    if method == "nf4" and group_size is None:
+        group_size = 64
+    if method in ("llm_int8", "w8a8", "smoothquant", "fp16", "bf16") and group_size is not None:
+        raise ValueError(f"method={method!r} does not use groups; leave group_size=None.")
+    windows = as_windows(calib) if needs_calib else None
+
+    t0 = time.perf_counter()
+    qmodel = copy.deepcopy(model)
+    qmodel.eval()
+    layers = find_linears(qmodel, skip, include)
+    for name, lin in layers.items():
+        if method == "nf4":
+            if (lin.in_features * lin.out_features) % group_size:
+                raise ValueError(f"NF4 blocksize {group_size} must divide the {lin.in_features * lin.out_features} "
+                                 f"weights of layer {name!r}.")
+        else:
+            check_group_size(lin.in_features, group_size, name)
+    info = {"method": method, "bits": bits, "group_size": group_size, "symmetric": symmetric,
+            "options": {k: v for k, v in opts.items() if k != "batch_size"}, "layers": list(layers)}
+
+    new: dict[str, nn.Module] = {}
+    with torch.no_grad():
+        if method == "rtn":
+            new = {n: QuantLinear.from_linear(m, bits, group_size, symmetric) for n, m in layers.items()}
+        elif method in ("nf4", "fp16", "bf16"):
+            new = {n: QuantLinear.from_linear(m, 4, group_size, False, fmt=method) for n, m in layers.items()}
+        elif method == "gptq":
+            from .gptq import gptq_layers
+
+            qts = gptq_layers(qmodel, layers, windows, bits, group_size, symmetric, opts["act_order"], opts["percdamp"],
+                              opts["blocksize"], opts["batch_size"], progress)
+            new = {n: QuantLinear.from_qtensor(qt, layers[n].bias) for n, qt in qts.items()}
+        elif method == "awq":
+            from .awq import awq_layers
+
+            res = awq_layers(qmodel, layers, windows, bits, group_size, symmetric, opts["n_grid"], opts["clip"],
+                             opts["max_tokens"], opts["batch_size"], progress)
+            new = {n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s) for n, (qt, s) in res.items()}
+        elif method == "llm_int8":
+            from .llm_int8 import Int8Linear
+
+            new = {n: Int8Linear.from_linear(m, opts["threshold"]) for n, m in layers.items()}
+        elif method == "w8a8":
+            from .smoothquant import W8A8Linear
+
+            new = {n: W8A8Linear.from_linear(m, None, opts["act_granularity"], opts["act_bits"]) for n, m in layers.items()}
+        elif method == "smoothquant":
+            from .smoothquant import smoothquant_layers
+
+            new = smoothquant_layers(qmodel, layers, windows, opts["alpha"], opts["act_granularity"], opts["act_bits"],
+                                     opts["batch_size"])
+    if method == "qat":
+        from .qat import qat_finetune
+
+        trained, losses = qat_finetune(qmodel, windows, bits, group_size, symmetric, opts["steps"], opts["batch_size"],
+                                       opts["lr"], opts["warmup"], opts["seed"], skip, include, progress)
+        qmodel = trained
+        layers = find_linears(qmodel, skip, include)
+        with torch.no_grad():
+            new = {n: QuantLinear.from_linear(m, bits, group_size, symmetric) for n, m in layers.items()}
+        info["final_train_loss"] = losses[-1] if losses else None
+
+    for name, layer in new.items():
+        if not pack and isinstance(layer, QuantLinear):
+            layer = dequantized_linear(layer)
+        set_module(qmodel, name, layer)
+    info["seconds"] = time.perf_counter() - t0
+    qmodel.quant_info = info
+    return qmodel
+
+
+def dequantized_linear(layer: nn.Module) -> nn.Linear:
+    """A plain ``nn.Linear`` computing the same function as a quantized layer's weight path
+    (input scales folded into the weight)."""
+    w = layer.dequantize(torch.float32)
+    if getattr(layer, "input_scale", None) is not None:
+        w = w / layer.input_scale.unsqueeze(0)
+    lin = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device=w.device)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+        if layer.bias is not None:
+            lin.bias.copy_(layer.bias)
+    return lin
+
+
+def weight_bits_per_param(model: nn.Module) -> float:
+    """Average stored bits per weight of the quantized linear layers (codes + scales + zeros)."""
+    from .packing import quantized_layers
+
+    layers = quantized_layers(model)
+    if not layers:
+        raise ValueError("the model has no quantized layers.")
+    nbytes = sum(sum(t.numel() * t.element_size() for t in m.buffers() if t is not None) -
+                 (m.bias.numel() * m.bias.element_size() if getattr(m, "bias", None) is not None else 0)
+                 for m in layers.values())
+    n = sum(m.in_features * m.out_features for m in layers.values())
+    return 8 * nbytes / n

@@ -1,0 +1,145 @@
+"""Quantization-aware training (QAT) with the straight-through estimator.
+
+Post-training quantization rounds a finished model; at 2-3 bits the rounding error is too
+large to correct afterwards. QAT fine-tunes the model *through* the quantizer: the forward
+pass uses fake-quantized weights ``Q(w)`` so the loss sees the rounding, and the backward
+pass treats rounding as the identity (the straight-through estimator, Bengio et al., 2013),
+so gradients reach the float "latent" weights:
+
+    w_q = w + (Q(w) - w).detach()        # value Q(w), gradient d/dw = 1
+
+After a short fine-tune the latent weights sit where their rounded values work well;
+exporting them with round-to-nearest gives exactly the model that was trained.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .formats import check_bits, check_group_size, fake_quantize
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """``round(x)`` in the forward pass, identity in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+def fake_quantize_ste(w: torch.Tensor, bits: int, group_size: int | None = 64, symmetric: bool = False) -> torch.Tensor:
+    """Fake quantization whose gradient is the identity (straight-through) w.r.t. ``w``.
+
+    The scales are computed from the current weights and treated as constants."""
+    with torch.no_grad():
+        w_hat = fake_quantize(w.detach(), bits, symmetric, group_size)
+    return w + (w_hat - w).detach()
+
+
+class QATLinear(nn.Linear):
+    """An ``nn.Linear`` whose forward pass uses its fake-quantized weight (STE backward)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int = 4,
+                 group_size: int | None = 64, symmetric: bool = False, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.bits, self.group_size, self.symmetric = check_bits(bits), check_group_size(in_features, group_size), symmetric
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, bits: int, group_size: int | None, symmetric: bool) -> "QATLinear":
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size, symmetric,
+                    device=linear.weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, fake_quantize_ste(self.weight, self.bits, self.group_size, self.symmetric), self.bias)
+
+    def to_linear(self) -> nn.Linear:
+        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None,
+                        device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bits={self.bits}, group_size={self.group_size}, symmetric={self.symmetric}"
+
+
+def prepare_qat(model: nn.Module, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
+                skip=None, include=None) -> nn.Module:
+    """A deep copy of ``model`` whose linear layers (except ``skip``) are :class:`QATLinear`."""
+    from .modules import DEFAULT_SKIP, find_linears, set_module
+
+    check_bits(bits)
+    model = copy.deepcopy(model)
+    for name, lin in find_linears(model, DEFAULT_SKIP if skip is None else skip, include).items():
+        check_group_size(lin.in_features, group_size, name)
+        set_module(model, name, QATLinear.from_linear(lin, bits, group_size, symmetric))
+    return model
+
+
+def strip_qat(model: nn.Module) -> nn.Module:
+    """Replace every :class:`QATLinear` by a plain ``nn.Linear`` holding its latent float weights (in place)."""
+    from .modules import set_module
+
+    for name, m in list(model.named_modules()):
+        if isinstance(m, QATLinear):
+            set_module(model, name, m.to_linear())
+    return model
+
+
+def _lm_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    from .modules import model_forward
+
+    logits = model_forward(model, batch[:, :-1])
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+
+
+def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_size: int | None = 64,
+                 symmetric: bool = False, steps: int = 100, batch_size: int = 8, lr: float = 3e-4,
+                 warmup: int = 10, seed: int = 0, skip=None, include=None, progress: bool = False,
+                 log_every: int = 0) -> tuple[nn.Module, list[float]]:
+    """Fine-tune a copy of ``model`` through fake-quantized weights (straight-through estimator).
+
+    ``windows`` (N, T) are training token windows (batches are drawn from them at random).
+    Returns ``(model_with_latent_weights, losses)``: a float model whose weights, quantized
+    with ``quantize(m, "rtn", bits, group_size, symmetric=symmetric)``, give the trained
+    quantized model. AdamW, linear warm-up then cosine decay to 10% of ``lr``.
+    """
+    from .calibration import as_windows
+
+    windows = as_windows(windows, name="QAT training windows")
+    qmodel = prepare_qat(model, bits, group_size, symmetric, skip, include)
+    qmodel.train()
+    params = [p for p in qmodel.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(seed)
+    device = next(qmodel.parameters()).device
+    losses = []
+    bar = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(bar, desc=f"QAT {bits}-bit", leave=False)
+    t0 = time.perf_counter()
+    for step in bar:
+        f = (step + 1) / max(1, warmup) if step < warmup else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, f)
+        idx = torch.randint(0, windows.shape[0], (min(batch_size, windows.shape[0]),), generator=gen)
+        loss = _lm_loss(qmodel, windows[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"step {step:4d}  loss {loss.item():.4f}  ({time.perf_counter() - t0:.0f}s)")
+    qmodel.eval()
+    return strip_qat(qmodel), losses
