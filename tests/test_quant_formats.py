@@ -87,7 +87,7 @@ def test_pack_unpack_roundtrip(bits):
     codes = torch.randint(0, 2**bits, (37, 11))
     packed = pack_bits(codes, bits)
     assert packed.dtype == torch.uint8 and packed.numel() == (37 * 11 + 3) // 8 * bits  # padded to 8 codes
-    assert torch.equal(unpack_bits(packed, bits, codes.numel()).reshape(37, 11), codes)
+    assert torch.equal(unpack_bits(packed, bits, codes.numel()).reshape(37, 11).long(), codes)
     with pytest.raises(ValueError, match="must lie in"):
         pack_bits(torch.tensor([2**bits]), bits)
 

@@ -25,7 +25,7 @@ METHODS = {
     "fp16": (16, (16,), False, {}),
     "bf16": (16, (16,), False, {}),
     "gptq": (4, (2, 3, 4, 8), True, {"act_order": False, "percdamp": 0.01, "blocksize": 128, "batch_size": 8}),
-    "awq": (4, (2, 3, 4, 8), True, {"n_grid": 20, "clip": True, "max_tokens": 4096, "batch_size": 8}),
+    "awq": (4, (2, 3, 4, 8), True, {"n_grid": 20, "clip": True, "batch_size": 8}),
     "llm_int8": (8, (8,), False, {"threshold": 6.0}),
     "w8a8": (8, (8,), False, {"act_granularity": "token", "act_bits": 8}),
     "smoothquant": (8, (8,), True, {"alpha": 0.5, "act_granularity": "token", "act_bits": 8, "batch_size": 8}),
@@ -118,8 +118,9 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
             from .awq import awq_layers
 
             res = awq_layers(qmodel, layers, windows, bits, group_size, symmetric, opts["n_grid"], opts["clip"],
-                             opts["max_tokens"], opts["batch_size"], progress)
-            new = {n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s) for n, (qt, s) in res.items()}
+                             opts["batch_size"], progress)
+            new = {n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s) for n, (qt, s, _) in res.items()}
+            info["awq_alpha"] = {n: r[2]["alpha"] for n, r in res.items()}
         elif method == "llm_int8":
             from .llm_int8 import Int8Linear
 

@@ -10,53 +10,79 @@ Scaling a column up by ``s_j > 1`` shrinks its *relative* rounding error (the gr
 hardly changes when one column grows). AWQ sets ``s = mean|x_j|^alpha`` (normalised) and
 searches ``alpha`` over a grid in [0, 1] for the value that minimises the layer's output
 error on calibration data; ``alpha = 0`` is plain RTN, so the search never does worse than
-RTN on the calibration set. An optional clipping search then shrinks each group's range
-(ratios 1.0 down to 0.5) where that lowers the output error. Here each linear layer is
-searched on its own and the scale is kept in the layer (``input_scale``); the reference code
-searches layers that share an input together and folds ``1/s`` into the preceding layer.
+RTN on the calibration set. A clipping search then shrinks each group's range (ratios 1.0
+down to 0.5) where that lowers the output error.
+
+The output error of a candidate ``W_hat`` on inputs ``X`` is
+``mean_tokens ||x (W_hat - W)^T||^2 = trace(D H D^T) / 2`` with ``D = W_hat - W`` and the
+input Hessian ``H = 2 X^T X / n`` (the one GPTQ uses), so the search costs a few small
+matrix products per candidate whatever the number of calibration tokens. Here each linear
+layer is searched on its own and the scale is kept in the layer (``input_scale``); the
+reference code searches layers that share an input together and folds ``1/s`` into the
+preceding layer.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from .formats import QTensor, check_bits, check_group_size, compute_qparams, quantize_codes
+from .formats import QTensor, check_bits, check_group_size, compute_qparams, quantize_codes, quantize_tensor
 
 
 def _fake_quant_groups(w: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
                        clip: torch.Tensor | None = None) -> torch.Tensor:
+    """Group-wise RTN of ``w``; ``clip`` (rows, n_groups) first shrinks each group's range by that ratio."""
     rows, cols = w.shape
     gs = cols if group_size is None else group_size
     g = w.reshape(rows, cols // gs, gs)
-    if clip is not None:  # clip (rows, n_groups): shrink each group's range before computing its scale
-        if symmetric:
-            m = g.abs().amax(-1, keepdim=True) * clip.unsqueeze(-1)
-            g = torch.maximum(torch.minimum(g, m), -m)
-        else:
-            hi = g.amax(-1, keepdim=True).clamp(min=0) * clip.unsqueeze(-1)
-            lo = g.amin(-1, keepdim=True).clamp(max=0) * clip.unsqueeze(-1)
-            g = torch.maximum(torch.minimum(g, hi), lo)
+    if clip is not None:
+        g = _clip_groups(g, clip, symmetric)
     flat = g.reshape(-1, gs)
     s, z = compute_qparams(flat, bits, symmetric)
     return ((quantize_codes(flat, s, z, bits, symmetric) - z) * s).reshape(rows, cols)
 
 
-@torch.no_grad()
-def awq_search_scale(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int | None = 64,
-                     symmetric: bool = False, n_grid: int = 20) -> tuple[torch.Tensor, float, list[float]]:
-    """Search AWQ's per-input-channel scale for weight ``W`` (out, in) and calibration inputs ``X`` (n, in).
+def _clip_groups(g: torch.Tensor, clip: torch.Tensor, symmetric: bool) -> torch.Tensor:
+    if symmetric:
+        m = g.abs().amax(-1, keepdim=True) * clip.unsqueeze(-1)
+        return torch.maximum(torch.minimum(g, m), -m)
+    hi = g.amax(-1, keepdim=True).clamp(min=0) * clip.unsqueeze(-1)
+    lo = g.amin(-1, keepdim=True).clamp(max=0) * clip.unsqueeze(-1)
+    return torch.maximum(torch.minimum(g, hi), lo)
 
-    Returns ``(s, best_alpha, errors)`` where ``errors[k]`` is the output MSE at ``alpha = k / n_grid``."""
-    W, X = W.float(), X.float().reshape(-1, W.shape[1])
-    x_mean = X.abs().mean(dim=0)
-    Y = X @ W.t()
-    best_err, best_alpha, best_s, errors = float("inf"), 0.0, torch.ones_like(x_mean), []
+
+def _output_mse(D: torch.Tensor, H: torch.Tensor) -> float:
+    """Mean over tokens of the squared output error ``||x D^T||^2`` = trace(D H D^T) / 2."""
+    return float(((D @ H) * D).sum() / 2)
+
+
+def input_stats(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H, mean|x|)`` of calibration inputs ``X`` (n, in): what the AWQ searches need."""
+    X = X.float().reshape(-1, X.shape[-1])
+    return 2.0 * X.t() @ X / X.shape[0], X.abs().mean(dim=0)
+
+
+@torch.no_grad()
+def awq_search_scale(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 4, group_size: int | None = 64,
+                     symmetric: bool = False, n_grid: int = 20, H: torch.Tensor | None = None,
+                     x_absmean: torch.Tensor | None = None) -> tuple[torch.Tensor, float, list[float]]:
+    """Search AWQ's per-input-channel scale for weight ``W`` (out, in).
+
+    Give the calibration inputs ``X`` (n, in), or their statistics ``H`` and ``x_absmean``.
+    Returns ``(s, best_alpha, errors)`` where ``errors[k]`` is the mean squared output error
+    at ``alpha = k / n_grid`` (``errors[0]`` is plain RTN)."""
+    if X is not None:
+        H, x_absmean = input_stats(X)
+    if H is None or x_absmean is None:
+        raise ValueError("awq_search_scale needs the calibration inputs X, or their H and x_absmean.")
+    W = W.float()
+    best_err, best_alpha, best_s, errors = float("inf"), 0.0, torch.ones_like(x_absmean), []
     for k in range(n_grid + 1):
         alpha = k / n_grid
-        s = x_mean.pow(alpha).clamp(min=1e-4)
+        s = x_absmean.pow(alpha).clamp(min=1e-4)
         s = s / (s.max() * s.min()).sqrt()
         W_hat = _fake_quant_groups(W * s, bits, group_size, symmetric) / s
-        err = (X @ W_hat.t() - Y).pow(2).mean().item()
+        err = _output_mse(W_hat - W, H)
         errors.append(err)
         if err < best_err:
             best_err, best_alpha, best_s = err, alpha, s
@@ -64,24 +90,22 @@ def awq_search_scale(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size
 
 
 @torch.no_grad()
-def awq_search_clip(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int | None = 64,
-                    symmetric: bool = False, ratios=None, max_tokens: int = 512) -> torch.Tensor:
-    """Per (row, group) clipping ratio that minimises that group's share of the output error."""
+def awq_search_clip(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: int | None = 64,
+                    symmetric: bool = False, ratios=None) -> torch.Tensor:
+    """Per (row, group) clipping ratio minimising that group's share of the output error,
+    ``D_g H_gg D_g^T`` (the group's block of the Hessian)."""
     ratios = ratios if ratios is not None else [1.0 - 0.05 * i for i in range(11)]  # 1.0 ... 0.5
     W = W.float()
     rows, cols = W.shape
     gs = cols if group_size is None else group_size
     G = cols // gs
-    X = X.float().reshape(-1, cols)
-    if X.shape[0] > max_tokens:
-        X = X[torch.linspace(0, X.shape[0] - 1, max_tokens).long()]
-    Xg = X.reshape(-1, G, gs)
+    Hg = torch.stack([H[g * gs:(g + 1) * gs, g * gs:(g + 1) * gs] for g in range(G)])  # (G, gs, gs)
     best_err = torch.full((rows, G), float("inf"))
     best = torch.ones(rows, G)
     for r in ratios:
         clip = torch.full((rows, G), r)
-        D = (W - _fake_quant_groups(W, bits, group_size, symmetric, clip)).reshape(rows, G, gs)
-        err = torch.einsum("ngk,rgk->rgn", Xg, D).pow(2).mean(-1)  # (rows, G)
+        D = (_fake_quant_groups(W, bits, group_size, symmetric, clip) - W).reshape(rows, G, gs)
+        err = torch.einsum("rgk,gkl,rgl->rg", D, Hg, D)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best = torch.where(better, clip, best)
@@ -89,26 +113,24 @@ def awq_search_clip(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size:
 
 
 @torch.no_grad()
-def awq_quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int | None = 64,
-                        symmetric: bool = False, n_grid: int = 20, clip: bool = True) -> tuple[QTensor, torch.Tensor, dict]:
-    """AWQ of one weight: returns the :class:`QTensor` of ``W * s``, the input scale ``s`` (the
-    layer computes ``(x / s) @ W_hat_s.T``) and a dict with the chosen ``alpha``."""
+def awq_quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 4, group_size: int | None = 64,
+                        symmetric: bool = False, n_grid: int = 20, clip: bool = True, H: torch.Tensor | None = None,
+                        x_absmean: torch.Tensor | None = None) -> tuple[QTensor, torch.Tensor, dict]:
+    """AWQ of one weight (from inputs ``X`` or their ``H``/``x_absmean``): returns the :class:`QTensor`
+    of the (clipped) ``W * s``, the input scale ``s`` (the layer computes ``(x / s) @ W_hat_s.T``)
+    and a dict with the chosen ``alpha`` and the grid's errors."""
     check_bits(bits)
     check_group_size(W.shape[1], group_size)
-    s, alpha, errors = awq_search_scale(W, X, bits, group_size, symmetric, n_grid)
+    if X is not None:
+        H, x_absmean = input_stats(X)
+    s, alpha, errors = awq_search_scale(W, None, bits, group_size, symmetric, n_grid, H, x_absmean)
     Ws = W.float() * s
     rows, cols = Ws.shape
     gs = cols if group_size is None else group_size
     if clip:
-        c = awq_search_clip(Ws, X / s, bits, group_size, symmetric)
-        hi = Ws.reshape(rows, -1, gs).amax(-1).clamp(min=0) * c
-        lo = Ws.reshape(rows, -1, gs).amin(-1).clamp(max=0) * c
-        if symmetric:
-            m = torch.maximum(hi, -lo)
-            hi, lo = m, -m
-        Ws = torch.maximum(torch.minimum(Ws.reshape(rows, -1, gs), hi.unsqueeze(-1)), lo.unsqueeze(-1)).reshape(rows, cols)
-    from .formats import quantize_tensor
-
+        Hs = H / s.unsqueeze(0) / s.unsqueeze(1)  # Hessian of the scaled inputs x / s
+        c = awq_search_clip(Ws, Hs, bits, group_size, symmetric)
+        Ws = _clip_groups(Ws.reshape(rows, -1, gs), c, symmetric).reshape(rows, cols)
     qt = quantize_tensor(Ws, bits, symmetric, group_size)
     return qt, s, {"alpha": alpha, "errors": errors}
 
@@ -116,36 +138,24 @@ def awq_quantize_weight(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_s
 @torch.no_grad()
 def awq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor, bits: int = 4,
                group_size: int | None = 64, symmetric: bool = False, n_grid: int = 20, clip: bool = True,
-               max_tokens: int = 4096, batch_size: int = 8, progress: bool = False) -> dict[str, tuple[QTensor, torch.Tensor]]:
-    """AWQ every layer in ``layers``; inputs come from the float model (block by block).
+               batch_size: int = 8, progress: bool = False) -> dict[str, tuple[QTensor, torch.Tensor, dict]]:
+    """AWQ every layer in ``layers`` with inputs from the float model (block by block).
 
-    At most ``max_tokens`` calibration tokens per layer are kept (evenly spaced). Returns
-    name -> (QTensor of ``W * s``, ``s``)."""
+    Returns name -> (QTensor of ``W * s``, ``s``, info with ``alpha``)."""
+    from .gptq import collect_input_stats
     from .modules import run_blocks
 
-    results: dict[str, tuple[QTensor, torch.Tensor]] = {}
+    results: dict[str, tuple[QTensor, torch.Tensor, dict]] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(layers), desc="AWQ", leave=False)
 
     def process(block_layers: dict[str, nn.Linear], run) -> None:
-        seen: dict[str, list[torch.Tensor]] = {n: [] for n in block_layers}
-        handles = [m.register_forward_pre_hook(lambda mod, args, n=n: seen[n].append(args[0].detach().reshape(-1, args[0].shape[-1])))
-                   for n, m in block_layers.items()]
-        try:
-            run()
-        finally:
-            for h in handles:
-                h.remove()
+        stats = collect_input_stats(block_layers, run, absmean=True)
         for n, m in block_layers.items():
-            if not seen[n]:
-                raise RuntimeError(f"AWQ: layer {n} saw no calibration input; is it used in the forward pass?")
-            X = torch.cat(seen[n])
-            if X.shape[0] > max_tokens:
-                X = X[torch.linspace(0, X.shape[0] - 1, max_tokens).long()]
-            qt, s, _ = awq_quantize_weight(m.weight, X, bits, group_size, symmetric, n_grid, clip)
-            results[n] = (qt, s)
+            results[n] = awq_quantize_weight(m.weight, None, bits, group_size, symmetric, n_grid, clip,
+                                             stats[n].H, stats[n].absmean)
             if bar is not None:
                 bar.update(1)
 

@@ -38,20 +38,59 @@ def hessian_from_inputs(x: torch.Tensor) -> torch.Tensor:
 
 
 class HessianAccumulator:
-    """Running mean of ``2 x x^T`` over all calibration tokens seen at a layer's input."""
+    """Running mean of ``2 x x^T`` (and optionally of ``|x|``) over all calibration tokens seen at a layer's input."""
 
-    def __init__(self, in_features: int, device=None):
+    def __init__(self, in_features: int, device=None, absmean: bool = False):
         self.H = torch.zeros(in_features, in_features, device=device)
+        self.absmean = torch.zeros(in_features, device=device) if absmean else None
         self.n = 0
 
     @torch.no_grad()
     def add(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, x.shape[-1]).float()
         m = x.shape[0]
-        self.H *= self.n / (self.n + m)
+        keep = self.n / (self.n + m)
+        self.H *= keep
+        if self.absmean is not None:
+            self.absmean.mul_(keep).add_(x.abs().sum(dim=0) / (self.n + m))
         self.n += m
         x = math.sqrt(2.0 / self.n) * x
         self.H += x.t() @ x
+
+
+@torch.no_grad()
+def collect_input_stats(layers: dict[str, nn.Linear], run, absmean: bool = False) -> dict[str, HessianAccumulator]:
+    """Call ``run()`` with hooks that accumulate each layer's input Hessian (and mean |x|).
+
+    Layers fed the very same tensor (q/k/v after one norm, gate/up after another) share one
+    accumulator, so each distinct input is accumulated once."""
+    accs: dict[str, HessianAccumulator] = {}
+    owner: dict[str, str] = {}
+    last = {"x": None, "name": None}
+
+    def hook(mod, args, name):
+        x = args[0]
+        if name not in owner:  # first call: does this layer share its input with the previous one?
+            if last["x"] is not None and x is last["x"]:
+                owner[name] = owner[last["name"]]
+            else:
+                owner[name] = name
+                accs[name] = HessianAccumulator(mod.in_features, x.device, absmean)
+            last["x"], last["name"] = x, name
+        if owner[name] == name:
+            accs[name].add(x.detach())
+
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n)) for n, m in layers.items()]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+        last["x"] = None
+    missing = [n for n in layers if n not in owner]
+    if missing:
+        raise RuntimeError(f"layer(s) {missing} saw no calibration input; are they used in the forward pass?")
+    return {n: accs[owner[n]] for n in layers}
 
 
 def _cholesky_inverse_upper(H: torch.Tensor, percdamp: float) -> torch.Tensor:
@@ -78,9 +117,8 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
                          blocksize: int = 128) -> tuple[QTensor, dict]:
     """GPTQ of one weight matrix ``W`` (out_features, in_features) given the input Hessian ``H``.
 
-    Returns the :class:`QTensor` (codes, per-group scales/zeros) and a dict with the
-    Hessian-weighted squared error that GPTQ minimises (``loss``) and the same for RTN
-    (``rtn_loss``), for comparison.
+    Returns the :class:`QTensor` (codes, per-group scales/zeros) and a dict with GPTQ's
+    running estimate of the error it could not compensate (``loss``, as in the reference code).
     """
     check_bits(bits)
     rows, cols = W.shape
@@ -113,7 +151,7 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
     Hinv = _cholesky_inverse_upper(H, percdamp)
     codes = torch.zeros(rows, cols)
     Q = torch.zeros_like(W)
-    loss = torch.zeros(rows)
+    loss = 0.0
 
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
@@ -137,16 +175,16 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
             q = (c - z) * s
             codes[:, col], Q[:, col] = c, q
             err = (w - q) / d
-            loss += (w - q) ** 2 / d**2 / 2
-            W1[:, i:] -= err.unsqueeze(1) * Hinv1[i, i:].unsqueeze(0)
+            W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1.0)  # the OBS update of the block's remaining columns
             Err1[:, i] = err
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of everything after the block
+        loss += 0.5 * float(Err1.pow(2).sum())
 
     if perm is not None:
         inv = torch.argsort(perm)
         codes, Q = codes[:, inv], Q[:, inv]
     qt = QTensor(codes.to(torch.int16), scales, zeros, bits, symmetric, group_size)
-    return qt, {"loss": float(loss.sum())}
+    return qt, {"loss": loss}
 
 
 def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
@@ -173,18 +211,9 @@ def gptq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.T
         bar = tqdm(total=len(layers), desc="GPTQ", leave=False)
 
     def process(block_layers: dict[str, nn.Linear], run) -> None:
-        accs = {n: HessianAccumulator(m.in_features, m.weight.device) for n, m in block_layers.items()}
-        handles = [m.register_forward_pre_hook(lambda mod, args, n=n: accs[n].add(args[0].detach()))
-                   for n, m in block_layers.items()]
-        try:
-            run()
-        finally:
-            for h in handles:
-                h.remove()
+        stats = collect_input_stats(block_layers, run)
         for n, m in block_layers.items():
-            if accs[n].n == 0:
-                raise RuntimeError(f"GPTQ: layer {n} saw no calibration input; is it used in the forward pass?")
-            qt, _ = gptq_quantize_weight(m.weight, accs[n].H, bits, group_size, symmetric, act_order, percdamp, blocksize)
+            qt, _ = gptq_quantize_weight(m.weight, stats[n].H, bits, group_size, symmetric, act_order, percdamp, blocksize)
             m.weight.copy_(qt.dequantize(m.weight.dtype))
             results[n] = qt
             if bar is not None:

@@ -77,10 +77,13 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
 
 
 def is_transformers_model(model: nn.Module) -> bool:
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:  # pragma: no cover
+    """True for a transformers ``PreTrainedModel`` (checked without importing transformers)."""
+    import sys
+
+    if "transformers" not in sys.modules:  # a transformers model cannot exist before the import
         return False
+    from transformers import PreTrainedModel
+
     return isinstance(model, PreTrainedModel)
 
 

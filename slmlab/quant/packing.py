@@ -49,18 +49,19 @@ def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
-    """Inverse of :func:`pack_bits`: the first ``numel`` codes, as int64."""
+    """Inverse of :func:`pack_bits`: the first ``numel`` codes, as uint8."""
     check_bits(bits)
     if bits == 8:
-        return packed[:numel].to(torch.int64)
-    if bits == 4:  # the common case, without the 64-bit detour
-        p = packed.to(torch.int64)
-        return torch.stack([p >> 4, p & 0xF], dim=1).reshape(-1)[:numel]
-    groups = packed.to(torch.int64).reshape(-1, bits)
-    byte_shifts = torch.arange(bits - 1, -1, -1, device=packed.device) * 8
-    word = (groups << byte_shifts).sum(dim=1)
-    shifts = torch.arange(7, -1, -1, device=packed.device) * bits
-    return ((word.unsqueeze(1) >> shifts) & (2**bits - 1)).reshape(-1)[:numel]
+        return packed[:numel]
+    if bits in (2, 4):  # whole codes per byte: shifts on uint8, no wide integers needed
+        per, mask = 8 // bits, 2**bits - 1
+        parts = [(packed >> (bits * (per - 1 - i))) & mask for i in range(per)]
+        return torch.stack(parts, dim=1).reshape(-1)[:numel]
+    groups = packed.to(torch.int32).reshape(-1, bits)  # 3 bits: 8 codes in 3 bytes = one 24-bit word
+    byte_shifts = torch.arange(bits - 1, -1, -1, device=packed.device, dtype=torch.int32) * 8
+    word = (groups << byte_shifts).sum(dim=1, dtype=torch.int32)
+    shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.int32) * bits
+    return ((word.unsqueeze(1) >> shifts) & (2**bits - 1)).to(torch.uint8).reshape(-1)[:numel]
 
 
 def packed_nbytes(numel: int, bits: int) -> int:
@@ -173,9 +174,11 @@ class QuantLinear(nn.Module):
         if self.fmt == "nf4":
             return dequantize_nf4(codes, self.absmax, self.group_size, dtype)
         n_groups = self.scales.shape[1]
-        g = codes.reshape(self.out_features, n_groups, -1).to(torch.float32)
-        zero = self.zeros.to(torch.float32) if not self.symmetric else torch.full_like(self.scales, 2 ** (self.bits - 1), dtype=torch.float32)
-        w = (g - zero.unsqueeze(-1)) * self.scales.to(torch.float32).unsqueeze(-1)
+        scale = self.scales.to(torch.float32).unsqueeze(-1)
+        zero = (self.zeros.to(torch.float32) if not self.symmetric
+                else torch.full_like(scale[..., 0], 2 ** (self.bits - 1))).unsqueeze(-1)
+        w = codes.reshape(self.out_features, n_groups, -1).to(torch.float32)
+        w = w.mul_(scale).sub_(zero * scale)  # (codes - zero) * scale, in place
         return w.reshape(self.out_features, self.in_features).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,202 @@
+"""What quantization buys on this CPU, measured side by side in one run.
+
+Prints:
+  1. size: bytes of the float model vs its quantized versions (in memory and saved to disk);
+  2. speed of a matmul-bound layer (4096 x 4096, batch 64): float32 vs the int8 paths
+     (slmlab's W8A8 layer on torch._int_mm; PyTorch's dynamic int8 quantization) and vs
+     4-bit weight-only storage (dequantized on the fly);
+  3. the same on the base model (a prefill batch and single-token decoding steps);
+  4. how long GPTQ and AWQ take to quantize the base model.
+
+Timings interleave the variants (A B A B ...) and report medians, so a neighbour's load on the
+shared CPU hits all of them alike. Usage:
+
+    python benchmarks/bench_quant.py [--model DIR] [--repeat 15] [--threads N]
+
+The base model is slmlab.load_reference("base") when it is shipped, else --model DIR (a
+TinyLM save_pretrained directory), else an untrained TinyLM of the base model's shape (sizes
+and speeds do not depend on training).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+
+from slmlab import TinyLM, TinyLMConfig
+from slmlab.quant import (W8A8Linear, QuantLinear, calibration_windows, model_nbytes, quantize, save_quantized,
+                          saved_nbytes, windows_from_ids)
+
+
+def torch_dynamic_int8(module: nn.Module):
+    """PyTorch's built-in dynamic int8 quantization (deprecated in torch 2.x, still shipped); None if absent."""
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+        except Exception as e:  # pragma: no cover - engine missing on some builds
+            print(f"  (torch dynamic int8 unavailable: {e})")
+            return None
+
+
+@torch.no_grad()
+def race(fns: dict, repeat: int, warmup: int = 3) -> dict:
+    """Median seconds per call of each function, measured interleaved."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def load_base(model_dir):
+    try:
+        from slmlab import load_reference
+
+        model, tok = load_reference("base")
+        return model.eval(), tok, "reference model 'base'"
+    except Exception as e:  # not shipped yet
+        reason = str(e).split("\n")[0][:80]
+    if model_dir:
+        from slmlab.tokenizer import load_tokenizer
+
+        return TinyLM.from_pretrained(model_dir).eval(), load_tokenizer(f"{model_dir}/tokenizer.json"), model_dir
+    torch.manual_seed(0)
+    cfg = TinyLMConfig(vocab_size=2048, block_size=256, n_layer=6, n_head=4, d_model=256, d_ff=768)
+    return TinyLM(cfg).eval(), None, f"untrained TinyLM of the base shape (no reference model: {reason})"
+
+
+def row(name, *cols):
+    print(f"  {name:<44}" + "".join(f"{c:>14}" for c in cols))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="TinyLM directory to use when the reference model is not shipped")
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engine "
+          f"{torch.backends.quantized.engine}")
+
+    model, tok, source = load_base(args.model)
+    c = model.config
+    print(f"base model: {source}: {model.num_params() / 1e6:.2f}M parameters, d_model={c.d_model}, "
+          f"n_layer={c.n_layer}, vocab={c.vocab_size}")
+    if tok is not None:
+        try:
+            calib = calibration_windows(tok, n_samples=32, seq_len=128)
+        except Exception:
+            calib = windows_from_ids(torch.randint(0, c.vocab_size, (20000,)), 32, 128)
+    else:
+        calib = windows_from_ids(torch.randint(0, c.vocab_size, (20000,)), 32, 128)
+
+    # ------------------------------------------------------------------ 4. quantization time
+    t = time.perf_counter()
+    q_gptq = quantize(model, "gptq", bits=4, group_size=64, calib=calib)
+    t_gptq = time.perf_counter() - t
+    t = time.perf_counter()
+    quantize(model, "awq", bits=4, group_size=64, calib=calib)
+    t_awq = time.perf_counter() - t
+    t = time.perf_counter()
+    q_rtn = quantize(model, "rtn", bits=4, group_size=64)
+    t_rtn = time.perf_counter() - t
+
+    # ------------------------------------------------------------------ 1. size
+    variants = {
+        "float32": model,
+        "int8 W8A8 (per-channel)": quantize(model, "w8a8"),
+        "int4 g64 (GPTQ, packed)": q_gptq,
+        "NF4 (block 64)": quantize(model, "nf4"),
+        "int3 g64 (packed)": quantize(model, "rtn", bits=3, group_size=64),
+    }
+    print("\n1. Size (the LM head and embeddings stay float32, as in bitsandbytes)")
+    row("", "memory MB", "ratio", "saved MB")
+    f_bytes = model_nbytes(model)
+    with tempfile.TemporaryDirectory() as d:
+        for name, m in variants.items():
+            b = model_nbytes(m)
+            if m is model:
+                m.save_pretrained(f"{d}/f")
+                disk = saved_nbytes(f"{d}/f")
+            else:
+                save_quantized(m, f"{d}/{len(name)}")
+                disk = saved_nbytes(f"{d}/{len(name)}")
+            row(name, f"{b / 1e6:.2f}", f"{b / f_bytes:.3f}", f"{disk / 1e6:.2f}")
+    lin_f = sum(m.weight.numel() * 4 for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head")
+    lin_q = sum(m.qweight.numel() + m.scales.numel() * 2 + m.zeros.numel()
+                for m in q_gptq.modules() if isinstance(m, QuantLinear))
+    print(f"  quantized layers alone, int4 g64 vs float32: {lin_q / lin_f:.3f} "
+          f"({8 * lin_q / (lin_f / 4):.2f} bits per weight incl. scales and zero-points)")
+
+    # ------------------------------------------------------------------ 2. matmul-bound layer
+    print("\n2. A matmul-bound layer: nn.Linear(4096, 4096), batch of 64 tokens")
+    lin = nn.Linear(4096, 4096, bias=False).eval()
+    x = torch.randn(64, 4096)
+    fns = {"float32": lambda: lin(x), "int8 W8A8 (slmlab, torch._int_mm)": (lambda l: lambda: l(x))(W8A8Linear.from_linear(lin))}
+    dyn = torch_dynamic_int8(nn.Sequential(lin))
+    if dyn is not None:
+        fns["int8 dynamic (torch.ao quantize_dynamic)"] = lambda: dyn(x)
+    fns["int4 g64 weight-only (dequant on the fly)"] = (lambda l: lambda: l(x))(QuantLinear.from_linear(lin, 4, 64))
+    times = race(fns, args.repeat)
+    row("", "ms", "vs float32")
+    for k, v in times.items():
+        row(k, f"{v * 1e3:.2f}", f"{times['float32'] / v:.2f}x")
+    layer_ratio = times["float32"] / times["int8 W8A8 (slmlab, torch._int_mm)"]
+
+    # ------------------------------------------------------------------ 3. the model
+    print(f"\n3. The base model: prefill 8 x 128 tokens, and 32 decode steps (batch 1, KV cache)")
+    ids = calib[:8, :128]
+    prompt = calib[:1, :16]
+    models = {"float32": model, "int8 W8A8 (slmlab, torch._int_mm)": variants["int8 W8A8 (per-channel)"]}
+    dyn_m = torch_dynamic_int8(_copy(model))
+    if dyn_m is not None:
+        models["int8 dynamic (torch.ao quantize_dynamic)"] = dyn_m
+    models["int4 g64 weight-only (dequant on the fly)"] = q_rtn
+    prefill = race({k: (lambda m: lambda: m(ids))(m) for k, m in models.items()}, args.repeat)
+    decode = race({k: (lambda m: lambda: m.generate(prompt, 32, temperature=0))(m) for k, m in models.items()},
+                  max(3, args.repeat // 3), warmup=1)
+    row("", "prefill ms", "vs float32", "decode ms/tok", "vs float32")
+    for k in models:
+        row(k, f"{prefill[k] * 1e3:.1f}", f"{prefill['float32'] / prefill[k]:.2f}x",
+            f"{decode[k] / 32 * 1e3:.2f}", f"{decode['float32'] / decode[k]:.2f}x")
+    model_ratio = prefill["float32"] / prefill["int8 W8A8 (slmlab, torch._int_mm)"]
+
+    print("\n4. Quantization time for the base model (calibration: 32 windows x 128 tokens)")
+    row("RTN int4 g64", f"{t_rtn:.2f} s")
+    row("GPTQ int4 g64", f"{t_gptq:.2f} s")
+    row("AWQ int4 g64 (scale grid 20 + clip search)", f"{t_awq:.2f} s")
+
+    print("\nSummary (ratios, measured above):")
+    print(f"  size int4-g64 model / float32 model        {model_nbytes(q_gptq) / f_bytes:.3f}")
+    print(f"  size int8 model / float32 model            {model_nbytes(variants['int8 W8A8 (per-channel)']) / f_bytes:.3f}")
+    print(f"  int8 speed-up, 4096x4096 layer (batch 64)   {layer_ratio:.2f}x")
+    print(f"  int8 speed-up, base model prefill           {model_ratio:.2f}x")
+    print(f"  GPTQ time for the base model                {t_gptq:.2f} s")
+
+
+def _copy(m):
+    import copy
+
+    return copy.deepcopy(m)
+
+
+if __name__ == "__main__":
+    main()
