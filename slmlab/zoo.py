@@ -161,7 +161,7 @@ class Arch:
         same_bias = self.qkv_bias == self.o_bias == self.mlp_bias
         ok = (same_bias and self.head_dim * self.n_head == self.d_model and self.ffn in ("swiglu", "gelu", "relu")
               and self.norms_per_layer == 2 and self.final_norm and not self.embed_norm and not self.embed_dim
-              and not self.lm_head_bias and self.pos in ("rope", "learned")
+              and not self.lm_head_bias and self.pos in ("rope", "learned", "none")
               and (self.pos != "learned" or self.n_positions == self.context)
               and self.norm in ("rmsnorm", "layernorm", "layernorm_nobias")
               and (self.norm != "layernorm" or self.mlp_bias) and (self.norm != "layernorm_nobias" or not self.mlp_bias)
