@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
