@@ -23,7 +23,7 @@ Typical use::
     calib = calibration_windows(tok, n_samples=32, seq_len=128)
     q = quantize(model, "gptq", bits=4, group_size=64, calib=calib)
 """
-from .apply import METHODS, dequantized_linear, quantize, weight_bits_per_param
+from .apply import METHODS, compare_methods, dequantized_linear, quantize, weight_bits_per_param
 from .awq import awq_quantize_weight, awq_search_scale
 from .calibration import as_windows, calibration_windows, window_perplexity, windows_from_ids
 from .formats import (NF4_CODEBOOK, SUPPORTED_BITS, QTensor, cast_roundtrip, check_bits, check_group_size,
@@ -39,7 +39,7 @@ from .qat import QATLinear, fake_quantize_ste, prepare_qat, qat_finetune, ste_ro
 from .smoothquant import W8A8Linear, collect_act_absmax, smoothing_factors
 
 __all__ = [
-    "quantize", "METHODS", "dequantized_linear", "weight_bits_per_param",
+    "quantize", "METHODS", "compare_methods", "dequantized_linear", "weight_bits_per_param",
     "calibration_windows", "windows_from_ids", "as_windows", "window_perplexity",
     "SUPPORTED_BITS", "NF4_CODEBOOK", "QTensor", "check_bits", "check_group_size", "valid_group_sizes",
     "quantize_tensor", "fake_quantize", "quantize_nf4", "dequantize_nf4", "fake_quantize_nf4",

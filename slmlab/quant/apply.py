@@ -180,3 +180,41 @@ def weight_bits_per_param(model: nn.Module) -> float:
                  for m in layers.values())
     n = sum(m.in_features * m.out_features for m in layers.values())
     return 8 * nbytes / n
+
+
+def compare_methods(model: nn.Module, eval_windows, runs: list[dict], calib=None, baseline: bool = True,
+                    progress: bool = False) -> list[dict]:
+    """Quantize ``model`` once per entry of ``runs`` and measure each result.
+
+    Each run is a dict of :func:`quantize` keyword arguments (``{"method": "gptq", "bits": 4,
+    "group_size": 64}``; ``calib`` is added when the method needs it). Returns one row per run
+    (plus the float model first when ``baseline``): method, bits, group_size, perplexity on
+    ``eval_windows``, its ratio to the float perplexity, measured bytes of the model, average
+    stored bits per quantized weight, and the seconds quantization took. ``pandas.DataFrame(rows)``
+    makes it a table.
+    """
+    from .calibration import window_perplexity
+    from .modules import model_nbytes
+
+    rows = []
+    ppl_float = window_perplexity(model, eval_windows)
+    if baseline:
+        rows.append({"method": "float32", "bits": 32, "group_size": None, "ppl": ppl_float, "ppl_ratio": 1.0,
+                     "bytes": model_nbytes(model), "bits_per_weight": 32.0, "seconds": 0.0})
+    it = runs
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(runs, desc="methods", leave=False)
+    for run in it:
+        run = dict(run)
+        method = run.pop("method")
+        if METHODS.get(method, (0, 0, False))[2] and "calib" not in run:
+            run["calib"] = calib
+        q = quantize(model, method, **run)
+        ppl = window_perplexity(q, eval_windows)
+        label = {k: v for k, v in run.items() if k not in ("calib", "bits", "group_size")}
+        rows.append({"method": method + (f" {label}" if label else ""), "bits": q.quant_info["bits"],
+                     "group_size": q.quant_info["group_size"], "ppl": ppl, "ppl_ratio": ppl / ppl_float,
+                     "bytes": model_nbytes(q), "bits_per_weight": weight_bits_per_param(q),
+                     "seconds": q.quant_info["seconds"]})
+    return rows
