@@ -11,7 +11,10 @@ Prints:
 Timings interleave the variants (A B A B ...) and report medians, so a neighbour's load on the
 shared CPU hits all of them alike. Usage:
 
-    python benchmarks/bench_quant.py [--model DIR] [--repeat 15] [--threads N]
+    python benchmarks/bench_quant.py [--model DIR] [--repeat 15] [--threads N] [--quality]
+
+``--quality`` also prints the perplexity of every method and bit width on held-out text
+(the corpus' validation split, or --text FILE), the table the chapter's claims rest on.
 
 The base model is slmlab.load_reference("base") when it is shipped, else --model DIR (a
 TinyLM save_pretrained directory), else an untrained TinyLM of the base model's shape (sizes
@@ -89,6 +92,9 @@ def main(argv=None):
     ap.add_argument("--model", help="TinyLM directory to use when the reference model is not shipped")
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--quality", action="store_true", help="also print the perplexity table of all methods")
+    ap.add_argument("--text", help="held-out text file for --quality (default: the corpus' validation split)")
+    ap.add_argument("--calib-text", help="text file to cut calibration windows from (default: the corpus' train split)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,13 +106,17 @@ def main(argv=None):
     c = model.config
     print(f"base model: {source}: {model.num_params() / 1e6:.2f}M parameters, d_model={c.d_model}, "
           f"n_layer={c.n_layer}, vocab={c.vocab_size}")
+    calib = None
     if tok is not None:
         try:
-            calib = calibration_windows(tok, n_samples=32, seq_len=128)
-        except Exception:
-            calib = windows_from_ids(torch.randint(0, c.vocab_size, (20000,)), 32, 128)
-    else:
+            text = open(args.calib_text, encoding="utf-8").read() if args.calib_text else None
+            calib = calibration_windows(tok, text, n_samples=32, seq_len=128)
+        except Exception as e:
+            print(f"  (no calibration text: {e}; using random token windows)")
+    if calib is None:
         calib = windows_from_ids(torch.randint(0, c.vocab_size, (20000,)), 32, 128)
+    if args.quality:
+        quality(model, tok, calib, args.text)
 
     # ------------------------------------------------------------------ 4. quantization time
     t = time.perf_counter()
@@ -190,6 +200,36 @@ def main(argv=None):
     print(f"  int8 speed-up, 4096x4096 layer (batch 64)   {layer_ratio:.2f}x")
     print(f"  int8 speed-up, base model prefill           {model_ratio:.2f}x")
     print(f"  GPTQ time for the base model                {t_gptq:.2f} s")
+
+
+def quality(model, tok, calib, text_file=None):
+    """Perplexity of every method and bit width on held-out text (the chapter's claims)."""
+    import pandas as pd
+
+    from slmlab.quant import compare_methods
+
+    if tok is None:
+        print("--quality needs a trained model with its tokenizer; skipped.")
+        return
+    if text_file:
+        text = open(text_file, encoding="utf-8").read()[:300_000]
+    else:
+        from slmlab.data import corpus_text
+
+        text = corpus_text("validation", 300_000)
+    evals = windows_from_ids(tok.encode(text), 64, 128, seed=1)
+    runs = [dict(method="rtn", bits=8, symmetric=True), dict(method="llm_int8"), dict(method="w8a8"),
+            dict(method="smoothquant", alpha=0.5), dict(method="nf4")]
+    for bits, gs in [(4, 128), (4, 64), (4, 32), (3, 128), (3, 64), (3, 32), (2, 32)]:
+        for meth in ("rtn", "gptq", "awq"):
+            runs.append(dict(method=meth, bits=bits, group_size=gs))
+    t = time.perf_counter()
+    rows = compare_methods(model, evals, runs, calib=calib)
+    print(f"\n0. Quality: perplexity on {evals.numel()} held-out tokens ({time.perf_counter() - t:.0f} s for all)")
+    df = pd.DataFrame(rows)
+    df["MB"] = df["bytes"] / 1e6
+    print(df[["method", "bits", "group_size", "ppl", "ppl_ratio", "bits_per_weight", "MB", "seconds"]]
+          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def _copy(m):

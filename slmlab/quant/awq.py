@@ -100,10 +100,10 @@ def awq_search_clip(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size:
     gs = cols if group_size is None else group_size
     G = cols // gs
     Hg = torch.stack([H[g * gs:(g + 1) * gs, g * gs:(g + 1) * gs] for g in range(G)])  # (G, gs, gs)
-    best_err = torch.full((rows, G), float("inf"))
-    best = torch.ones(rows, G)
+    best_err = torch.full((rows, G), float("inf"), device=W.device)
+    best = torch.ones(rows, G, device=W.device)
     for r in ratios:
-        clip = torch.full((rows, G), r)
+        clip = torch.full((rows, G), r, device=W.device)
         D = (_fake_quant_groups(W, bits, group_size, symmetric, clip) - W).reshape(rows, G, gs)
         err = torch.einsum("rgk,gkl,rgl->rg", D, Hg, D)
         better = err < best_err

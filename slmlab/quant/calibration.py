@@ -57,14 +57,16 @@ def windows_from_ids(ids, n_samples: int = 32, seq_len: int = 128, seed: int = 0
 
 def calibration_windows(tokenizer, text: str | None = None, n_samples: int = 32, seq_len: int = 128, seed: int = 0,
                         split: str = "train", n_chars: int = 200_000, random: bool = True) -> torch.Tensor:
-    """Token windows (n_samples, seq_len) for calibration: from ``text``, else from the project's
-    corpus (``slmlab.data.corpus_text(split, n_chars)``), tokenized with ``tokenizer``."""
+    """Token windows (n_samples, seq_len) for calibration: from the first ``n_chars`` characters of
+    ``text``, else from the project's corpus (``slmlab.data.corpus_text(split, n_chars)``),
+    tokenized with ``tokenizer``; random (seeded) offsets unless ``random=False``."""
     if text is None:
         try:
             from ..data import corpus_text
         except ImportError as e:
             raise ValueError("no text given and slmlab.data.corpus_text is not available; pass text=...") from e
         text = corpus_text(split, n_chars)
+    text = text[:n_chars] if n_chars else text
     if not text:
         raise ValueError("the calibration text is empty: pass some text (or a split of the corpus) to cut windows from.")
     return windows_from_ids(tokenizer.encode(text), n_samples, seq_len, seed, random)

@@ -134,8 +134,8 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
     W[:, dead] = 0.0
 
     n_groups = 1 if group_size is None else cols // group_size
-    scales = torch.zeros(rows, n_groups)
-    zeros = torch.zeros(rows, n_groups)
+    scales = torch.zeros(rows, n_groups, device=W.device)
+    zeros = torch.zeros(rows, n_groups, device=W.device)
     if group_size is None:  # one scale per row from the whole row
         s, z = compute_qparams(W, bits, symmetric)
         scales[:, 0], zeros[:, 0] = s[:, 0], z[:, 0]
@@ -148,8 +148,9 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
             scales, zeros = s.reshape(rows, n_groups), z.reshape(rows, n_groups)
         W, H = W[:, perm], H[perm][:, perm]
 
+    perm_list = perm.tolist() if perm is not None else None
     Hinv = _cholesky_inverse_upper(H, percdamp)
-    codes = torch.zeros(rows, cols)
+    codes = torch.zeros(rows, cols, device=W.device)
     Q = torch.zeros_like(W)
     loss = 0.0
 
@@ -160,7 +161,7 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
         Hinv1 = Hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            orig_col = int(perm[col]) if perm is not None else col
+            orig_col = perm_list[col] if perm is not None else col
             g = 0 if group_size is None else orig_col // group_size
             if group_size is not None and not act_order and col % group_size == 0:
                 # the group starts here: its range from the current (already error-compensated) weights
