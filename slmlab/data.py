@@ -1,383 +1,763 @@
 """TinyTales: a deterministic synthetic corpus from one small, consistent world.
 
-No machine that runs this book reaches a dataset host, so the book makes its own data: short
-stories about characters, places and objects whose properties follow from their material
-(glass breaks, wood floats, metal sinks), plain facts about that world, arithmetic word
-problems, tiny programs with their output, and in-context "secret code" lessons. A small
-model trained on it learns the four capabilities Lu et al. measure SLMs on — commonsense,
-in-context learning, math and coding — and the probes in :mod:`slmlab.evaluate` test them
-on *held-out* items:
+No machine that builds this book reaches a dataset host, so the book makes its own data.
+TinyTales is one small world written out as text:
 
-- every document belongs to exactly one split, decided by a hash of its text, so the train,
-  validation and test splits can never share a document;
-- some (object, property) pairs never appear in training text: the model sees "a marble is
-  made of glass" and "glass things break when dropped", but never that a marble breaks; the
-  commonsense probes ask exactly those held-out pairs.
+- **stories** about characters (names, traits, family), places, animals, food and objects
+  whose behaviour follows from their *material* (glass breaks when dropped, wood floats,
+  metal sinks, ice melts by the fire), the weather and what it causes (rain makes the ground
+  wet), and feelings with their causes (a lost toy makes you sad);
+- **facts** about that world (what things are made of, what a material does, where things
+  are found, what animals say and eat), as sentences and as question/answer pairs;
+- **math**: add/subtract word problems, answers up to two digits, with the working and the
+  answer in a fixed format (``7 + 5 = 12`` then ``Answer: 12``);
+- **code**: tiny Python programs with what they print (``Output: 5``);
+- **icl**: in-context lessons, "secret words" whose meaning is given only inside the
+  document, so the only way to predict them is to learn from the examples in the prompt.
+
+A model trained on it can learn the four capabilities Lu et al. measure SLMs on, and
+:mod:`slmlab.evaluate` probes them on items that training never showed:
+
+- every document (and every single word problem or program) belongs to exactly one split,
+  decided by a stable hash of its text, so train, validation and test never share one;
+- some (object, behaviour) pairs are *held out*: no split ever says that a marble breaks
+  when dropped, although training says that a marble is made of glass and that glass things
+  break; the commonsense probes ask exactly those pairs (:data:`HELD_OUT`);
+- the invented words of the in-context probes come from a hash bucket no training document
+  uses, so their meaning really is given only in the prompt.
+
+Everything is a pure function of ``(split, seed)``: the same call gives the same text on
+every machine (``random.Random`` seeded with a string is stable across runs and platforms).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 import random
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Iterable, Iterator
 
-# ----------------------------------------------------------------------------- the world
+# ============================================================================ the world
 NAMES = {
     "she": ["Mia", "Lily", "Emma", "Anna", "Sara", "Lucy", "Nora", "Zoe", "Ella", "Ruby", "Maya", "Ivy", "Rosa",
-            "Kate", "Jane", "Amy", "Lena", "Tara", "Nina", "Clara", "Alice", "Daisy", "Hannah", "Grace", "Sophie"],
+            "Kate", "Jane", "Amy", "Lena", "Tara", "Nina", "Clara", "Alice", "Daisy", "Hannah", "Grace", "Sophie",
+            "Julia", "Eva", "Molly", "Hazel", "Olivia"],
     "he": ["Tom", "Ben", "Sam", "Leo", "Max", "Jack", "Finn", "Owen", "Noah", "Liam", "Adam", "Luke", "Eli", "Omar",
-           "Hugo", "Theo", "Ryan", "Jake", "Paul", "Oscar", "Felix", "Henry", "Peter", "Danny", "Lucas"],
+           "Hugo", "Theo", "Ryan", "Jake", "Paul", "Oscar", "Felix", "Henry", "Peter", "Danny", "Lucas",
+           "Mark", "Carl", "Ivan", "Tim", "Oliver"],
 }
+ALL_NAMES = NAMES["she"] + NAMES["he"]
 PRONOUNS = {"she": ("she", "her", "her"), "he": ("he", "him", "his")}  # subject, object, possessive
-TRAITS = ["kind", "brave", "curious", "shy", "funny", "clever", "quiet", "cheerful", "careful", "gentle", "busy", "lazy"]
-KIN = ["mom", "dad", "grandma", "grandpa", "sister", "brother", "friend", "teacher", "aunt", "uncle"]
+TRAITS = ["kind", "brave", "curious", "shy", "funny", "clever", "quiet", "cheerful", "careful", "gentle", "busy",
+          "lazy", "friendly", "polite", "playful", "honest", "patient", "helpful", "silly", "proud"]
+KIN = ["mom", "dad", "grandma", "grandpa", "sister", "brother", "friend", "teacher", "aunt", "uncle", "cousin",
+       "neighbor"]
+# place -> the objects one finds there (each object lives in exactly one place: a learnable fact)
 PLACES = ["the park", "the beach", "the forest", "the farm", "the garden", "the kitchen", "the school", "the river",
           "the market", "the library", "the lake", "the hill", "the zoo", "the shop", "the yard", "the playground",
-          "the bakery", "the meadow", "the barn", "the cave", "the pond", "the street", "the bridge", "the attic"]
+          "the bakery", "the meadow", "the barn", "the cave", "the pond", "the street", "the attic", "the bedroom",
+          "the bathroom", "the station", "the village", "the field"]
+OUTDOOR = ["the park", "the beach", "the forest", "the farm", "the garden", "the river", "the lake", "the hill",
+           "the zoo", "the playground", "the meadow", "the pond", "the field", "the market", "the school"]
+ANIMAL_ADJ = ["big", "small", "little", "young", "old", "friendly", "sleepy", "shy", "happy", "noisy"]
 COLORS = ["red", "blue", "green", "yellow", "white", "black", "brown", "pink", "purple", "orange", "gray", "golden"]
-SIZES = ["big", "small", "tiny", "long", "short", "old", "new", "round", "little", "heavy", "light", "shiny"]
-FEELINGS = {
-    "good": ["happy", "glad", "proud", "excited", "calm", "thankful", "cheerful"],
-    "bad": ["sad", "angry", "scared", "upset", "worried", "grumpy", "lonely"],
-}
+SIZES = ["big", "small", "tiny", "long", "short", "old", "new", "round", "little", "huge", "pretty", "dirty",
+         "clean", "funny", "strange", "lovely"]
+TIMES = ["One day", "One morning", "One evening", "On a sunny day", "After lunch", "On Sunday", "Last summer",
+         "One cold morning", "After school", "Early in the morning", "On a rainy afternoon", "One winter day"]
 
 # Materials: the rules every object of the material obeys (these make commonsense learnable).
+# "drop" / "water" / "fire" are what happens to a thing of that material; "feel" is how it feels.
 MATERIALS = {
-    "glass": {"drop": "broke into many pieces", "water": "sank to the bottom", "fire": "got very hot",
+    "glass": {"drop": "breaks into many pieces", "water": "sinks to the bottom", "fire": "gets very hot",
               "facts": ["can break", "is hard", "lets light through"], "feel": "smooth and hard"},
-    "wood": {"drop": "made a loud knock", "water": "floated on the water", "fire": "burned",
+    "wood": {"drop": "makes a loud knock", "water": "floats on the water", "fire": "burns to ashes",
              "facts": ["floats on water", "can burn", "is hard"], "feel": "rough and hard"},
-    "metal": {"drop": "made a loud clang", "water": "sank to the bottom", "fire": "got very hot",
+    "metal": {"drop": "makes a loud clang", "water": "sinks to the bottom", "fire": "gets very hot",
               "facts": ["sinks in water", "is hard", "can get very hot"], "feel": "cold and hard"},
-    "paper": {"drop": "floated down slowly", "water": "got wet and soft", "fire": "burned",
+    "paper": {"drop": "floats down slowly", "water": "gets wet and soft", "fire": "burns to ashes",
               "facts": ["can tear", "can burn", "is light"], "feel": "thin and light"},
-    "cloth": {"drop": "fell down softly", "water": "got wet", "fire": "burned",
+    "cloth": {"drop": "falls down softly", "water": "gets wet and heavy", "fire": "burns to ashes",
               "facts": ["is soft", "can burn", "keeps you warm"], "feel": "soft and warm"},
-    "ice": {"drop": "cracked into pieces", "water": "floated and melted", "fire": "melted away",
+    "ice": {"drop": "cracks into pieces", "water": "floats and melts", "fire": "melts away",
             "facts": ["is cold", "melts in the sun", "floats on water"], "feel": "cold and wet"},
-    "stone": {"drop": "made a loud thud", "water": "sank to the bottom", "fire": "stayed the same",
+    "stone": {"drop": "makes a loud thud", "water": "sinks to the bottom", "fire": "stays the same",
               "facts": ["is heavy", "sinks in water", "is hard"], "feel": "hard and heavy"},
-    "rubber": {"drop": "bounced up high", "water": "floated on the water", "fire": "melted and smelled bad",
+    "rubber": {"drop": "bounces up high", "water": "floats on the water", "fire": "melts and smells bad",
                "facts": ["can bounce", "can stretch", "floats on water"], "feel": "soft and bouncy"},
 }
-OBJECTS = {
-    "glass": ["cup", "bottle", "jar", "vase", "window", "mirror", "bowl", "lamp", "marble", "bead"],
-    "wood": ["stick", "chair", "table", "box", "boat", "spoon", "door", "block", "flute", "stool"],
-    "metal": ["key", "coin", "nail", "bell", "pot", "fork", "ring", "can", "whistle", "lock"],
-    "paper": ["book", "letter", "map", "kite", "card", "note", "bag", "ticket", "poster", "napkin"],
-    "cloth": ["hat", "sock", "scarf", "shirt", "blanket", "coat", "glove", "pillow", "towel", "flag"],
-    "ice": ["ice cube", "snowball", "icicle", "ice block", "snowman", "ice cream"],
-    "stone": ["rock", "pebble", "brick", "stone", "statue", "boulder"],
-    "rubber": ["ball", "boot", "duck toy", "band", "tire", "eraser"],
+_PAST = {"breaks": "broke", "sinks": "sank", "gets": "got", "makes": "made", "floats": "floated", "burns": "burned",
+         "falls": "fell", "cracks": "cracked", "melts": "melted", "stays": "stayed", "bounces": "bounced",
+         "smells": "smelled"}
+
+
+def past(phrase: str) -> str:
+    """The past tense of a behaviour phrase: "breaks into many pieces" -> "broke into many pieces"."""
+    return " ".join(_PAST.get(w, w) for w in phrase.split(" "))
+
+
+ACTIONS = ("drop", "water", "fire")
+# object -> (material, where it is found, what it is for)
+OBJECT_INFO = {
+    # glass
+    "cup": ("glass", "the kitchen", "drink milk"), "bottle": ("glass", "the kitchen", "keep water"),
+    "jar": ("glass", "the kitchen", "keep jam"), "vase": ("glass", "the bedroom", "hold flowers"),
+    "window": ("glass", "the school", "look outside"), "mirror": ("glass", "the bathroom", "see your face"),
+    "bowl": ("glass", "the kitchen", "eat soup"), "lamp": ("glass", "the attic", "give light"),
+    "marble": ("glass", "the playground", "play games"), "bead": ("glass", "the shop", "make a necklace"),
+    # wood
+    "stick": ("wood", "the forest", "draw in the sand"), "chair": ("wood", "the school", "sit on"),
+    "table": ("wood", "the kitchen", "eat dinner on"), "box": ("wood", "the attic", "keep toys"),
+    "boat": ("wood", "the lake", "sail on the water"), "spoon": ("wood", "the kitchen", "stir the soup"),
+    "door": ("wood", "the barn", "keep the animals in"), "block": ("wood", "the bedroom", "build towers"),
+    "flute": ("wood", "the school", "play music"), "stool": ("wood", "the bakery", "reach high shelves"),
+    # metal
+    "key": ("metal", "the street", "open doors"), "coin": ("metal", "the market", "buy things"),
+    "nail": ("metal", "the barn", "fix the fence"), "bell": ("metal", "the school", "ring at noon"),
+    "pot": ("metal", "the kitchen", "cook rice"), "fork": ("metal", "the kitchen", "eat cake"),
+    "ring": ("metal", "the shop", "wear on a finger"), "can": ("metal", "the market", "keep beans"),
+    "whistle": ("metal", "the playground", "call the dog"), "lock": ("metal", "the station", "keep bikes safe"),
+    # paper
+    "book": ("paper", "the library", "read stories"), "letter": ("paper", "the village", "send news"),
+    "map": ("paper", "the station", "find the way"), "kite": ("paper", "the field", "fly in the wind"),
+    "card": ("paper", "the shop", "say happy birthday"), "note": ("paper", "the school", "remember things"),
+    "bag": ("paper", "the bakery", "carry bread"), "ticket": ("paper", "the station", "ride the train"),
+    "poster": ("paper", "the library", "show pictures"), "napkin": ("paper", "the bakery", "wipe your mouth"),
+    # cloth
+    "hat": ("cloth", "the beach", "keep the sun away"), "sock": ("cloth", "the bedroom", "keep feet warm"),
+    "scarf": ("cloth", "the village", "keep the neck warm"), "shirt": ("cloth", "the shop", "wear to school"),
+    "blanket": ("cloth", "the bedroom", "stay warm at night"), "coat": ("cloth", "the street", "stay warm outside"),
+    "glove": ("cloth", "the garden", "keep hands clean"), "pillow": ("cloth", "the bedroom", "rest your head"),
+    "towel": ("cloth", "the bathroom", "dry your hands"), "flag": ("cloth", "the hill", "show the way"),
+    # ice
+    "ice cube": ("ice", "the kitchen", "cool a drink"), "snowball": ("ice", "the field", "throw at friends"),
+    "icicle": ("ice", "the cave", "look at"), "ice block": ("ice", "the market", "keep fish cold"),
+    "snowman": ("ice", "the yard", "play in winter"), "ice sculpture": ("ice", "the park", "look at"),
+    # stone
+    "rock": ("stone", "the hill", "sit on"), "pebble": ("stone", "the river", "skip on the water"),
+    "brick": ("stone", "the farm", "build walls"), "statue": ("stone", "the park", "look at"),
+    "boulder": ("stone", "the cave", "block the way"), "millstone": ("stone", "the farm", "grind wheat"),
+    # rubber
+    "ball": ("rubber", "the park", "play catch"), "boot": ("rubber", "the garden", "walk in the mud"),
+    "duck toy": ("rubber", "the bathroom", "play in the bath"), "band": ("rubber", "the school", "hold pencils"),
+    "tire": ("rubber", "the street", "roll a bike"), "eraser": ("rubber", "the school", "fix mistakes"),
 }
-MATERIAL_OF = {o: m for m, objs in OBJECTS.items() for o in objs}
-# Held out from training text: the model sees the material of these objects but never their
-# behaviour; the commonsense probes ask about exactly these (object, action) pairs.
-HELD_OUT = {("marble", "drop"), ("bead", "water"), ("flute", "water"), ("stool", "fire"), ("whistle", "water"),
-            ("lock", "drop"), ("ticket", "fire"), ("napkin", "water"), ("towel", "fire"), ("flag", "drop"),
-            ("ice block", "fire"), ("boulder", "water"), ("statue", "drop"), ("eraser", "drop"), ("tire", "water"),
-            ("mirror", "water"), ("vase", "drop"), ("stool", "drop"), ("lock", "water"), ("poster", "water")}
-HELD_OUT_OBJECTS = {o for o, _ in HELD_OUT}
-ANIMALS = {  # animal: (sound, home, food)
-    "dog": ("barked", "the yard", "bones"), "cat": ("purred", "the house", "fish"), "cow": ("mooed", "the farm", "grass"),
-    "duck": ("quacked", "the pond", "bread"), "bird": ("sang", "the tree", "seeds"), "horse": ("neighed", "the barn", "hay"),
-    "sheep": ("baaed", "the meadow", "grass"), "frog": ("croaked", "the pond", "flies"), "owl": ("hooted", "the forest", "mice"),
-    "bee": ("buzzed", "the garden", "nectar"), "pig": ("oinked", "the farm", "apples"), "mouse": ("squeaked", "the attic", "cheese"),
-    "lion": ("roared", "the zoo", "meat"), "fox": ("yelped", "the forest", "berries"), "goat": ("bleated", "the hill", "leaves"),
+OBJECTS = {m: [o for o, (mm, _, _) in OBJECT_INFO.items() if mm == m] for m in MATERIALS}
+MATERIAL_OF = {o: info[0] for o, info in OBJECT_INFO.items()}
+PLACE_OF = {o: info[1] for o, info in OBJECT_INFO.items()}
+USE_OF = {o: info[2] for o, info in OBJECT_INFO.items()}
+
+# Held out from EVERY split's text: the model sees the material of these objects and how the
+# material behaves, but never these objects doing it. The commonsense probes ask exactly these.
+HELD_OUT = frozenset({
+    ("marble", "drop"), ("bead", "water"), ("mirror", "fire"), ("vase", "drop"),
+    ("flute", "water"), ("stool", "fire"), ("block", "drop"),
+    ("whistle", "water"), ("lock", "drop"), ("ring", "fire"),
+    ("ticket", "fire"), ("napkin", "water"), ("poster", "drop"),
+    ("towel", "fire"), ("flag", "drop"), ("glove", "water"),
+    ("ice block", "fire"), ("icicle", "drop"), ("ice sculpture", "water"),
+    ("boulder", "water"), ("statue", "drop"), ("millstone", "fire"),
+    ("eraser", "drop"), ("tire", "water"), ("band", "fire"),
+})
+HELD_OUT_OBJECTS = frozenset(o for o, _ in HELD_OUT)
+
+ANIMALS = {  # animal: (what it does when happy, where it lives, what it eats)
+    "dog": ("barked", "in the yard", "bones"), "cat": ("purred", "in the house", "fish"),
+    "cow": ("mooed", "on the farm", "grass"), "duck": ("quacked", "on the pond", "bread"),
+    "bird": ("sang", "in a tree", "seeds"), "horse": ("neighed", "in the barn", "hay"),
+    "sheep": ("baaed", "in the meadow", "grass"), "frog": ("croaked", "in the pond", "flies"),
+    "owl": ("hooted", "in the forest", "mice"), "bee": ("buzzed", "in the garden", "nectar"),
+    "pig": ("oinked", "on the farm", "apples"), "mouse": ("squeaked", "in the attic", "cheese"),
+    "lion": ("roared", "at the zoo", "meat"), "fox": ("yelped", "in the forest", "berries"),
+    "goat": ("bleated", "on the hill", "leaves"), "rabbit": ("sniffed", "in the field", "carrots"),
+    "monkey": ("chattered", "at the zoo", "bananas"), "hen": ("clucked", "in the barn", "corn"),
+    "wolf": ("howled", "in the forest", "meat"), "squirrel": ("chirped", "in the park", "nuts"),
 }
-FOODS = ["apple", "banana", "cookie", "cake", "sandwich", "pear", "carrot", "orange", "muffin", "plum", "pie", "grape"]
-WEATHER = {  # cause: effects
+FOODS = {  # food: taste
+    "apple": "sweet", "banana": "sweet", "cookie": "sweet", "cake": "sweet", "sandwich": "tasty", "pear": "juicy",
+    "carrot": "crunchy", "orange": "juicy", "muffin": "soft", "plum": "juicy", "pie": "warm", "grape": "sweet",
+    "lemon": "sour", "cherry": "sweet", "peach": "juicy", "bun": "soft", "soup": "hot", "cracker": "salty",
+    "pickle": "sour", "honey cake": "sweet",
+}
+WEATHER = {  # cause: the effects it has (every effect belongs to exactly one cause)
     "it rained all day": ["the ground was wet", "there were puddles everywhere", "everyone stayed inside"],
     "the sun was very hot": ["the ice cream melted", "everyone was thirsty", "the grass was dry"],
     "it snowed all night": ["the ground was white", "the children made a snowman", "the road was slippery"],
     "the wind blew hard": ["the leaves flew away", "the kite went up high", "the door slammed shut"],
+    "a thick fog came down": ["nobody could see far", "the cars drove slowly", "the hills were hidden"],
+    "the night was very cold": ["the pond froze", "the windows were frosty", "everyone wore warm coats"],
 }
-PLURAL = {"box": "boxes", "glass": "glasses", "brush": "brushes", "peach": "peaches", "mouse": "mice", "sheep": "sheep",
-          "fish": "fish", "ice cream": "ice creams", "cherry": "cherries", "pony": "ponies", "bus": "buses"}
+EFFECT_CAUSE = {e: c for c, es in WEATHER.items() for e in es}
+# feelings and what causes them (the causes are templates: {his} = possessive pronoun)
+FEELING_CAUSES = {
+    "happy": ["got a new {toy} for {his} birthday", "found the {toy} {he} had lost", "got a big hug from {his} {kin}"],
+    "sad": ["lost {his} favorite {toy}", "had to say goodbye to {his} best friend", "saw that {his} {toy} was broken"],
+    "scared": ["heard a loud noise in the dark", "saw a big shadow on the wall", "was lost in the forest at night"],
+    "angry": ["saw someone break {his} {toy} on purpose", "was pushed by a bully", "had {his} {toy} taken away"],
+    "tired": ["ran around the park all day", "walked up the hill three times", "helped on the farm from dawn to dusk"],
+    "hungry": ["had not eaten since breakfast", "smelled fresh bread from the bakery", "skipped lunch to play"],
+    "proud": ["won the race at school", "built a tall tower all alone", "read a whole book by {himself}"],
+}
+FEELINGS = list(FEELING_CAUSES)
+GOOD_FEELINGS = {"happy", "proud"}
+TOYS = ["ball", "kite", "duck toy", "doll", "teddy bear", "toy car", "drum", "puzzle", "robot", "yo-yo", "marble", "block"]
 COUNTABLE = ["apples", "cookies", "pencils", "marbles", "stickers", "books", "coins", "shells", "flowers", "eggs",
-             "balls", "cards", "stones", "toys", "cupcakes", "buttons", "candies", "boats", "kites", "rings"]
+             "balls", "cards", "stones", "toys", "cupcakes", "buttons", "candies", "boats", "kites", "rings",
+             "carrots", "pears", "beads", "keys", "socks", "blocks", "plums", "nuts", "leaves", "feathers"]
+PLURAL = {"box": "boxes", "glass": "glasses", "brush": "brushes", "peach": "peaches", "mouse": "mice", "sheep": "sheep",
+          "fish": "fish", "cherry": "cherries", "pony": "ponies", "bus": "buses", "sandwich": "sandwiches",
+          "knife": "knives", "leaf": "leaves", "wolf": "wolves", "child": "children"}
 
-# Invented words for in-context "secret code" lessons: meaningless outside one document.
-_SYL = ["ka", "lo", "mi", "ze", "tu", "ro", "pa", "vi", "no", "su", "be", "da", "gu", "fe", "ri", "xo", "ja", "wu"]
-CODE_WORDS = sorted({a + b + c for a in _SYL for b in _SYL for c in ("n", "k", "p", "")})
-CODE_SOURCES = COLORS + list(ANIMALS) + FOODS + ["sun", "moon", "tree", "house", "river", "star", "book", "shoe"]
+# In-context "secret words": invented words with no meaning outside one document. Each
+# belongs to one split by hash, so the probes' secret words never occur in training text.
+_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "bl", "br", "dr", "fl", "gr",
+           "kr", "pl", "pr", "sl", "sn", "st", "tr", "gl", "sp"]
+_VOWELS = ["a", "e", "i", "o", "u"]
+_CODAS = ["b", "d", "g", "k", "m", "n", "p", "t", "x", "z", "ck", "sh", "nt", "mp", "sk", "rp", "lf"]
+# the groups in which secret words sort things
+ICL_GROUPS = {
+    "animals": list(ANIMALS),
+    "foods": list(FOODS),
+    "colors": COLORS,
+    "names": ALL_NAMES,
+    "places": [p.split(" ", 1)[1] for p in PLACES],
+    "feelings": FEELINGS + ["glad", "upset", "calm", "lonely", "excited", "worried"],
+    "numbers": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"],
+}
+CODE_WORDS_SOURCE = list(ANIMALS) + list(FOODS) + COLORS + ["sun", "moon", "tree", "house", "river", "star", "shoe"]
 
-DEFAULT_MIX = {"story": 0.45, "facts": 0.15, "math": 0.15, "code": 0.15, "icl": 0.10}
+DEFAULT_MIX = {"story": 0.45, "facts": 0.15, "math": 0.13, "code": 0.13, "icl": 0.14}
+KINDS = tuple(DEFAULT_MIX)
 SPLITS = {"train": range(0, 90), "val": range(90, 95), "test": range(95, 100)}
 
 
 def plural(noun: str) -> str:
     if noun in PLURAL:
         return PLURAL[noun]
+    if " " in noun:
+        head, last = noun.rsplit(" ", 1)
+        return f"{head} {plural(last)}"
     if noun.endswith(("s", "x", "ch", "sh")):
         return noun + "es"
     return noun + "s"
 
 
 def a(word: str) -> str:
-    return ("an " if word[0] in "aeiou" else "a ") + word
+    """``word`` with its indefinite article: "an apple", "a cup"."""
+    return ("an " if word[0].lower() in "aeiou" else "a ") + word
+
+
+def cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _bucket(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "little") % 100
 
 
 def split_of(text: str) -> str:
-    """The split a document belongs to: a stable hash of its text (90% train, 5% val, 5% test)."""
-    bucket = int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=4).digest(), "little") % 100
-    return "train" if bucket < 90 else ("val" if bucket < 95 else "test")
+    """The split a document (or problem, program, secret word) belongs to: a stable hash of its
+    text, 90% train, 5% val, 5% test."""
+    b = _bucket(text)
+    return "train" if b < 90 else ("val" if b < 95 else "test")
 
 
 def behaviour(obj: str, action: str) -> str:
+    """What happens to ``obj`` under ``action`` ("drop", "water", "fire"): its material decides."""
     return MATERIALS[MATERIAL_OF[obj]][action]
 
 
-# ----------------------------------------------------------------------------- documents
+def _make_secret_words() -> dict[str, list[str]]:
+    words = sorted({o + v + c for o in _ONSETS for v in _VOWELS for c in _CODAS}
+                   | {o + v + c + "o" for o in _ONSETS[:14] for v in _VOWELS for c in _CODAS[:10]})
+    out = {s: [] for s in SPLITS}
+    for w in words:
+        if w not in _WORLD_WORDS:
+            out[split_of("secret:" + w)].append(w)
+    return out
+
+
+# ============================================================================ documents
 class _Writer:
-    """Writes one document kind at a time from a seeded random.Random."""
+    """Writes documents of every kind from one seeded ``random.Random``; ``split`` decides which
+    word problems, programs and secret words it may use."""
 
-    def __init__(self, rng: random.Random, held_out_ok: bool):
+    def __init__(self, rng: random.Random, split: str):
         self.r = rng
-        self.held_out_ok = held_out_ok  # val/test text may mention held-out behaviour
+        self.split = split
 
-    def person(self):
+    # ---------------------------------------------------------------- helpers
+    def person(self, avoid: str | None = None):
         g = self.r.choice(("she", "he"))
-        return self.r.choice(NAMES[g]), PRONOUNS[g]
+        name = self.r.choice(NAMES[g])
+        while name == avoid:
+            name = self.r.choice(NAMES[g])
+        return name, g
 
-    def obj(self, action: str | None = None):
-        """An object; if ``action`` is given, one whose behaviour for it may appear in this split."""
+    def obj(self, action: str | None = None, material: str | None = None) -> str:
+        """An object; with ``action``, one whose behaviour under it may be written (not held out)."""
+        pool = OBJECTS[material] if material else list(OBJECT_INFO)
         while True:
-            o = self.r.choice(list(MATERIAL_OF))
-            if action is None or self.held_out_ok or (o, action) not in HELD_OUT:
+            o = self.r.choice(pool)
+            if action is None or (o, action) not in HELD_OUT:
                 return o
 
-    def describe(self, o):
-        r = self.r
-        k = r.random()
-        if k < 0.4:
-            return f"{r.choice(COLORS)} {o}"
+    def describe(self, o: str) -> str:
+        k = self.r.random()
+        if k < 0.3:
+            return f"{self.r.choice(COLORS)} {o}"
+        if k < 0.45:
+            return f"{self.r.choice(SIZES)} {o}"
         if k < 0.6:
-            return f"{r.choice(SIZES)} {o}"
+            return f"{MATERIAL_OF[o]} {o}"
         return o
 
-    # --- stories
+    # ---------------------------------------------------------------- stories
     def story(self) -> str:
         r = self.r
-        name, (he, him, his) = self.person()
-        friend, (fhe, fhim, fhis) = self.person()
-        while friend == name:
-            friend, (fhe, fhim, fhis) = self.person()
-        place = r.choice(PLACES)
+        name, g = self.person()
+        he, him, his = PRONOUNS[g]
+        friend, fg = self.person(avoid=name)
+        place = r.choice(OUTDOOR)
+        kid = "girl" if g == "she" else "boy"
+        ctx = dict(name=name, he=he, him=him, his=his, friend=friend, fg=fg, place=place, kid=kid)
         s = [r.choice([
-            f"Once upon a time, there was a {r.choice(TRAITS)} {'girl' if he == 'she' else 'boy'} named {name}.",
-            f"{name} was a {r.choice(TRAITS)} {'girl' if he == 'she' else 'boy'} who liked to play at {place}.",
-            f"There once lived a {r.choice(TRAITS)} child called {name}.",
-            f"{name} and {his} {r.choice(KIN)} lived in a little house near {r.choice(PLACES)}.",
+            f"Once upon a time, there was a {r.choice(TRAITS)} {kid} named {name}.",
+            f"{name} was a {r.choice(TRAITS)} {kid} who liked to play at {r.choice(OUTDOOR)}.",
+            f"There once lived a {r.choice(TRAITS)} little {kid} called {name}.",
+            f"{name} and {his} {r.choice(KIN)} lived in a little house near {r.choice(OUTDOOR)}.",
+            f"{name} was {a(r.choice(TRAITS))} {kid}. {cap(he)} had a friend named {friend}.",
+            f"In a small village, there lived a {kid} named {name}. {cap(he)} was very {r.choice(TRAITS)}.",
         ])]
-        s.append(r.choice([f"One day, {he} went to {place}.", f"One morning, {name} walked to {place}.",
-                           f"After lunch, {name} ran to {place} with {friend}.", f"On a sunny day, {he} visited {place}."]))
-        for _ in range(r.randint(1, 3)):
-            s += r.choice([self._object_event, self._animal_event, self._weather_event, self._food_event,
-                           self._friend_event])(name, he, him, his, friend, fhe)
+        s.append(r.choice([f"{r.choice(TIMES)}, {he} went to {place}.", f"{r.choice(TIMES)}, {name} walked to {place}.",
+                           f"{r.choice(TIMES)}, {name} ran to {place} with {friend}.",
+                           f"{r.choice(TIMES)}, {name} and {friend} went to {place} to play.",
+                           f"{r.choice(TIMES)}, {his} {r.choice(KIN)} took {him} to {place}."]))
+        events = [self._object_event, self._object_event, self._animal_event, self._weather_event,
+                  self._food_event, self._friend_event, self._feeling_event, self._find_event]
+        for ev in r.sample(events, r.randint(2, 4)):
+            s += ev(ctx)
         good = r.random() < 0.7
-        feel = r.choice(FEELINGS["good" if good else "bad"])
+        feel = r.choice(["happy", "glad", "proud", "calm", "thankful"] if good else ["sad", "tired", "upset", "sleepy"])
         s.append(r.choice([f"{name} felt {feel}.", f"At the end of the day, {name} was {feel}.",
-                           f"That made {name} feel {feel}.", f"{name} went home {feel} and tired."]))
+                           f"That evening, {name} went home. {cap(he)} was {feel}.",
+                           f"When the sun went down, {name} was {feel} and went to bed."]))
         if good:
-            s.append(r.choice([f"{he.capitalize()} smiled and said, \"This was the best day ever!\"",
-                               f"{name} hugged {friend} and said thank you.", "The end."]))
+            s.append(r.choice([f"{cap(he)} smiled and said, \"This was the best day ever!\"",
+                               f"{name} hugged {friend} and said thank you.", "The end.",
+                               f"From that day on, {name} and {friend} were best friends."]))
         else:
             s.append(r.choice([f"But {friend} gave {him} a big hug, and soon {he} felt better.",
-                               f"{his.capitalize()} {r.choice(KIN)} said, \"Don't worry. Tomorrow will be better.\"",
-                               "The end."]))
+                               f"{cap(his)} {r.choice(KIN)} said, \"Don't worry. Tomorrow will be better.\"",
+                               "The end.", f"The next day, {name} felt much better."]))
         return " ".join(s)
 
-    def _object_event(self, name, he, him, his, friend, fhe):
+    def _object_event(self, c):
         r = self.r
-        action = r.choice(("drop", "water", "fire"))
+        action = r.choice(ACTIONS)
         o = self.obj(action)
+        name, he, his, friend = c["name"], c["he"], c["his"], c["friend"]
         d = self.describe(o)
-        found = r.choice([f"{he.capitalize()} found {a(d)} under a tree.", f"{name} saw {a(d)} on the ground.",
-                          f"{friend} gave {name} {a(d)}.", f"{name} had {a(d)} in {his} bag."])
-        mat = r.random() < 0.5
-        out = [found] + ([f"The {o} was made of {MATERIAL_OF[o]}."] if mat else [])
+        found = r.choice([f"{cap(he)} found {a(d)} on the ground.", f"{name} saw {a(d)} near a tree.",
+                          f"{friend} gave {name} {a(d)}.", f"{name} had {a(d)} in {his} bag.",
+                          f"{name} picked up {a(d)}.", f"There was {a(d)} on the table."])
+        out = [found]
+        if r.random() < 0.6 and not d.startswith(MATERIAL_OF[o]):
+            out.append(r.choice([f"The {o} was made of {MATERIAL_OF[o]}.", f"It was made of {MATERIAL_OF[o]}."]))
         if action == "drop":
-            out.append(r.choice([f"{he.capitalize()} dropped the {o} on the floor.", f"Oops! {name} dropped the {o}."]))
+            out.append(r.choice([f"{cap(he)} dropped the {o} on the floor.", f"Oops! {name} dropped the {o}.",
+                                 f"The {o} slipped out of {his} hands and fell.", f"{friend} dropped the {o} by mistake."]))
         elif action == "water":
-            out.append(r.choice([f"{he.capitalize()} put the {o} in the water.", f"{name} threw the {o} into the pond."]))
+            out.append(r.choice([f"{cap(he)} put the {o} in the water.", f"{name} threw the {o} into the pond.",
+                                 f"The {o} fell into the river.", f"{name} dropped the {o} into a bucket of water."]))
         else:
-            out.append(r.choice([f"{he.capitalize()} put the {o} near the fire.", f"{name} held the {o} over the fire."]))
-        out.append(f"The {o} {behaviour(o, action)}.")
+            out.append(r.choice([f"{cap(he)} put the {o} near the fire.", f"{name} held the {o} over the fire.",
+                                 f"{friend} left the {o} next to the fire.", f"The {o} was too close to the fire."]))
+        out.append(f"The {o} {past(behaviour(o, action))}.")
+        if action == "drop" and MATERIAL_OF[o] in ("glass", "ice"):
+            out.append(r.choice([f"{name} was sad.", f"\"Oh no!\" said {name}.", f"{friend} helped clean it up."]))
+        elif r.random() < 0.3:
+            out.append(r.choice([f"\"Look!\" said {name}.", f"{name} laughed.", f"\"Wow,\" said {friend}."]))
         return out
 
-    def _animal_event(self, name, he, him, his, friend, fhe):
+    def _find_event(self, c):
+        r = self.r
+        o = r.choice(list(OBJECT_INFO))
+        place, use = PLACE_OF[o], USE_OF[o]
+        name, he, his = c["name"], c["he"], c["his"]
+        return r.choice([
+            [f"In {place}, {name} found {a(self.describe(o))}.", f"{cap(he)} used it to {use}."],
+            [f"{name} needed {a(o)} to {use}.", f"{cap(he)} looked in {place} and found one there."],
+            [f"{name} went to {place} to get {a(o)}.", f"\"We use {a(o)} to {use},\" said {his} {r.choice(KIN)}."],
+        ])
+
+    def _animal_event(self, c):
         r = self.r
         an = r.choice(list(ANIMALS))
         sound, home, food = ANIMALS[an]
+        name, he, friend = c["name"], c["he"], c["friend"]
         return r.choice([
-            [f"{he.capitalize()} saw {a(an)} in {home}.", f"The {an} {sound}.",
+            [f"{cap(he)} saw {a(an)} {home}.", f"The {an} {sound}.",
              f"{name} gave the {an} some {food}, and the {an} ate it all."],
-            [f"{a(r.choice(SIZES)).capitalize()} {an} came to say hello.", f"It {sound} at {name}.",
+            [f"{cap(a(r.choice(ANIMAL_ADJ)))} {an} came to say hello.", f"It {sound} at {name}.",
              f"{name} laughed because the {an} was so funny."],
-            [f"{friend} showed {name} {a(an)}.", f"\"The {an} lives in {home} and eats {food},\" said {friend}."],
+            [f"{friend} showed {name} {a(an)}.", f"\"The {an} lives {home} and eats {food},\" said {friend}."],
+            [f"On the way, they met {a(an)}.", f"The {an} was hungry, so {name} gave it some {food}."],
         ])
 
-    def _weather_event(self, name, he, him, his, friend, fhe):
+    def _weather_event(self, c):
         r = self.r
         cause = r.choice(list(WEATHER))
         effect = r.choice(WEATHER[cause])
+        name = c["name"]
         return r.choice([[f"Suddenly, {cause}.", f"Because {cause}, {effect}."],
                          [f"That day {cause}, so {effect}."],
-                         [f"{name} looked outside. {cause.capitalize()}.", f"{effect.capitalize()}."]])
+                         [f"{name} looked outside. {cap(cause)}.", f"{cap(effect)}."],
+                         [f"{cap(cause)}, so {effect}."]])
 
-    def _food_event(self, name, he, him, his, friend, fhe):
+    def _food_event(self, c):
         r = self.r
-        f = r.choice(FOODS)
+        f = r.choice(list(FOODS))
         n = r.randint(2, 9)
-        return r.choice([[f"{name} was hungry, so {he} ate {a(f)}.", f"It was very tasty."],
-                         [f"{name} had {n} {plural(f)}.", f"{he.capitalize()} gave one to {friend}, "
-                                                            f"so {he} had {n - 1} {plural(f) if n - 1 != 1 else f} left."],
-                         [f"{friend} and {name} shared {a(f)} under a tree."]])
+        name, he, friend = c["name"], c["he"], c["friend"]
+        return r.choice([[f"{name} was hungry, so {he} ate {a(f)}.", f"The {f} was {FOODS[f]}."],
+                         [f"{name} had {n} {plural(f)}.",
+                          f"{cap(he)} gave one to {friend}, so {he} had {n - 1} {plural(f) if n - 1 != 1 else f} left."],
+                         [f"{friend} and {name} shared {a(f)} under a tree.", f"It was {FOODS[f]}."]])
 
-    def _friend_event(self, name, he, him, his, friend, fhe):
+    def _friend_event(self, c):
         r = self.r
-        return r.choice([[f"{name} met {friend}, and they played together.", f"They ran and jumped until they were tired."],
-                         [f"{friend} was sad because {fhe} lost {r.choice(['a', 'her' if fhe == 'she' else 'his'])} "
-                          f"{self.obj()}.", f"{name} helped {friend} look for it, and they found it near {r.choice(PLACES)}."],
-                         [f"{name} and {friend} built {a(r.choice(SIZES))} tower of blocks.", "Then it fell down, and they laughed."]])
+        name, friend, fg = c["name"], c["friend"], c["fg"]
+        fhe, _, fhis = PRONOUNS[fg]
+        toy = r.choice(TOYS)
+        return r.choice([[f"{name} met {friend}, and they played together.", "They ran and jumped until they were tired."],
+                         [f"{friend} was sad because {fhe} lost {fhis} {toy}.",
+                          f"{name} helped {friend} look for it, and they found it in {r.choice(PLACES)}."],
+                         [f"{name} and {friend} built {a(r.choice(SIZES))} tower of blocks.",
+                          "Then it fell down, and they laughed."],
+                         [f"{friend} asked, \"Can I play with you?\"", f"\"Yes!\" said {name}. They played all afternoon."]])
 
-    # --- facts
+    def _feeling_event(self, c):
+        r = self.r
+        feel = r.choice(FEELINGS)
+        who, g = (c["name"], PRONOUNS["she" if c["he"] == "she" else "he"]) if r.random() < 0.6 else (c["friend"], PRONOUNS[c["fg"]])
+        cause = _feeling_cause(r, feel, g)
+        return [f"{who} {cause}.", f"{cap(g[0])} felt {feel}."] if r.random() < 0.7 else [f"{who} felt {feel} because {g[0]} {cause}."]
+
+    # ---------------------------------------------------------------- facts
     def facts(self) -> str:
         r = self.r
         out = []
-        for _ in range(r.randint(3, 6)):
+        for _ in range(r.randint(4, 8)):
             k = r.random()
-            if k < 0.35:
+            if k < 0.25:
                 o = self.obj()
-                out.append(r.choice([f"{a(o).capitalize()} is made of {MATERIAL_OF[o]}.",
-                                     f"Q: What is {a(o)} made of?\nA: {MATERIAL_OF[o].capitalize()}."]))
-            elif k < 0.55:
+                m = MATERIAL_OF[o]
+                out.append(r.choice([f"{cap(a(o))} is made of {m}.", f"Q: What is {a(o)} made of?\nA: {cap(m)}.",
+                                     f"The {o} is made of {m}. It is {MATERIALS[m]['feel']}.",
+                                     f"{cap(a(o))} is made of {m}, and {m} {r.choice(MATERIALS[m]['facts'])}."]))
+            elif k < 0.4:
                 m = r.choice(list(MATERIALS))
-                out.append(f"Things made of {m} are {MATERIALS[m]['feel']}. Anything made of {m} {r.choice(MATERIALS[m]['facts'])}.")
-            elif k < 0.8:
-                action = r.choice(("drop", "water", "fire"))
+                action = r.choice(ACTIONS)
+                what = {"drop": "If you drop something made of {m}, it {b}.",
+                        "water": "If you put something made of {m} in water, it {b}.",
+                        "fire": "If you put something made of {m} near a fire, it {b}."}[action]
+                out.append(r.choice([f"Things made of {m} are {MATERIALS[m]['feel']}.",
+                                     f"Anything made of {m} {r.choice(MATERIALS[m]['facts'])}.",
+                                     what.format(m=m, b=MATERIALS[m][action])]))
+            elif k < 0.6:
+                action = r.choice(ACTIONS)
                 o = self.obj(action)
                 q = {"drop": f"What happens if you drop {a(o)}?", "water": f"What happens if you put {a(o)} in water?",
                      "fire": f"What happens if you put {a(o)} near a fire?"}[action]
-                out.append(f"Q: {q}\nA: It {behaviour(o, action)}.")
-            else:
+                out.append(r.choice([f"Q: {q}\nA: It {behaviour(o, action)}.",
+                                     f"The {o} is made of {MATERIAL_OF[o]}, so if you {_action_phrase(action, o)}, "
+                                     f"it {behaviour(o, action)}."]))
+            elif k < 0.72:
+                o = r.choice(list(OBJECT_INFO))
+                out.append(r.choice([f"You can find {a(o)} in {PLACE_OF[o]}.", f"People use {a(o)} to {USE_OF[o]}.",
+                                     f"Q: Where can you find {a(o)}?\nA: In {PLACE_OF[o]}.",
+                                     f"Q: What is {a(o)} for?\nA: You use it to {USE_OF[o]}."]))
+            elif k < 0.85:
                 an = r.choice(list(ANIMALS))
                 sound, home, food = ANIMALS[an]
-                out.append(r.choice([f"{a(an).capitalize()} lives in {home}.", f"The {an} eats {food}.",
-                                     f"Q: What sound does {a(an)} make?\nA: It {sound}.",
-                                     f"Q: Where does {a(an)} live?\nA: In {home}."]))
+                out.append(r.choice([f"{cap(a(an))} lives {home}.", f"{cap(a(an))} eats {food}.",
+                                     f"Q: What does {a(an)} eat?\nA: {cap(food)}.",
+                                     f"Q: Where does {a(an)} live?\nA: {cap(home)}.",
+                                     f"When {a(an)} is happy, it {sound}.",
+                                     f"{cap(plural(an))} are animals."]))
+            elif k < 0.93:
+                cause = r.choice(list(WEATHER))
+                effect = r.choice(WEATHER[cause])
+                out.append(r.choice([f"When {cause}, {effect}.", f"Q: Why {_why(effect)}?\nA: Because {cause}."]))
+            else:
+                feel = r.choice(FEELINGS)
+                g = PRONOUNS[r.choice(("she", "he"))]
+                out.append(f"If a child {_feeling_cause(r, feel, g, generic=True)}, the child feels {feel}.")
         return "\n".join(out)
 
-    # --- math
-    def math(self) -> str:
+    # ---------------------------------------------------------------- math
+    def math_problem(self) -> tuple[str, str, int]:
+        """(question, working, answer): add or subtract, operands and answer between 0 and 99."""
         r = self.r
-        name, (he, him, his) = self.person()
-        friend, _ = self.person()
+        name, g = self.person()
+        he, him, his = PRONOUNS[g]
+        friend, _ = self.person(avoid=name)
         thing = r.choice(COUNTABLE)
         if r.random() < 0.5:
-            x, y = r.randint(1, 60), r.randint(1, 39)
-            x = min(x, 99 - y)
-            q = r.choice([f"{name} has {x} {thing}. {friend} gives {him} {y} more. How many {thing} does {name} have now?",
-                          f"There are {x} {thing} in a box and {y} {thing} on the table. How many {thing} are there in all?",
-                          f"{name} found {x} {thing} in the morning and {y} {thing} in the afternoon. How many {thing} did {he} find?"])
-            ans = x + y
-            work = f"{x} + {y} = {ans}"
+            x, y = _operands(r, add=True)
+            q = r.choice([
+                f"{name} has {x} {thing}. {friend} gives {him} {y} more. How many {thing} does {name} have now?",
+                f"There are {x} {thing} in a box and {y} {thing} on the table. How many {thing} are there in all?",
+                f"{name} found {x} {thing} in the morning and {y} {thing} in the afternoon. How many {thing} did {he} find?",
+                f"{name} has {x} {thing} and {friend} has {y} {thing}. How many {thing} do they have together?",
+                f"There were {x} {thing} in the bag. {name} put in {y} more. How many {thing} are in the bag now?",
+                f"What is {x} plus {y}?",
+            ])
+            ans, work = x + y, f"{x} + {y} = {x + y}"
         else:
-            x = r.randint(2, 99)
-            y = r.randint(1, x)
-            q = r.choice([f"{name} had {x} {thing}. {he.capitalize()} gave {y} {thing} to {friend}. How many {thing} does {name} have left?",
-                          f"There were {x} {thing} in a basket. {name} took {y} of them. How many {thing} are in the basket now?",
-                          f"{name} had {x} {thing} and lost {y}. How many {thing} does {he} have now?"])
-            ans = x - y
-            work = f"{x} - {y} = {ans}"
-        return f"Problem: {q}\n{work}\nAnswer: {ans}" if r.random() < 0.5 else f"Problem: {q}\nAnswer: {ans}"
+            x, y = _operands(r, add=False)
+            q = r.choice([
+                f"{name} had {x} {thing}. {cap(he)} gave {y} {thing} to {friend}. How many {thing} does {name} have left?",
+                f"There were {x} {thing} in a basket. {name} took {y} of them. How many {thing} are in the basket now?",
+                f"{name} had {x} {thing} and lost {y}. How many {thing} does {he} have now?",
+                f"{name} has {x} {thing}. {friend} has {y} {thing}. How many more {thing} does {name} have than {friend}?",
+                f"There were {x} {thing} on the shelf. {y} fell off. How many {thing} are still on the shelf?",
+                f"What is {x} minus {y}?",
+            ])
+            ans, work = x - y, f"{x} - {y} = {x - y}"
+        return q, work, ans
 
-    # --- code
-    def code(self) -> str:
-        prog, out = self.program()
-        return f"```\n{prog}\n```\nOutput: {out}"
+    def math(self) -> str:
+        out = []
+        for _ in range(self.r.randint(2, 5)):
+            q, work, ans = self.math_problem()
+            if split_of("math:" + q) == self.split:  # each problem belongs to one split
+                out.append(f"Problem: {q}\n{work}\nAnswer: {ans}")
+        return "\n\n".join(out)
 
+    # ---------------------------------------------------------------- code
     def program(self) -> tuple[str, str]:
-        """A tiny Python program and the exact text it prints (checked by running it in the tests)."""
+        """A tiny Python program and the exact text it prints (the tests run every one)."""
         r = self.r
-        v = r.sample(["x", "y", "a", "b", "n", "total", "count", "k"], 2)
+        v, w = r.sample(["x", "y", "a", "b", "n", "total", "count", "k", "score", "m"], 2)
         k = r.random()
         x, y = r.randint(0, 20), r.randint(0, 20)
-        if k < 0.3:
+        if k < 0.15:
             op = r.choice(["+", "-"])
-            return f"{v[0]} = {x}\n{v[1]} = {v[0]} {op} {y}\nprint({v[1]})", str(x + y if op == "+" else x - y)
-        if k < 0.5:
+            if op == "-" and y > x:
+                x, y = y, x
+            return f"{v} = {x}\nprint({v} {op} {y})", str(x + y if op == "+" else x - y)
+        if k < 0.35:
+            op = r.choice(["+", "-"])
+            if op == "-" and y > x:
+                x, y = y, x
+            return f"{v} = {x}\n{w} = {v} {op} {y}\nprint({w})", str(x + y if op == "+" else x - y)
+        if k < 0.45:
+            op = r.choice(["+", "-"])
+            if op == "-" and y > x:
+                x, y = y, x
+            return f"{v} = {x}\n{w} = {y}\nprint({v} {op} {w})", str(x + y if op == "+" else x - y)
+        if k < 0.6:
             t = r.randint(0, 20)
             cmp = r.choice([">", "<"])
             cond = x > t if cmp == ">" else x < t
-            w1, w2 = r.sample(["yes", "no", "big", "small", "hot", "cold", "up", "down"], 2)
-            return f"{v[0]} = {x}\nif {v[0]} {cmp} {t}:\n    print(\"{w1}\")\nelse:\n    print(\"{w2}\")", w1 if cond else w2
-        if k < 0.7:
-            n = r.randint(1, 6)
-            start = r.randint(0, 5)
-            step = r.randint(1, 5)
-            return (f"{v[0]} = {start}\nfor i in range({n}):\n    {v[0]} = {v[0]} + {step}\nprint({v[0]})",
-                    str(start + n * step))
-        if k < 0.85:
+            w1, w2 = r.sample(["yes", "no", "big", "small", "hot", "cold", "up", "down", "cat", "dog"], 2)
+            return f"{v} = {x}\nif {v} {cmp} {t}:\n    print(\"{w1}\")\nelse:\n    print(\"{w2}\")", w1 if cond else w2
+        if k < 0.75:
             n = r.randint(1, 5)
-            word = r.choice(["hi", "ok", "go", "la", "ha"])
-            return f"for i in range({n}):\n    print(\"{word}\", end=\"\")\nprint()", word * n
-        items = r.sample(range(1, 10), r.randint(2, 4))
-        return f"{v[0]} = {items}\nprint(len({v[0]}) + {v[0]}[0])", str(len(items) + items[0])
+            start = r.randint(0, 10)
+            step = r.randint(1, 5)
+            op = "+" if r.random() < 0.7 or start < n * step else "-"
+            end = start + n * step if op == "+" else start - n * step
+            return (f"{v} = {start}\nfor i in range({n}):\n    {v} = {v} {op} {step}\nprint({v})", str(end))
+        if k < 0.85:
+            word = r.choice(["hi", "cat", "sun", "red", "big", "yes", "no", "go"])
+            return f"{v} = \"{word}\"\nprint({v})", word
+        if k < 0.93:
+            x, y = r.randint(0, 9), r.randint(0, 9)
+            return f"{v} = {x}\n{v} = {v} + {y}\n{v} = {v} + 1\nprint({v})", str(x + y + 1)
+        name = r.choice(ALL_NAMES)
+        return f"name = \"{name}\"\nprint(\"Hello, \" + name)", f"Hello, {name}"
 
-    # --- in-context learning
-    def icl(self, n_pairs: int | None = None) -> str:
+    def code(self) -> str:
+        out = []
+        for _ in range(self.r.randint(2, 4)):
+            prog, printed = self.program()
+            if split_of("code:" + prog) == self.split:
+                out.append(f"```\n{prog}\n```\nOutput: {printed}")
+        return "\n\n".join(out)
+
+    # ---------------------------------------------------------------- in-context learning
+    def icl(self) -> str:
+        """A secret-words lesson: two invented words each name one group of things (animals,
+        colors, ...); the lines show which word goes with which thing. Or a secret-code list."""
         r = self.r
-        n = n_pairs or r.randint(3, 7)
-        src = r.sample(CODE_SOURCES, n)
-        dst = r.sample(CODE_WORDS, n)
+        pool = SECRET_WORDS[self.split]
+        if r.random() < 0.75:
+            header, lines = icl_episode(r, pool, n_lines=r.randint(6, 14))
+            return "\n".join([header] + lines)
+        n = r.randint(3, 7)
+        src = r.sample(CODE_WORDS_SOURCE, n)
+        dst = r.sample(pool, n)
         lines = [r.choice(["Here is a secret code.", "Learn these new words.", "In the secret language:"])]
-        lines += [f"{s} -> {d}" for s, d in zip(src, dst)]
-        queries = r.sample(range(n), min(n, r.randint(1, 3)))
-        lines += [f"{src[i]} -> {dst[i]}" for i in queries]
+        lines += [f"{s} = {d}" for s, d in zip(src, dst)]
+        lines += [f"{src[i]} = {dst[i]}" for i in r.sample(range(n), r.randint(2, n))]
         return "\n".join(lines)
 
 
-def _kind_sequence(rng: random.Random, mix: dict[str, float]):
-    kinds, weights = zip(*mix.items())
-    while True:
-        yield rng.choices(kinds, weights)[0]
+def icl_episode(r: random.Random, pool: list[str], n_lines: int, groups: tuple[str, str] | None = None,
+                labels: tuple[str, str] | None = None, items: list[tuple[str, int]] | None = None):
+    """One secret-words lesson: ``(header, lines)``. Two groups get one invented word each; every
+    line is ``thing -> word`` for a thing of one of the groups (words may repeat)."""
+    g = list(groups or r.sample(sorted(ICL_GROUPS), 2))
+    lab = list(labels or r.sample(pool, 2))
+    order = [0, 1]
+    r.shuffle(order)
+    header = f"Secret words: {lab[order[0]]} and {lab[order[1]]}."
+    if items is None:
+        items = [(r.choice(ICL_GROUPS[g[j]]), j) for j in (r.randrange(2) for _ in range(n_lines))]
+    return header, [f"{thing} -> {lab[j]}" for thing, j in items]
 
 
-def _check_mix(mix):
+def _action_phrase(action: str, o: str) -> str:
+    return {"drop": f"drop it", "water": "put it in water", "fire": "put it near a fire"}[action]
+
+
+def _why(effect: str) -> str:
+    """ "the ground was wet" -> "was the ground wet" (a question about a weather effect)."""
+    m = re.match(r"(the [a-z ]+?|there|everyone|nobody|the children|the cars) (was|were|could|drove|made|went|flew|wore|froze|melted|stayed|slammed)(.*)", effect)
+    if not m:
+        return f"did it happen that {effect}"
+    subj, verb, rest = m.groups()
+    if verb in ("was", "were", "could"):
+        return f"{verb} {subj}{rest}"
+    base = {"drove": "drive", "made": "make", "went": "go", "flew": "fly", "wore": "wear", "froze": "freeze",
+            "melted": "melt", "stayed": "stay", "slammed": "slam"}[verb]
+    return f"did {subj} {base}{rest}"
+
+
+def _feeling_cause(r: random.Random, feel: str, g: tuple[str, str, str], generic: bool = False) -> str:
+    he, him, his = g
+    if generic:
+        he, him, his = "it", "it", "its"
+        himself = "itself"
+    else:
+        himself = "herself" if he == "she" else "himself"
+    t = r.choice(FEELING_CAUSES[feel])
+    out = t.format(his=his, he=he, toy=r.choice(TOYS), kin=r.choice(KIN), himself=himself)
+    if generic:  # "a child ... its favorite toy" reads badly: use "their"
+        out = out.replace(" its ", " their ").replace("itself", "themselves").replace(" it had lost", " they had lost")
+    return out
+
+
+def _operands(r: random.Random, add: bool) -> tuple[int, int]:
+    """Small operands most of the time (what a tiny model can learn), larger ones sometimes;
+    the answer always has at most two digits."""
+    hi = 10 if r.random() < 0.5 else 20 if r.random() < 0.75 else 50
+    if add:
+        x, y = r.randint(0, hi), r.randint(0, hi)
+        return x, min(y, 99 - x)
+    x = r.randint(1, hi)
+    return x, r.randint(0, x)
+
+
+# ============================================================================ the stream
+_WORLD_WORDS: set[str] = set()
+
+
+def _collect_world_words() -> set[str]:
+    words = set()
+    tables = [ALL_NAMES, TRAITS, KIN, PLACES, COLORS, SIZES, TIMES, list(OBJECT_INFO), list(ANIMALS), list(FOODS),
+              TOYS, COUNTABLE, FEELINGS, CODE_WORDS_SOURCE]
+    for t in tables:
+        for s in t:
+            words.update(w.lower() for w in re.findall(r"[A-Za-z]+", s))
+    for info in list(OBJECT_INFO.values()) + list(ANIMALS.values()):
+        for s in info:
+            words.update(re.findall(r"[a-z]+", s.lower()))
+    for m in MATERIALS.values():
+        for s in [m["drop"], m["water"], m["fire"], m["feel"]] + m["facts"]:
+            words.update(re.findall(r"[a-z]+", s))
+    for g in ICL_GROUPS.values():
+        words.update(w.lower() for w in g)
+    # a few common short English words the syllable generator could spell
+    words.update("bad bat bed big bit bog bug bun but cap cat dad dig dog dot fan fat fig fit fog fox fun gap gas "
+                 "god got gum gun gut kid kit lab lad lap leg let lid lip lit log lot mad man map mat men met mix mob "
+                 "mom mop mud mug nap net nod not nut pad pan pat peg pen pet pig pin pit pod pot pub pup rat red rib "
+                 "rid rim rip rob rod rot rub rug run sad sat set sin sip sit sob sun tab tag tan tap ten tin tip top "
+                 "tub van vet zip blob blot brag brim drag drip drop drum flag flap flat flip flop glad grab grid grin "
+                 "grip plan plot plug plum slab slam slap slim slip slot snap snip snob spot stab step stem stop trap "
+                 "trim trip trot dumb bomb limb lamb camp damp lamp ramp stamp tent rent dent bent sent went hunt punt "
+                 "tusk musk desk disk risk task mask bask sick sock suck sack lock luck lick kick pick pack tick tack "
+                 "dock deck duck neck rock rack back bash dash mash rash sash wish fish dish mush gush rush push lush "
+                 "box fix mix six wax tax fax sax fox pox lot".split())
+    return words
+
+
+_WORLD_WORDS = _collect_world_words()
+SECRET_WORDS = _make_secret_words()
+CODE_WORDS = SECRET_WORDS["train"]  # the invented words training documents may use
+
+
+def _check_mix(mix) -> dict[str, float]:
     mix = dict(DEFAULT_MIX if mix is None else mix)
-    unknown = set(mix) - set(DEFAULT_MIX)
+    unknown = set(mix) - set(KINDS)
     if unknown:
-        raise ValueError(f"unknown document kind(s) {sorted(unknown)} in mix; kinds are {sorted(DEFAULT_MIX)}")
-    if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
-        raise ValueError(f"mix proportions must be non-negative and not all zero, got {mix}")
-    return {k: w for k, w in mix.items() if w > 0}
+        raise ValueError(f"unknown document kind(s) {sorted(unknown)} in mix; the kinds are {list(KINDS)}")
+    bad = {k: w for k, w in mix.items() if not isinstance(w, (int, float)) or w < 0 or w != w}
+    if bad or sum(mix.values()) <= 0:
+        raise ValueError(f"mix proportions must be non-negative numbers, not all zero; got {mix}")
+    total = sum(mix.values())
+    return {k: w / total for k, w in mix.items() if w > 0}
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
 
 
 def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None) -> Iterator[str]:
     """An endless, deterministic stream of TinyTales documents of one split.
 
-    ``mix`` gives the proportions of document kinds (default :data:`DEFAULT_MIX`). A document
-    is kept only if :func:`split_of` assigns it to ``split``, so splits never overlap; training
-    text never states a held-out (object, behaviour) pair."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    ``mix`` gives the share of *characters* of each document kind ("story", "facts", "math",
+    "code", "icl"; default :data:`DEFAULT_MIX`; normalised to sum to 1). Each kind has its own
+    random stream, so changing the mix changes how often a kind appears, not its documents.
+    A document is kept only if :func:`split_of` assigns it to ``split`` (word problems and
+    programs one by one), so the splits never overlap; no split ever states a held-out
+    (object, behaviour) pair (:data:`HELD_OUT`). Documents hold no end-of-text marker: the
+    trainer puts the tokenizer's EOS between them."""
+    _check_split(split)
+    if not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     mix = _check_mix(mix)
-    rng = random.Random(f"tinytales-{seed}-{split}")
-    w = _Writer(rng, held_out_ok=split != "train")
-    for kind in _kind_sequence(rng, mix):
-        doc = getattr(w, kind)()
-        if split_of(doc) == split:
-            yield doc
+    writers = {k: _Writer(random.Random(f"tinytales/{seed}/{split}/{k}"), split) for k in mix}
+    made = {k: 0 for k in mix}
+    total = 0
+    while True:
+        # the kind furthest behind its share of characters goes next: exact proportions, no randomness
+        kind = max(mix, key=lambda k: mix[k] * (total + 1) - made[k])
+        doc = getattr(writers[kind], kind)()
+        if not doc or (kind in ("story", "facts") and split_of(doc) != split):
+            continue
+        made[kind] += len(doc)
+        total += len(doc)
+        yield doc
 
 
 def corpus_text(split: str = "train", n_chars: int = 1_000_000, seed: int = 0, mix: dict | None = None,
                 sep: str = "\n\n") -> str:
-    """About ``n_chars`` characters of one split, documents joined by ``sep``."""
+    """Whole documents of one split joined by ``sep``, until at least ``n_chars`` characters
+    (for notebooks and tokenizer training; the trainer uses :func:`iter_documents`)."""
+    if n_chars < 0:
+        raise ValueError(f"n_chars must be >= 0, got {n_chars}")
     docs, total = [], 0
+    if n_chars == 0:
+        return ""
     for doc in iter_documents(split, seed, mix):
         docs.append(doc)
         total += len(doc) + len(sep)
@@ -386,99 +766,43 @@ def corpus_text(split: str = "train", n_chars: int = 1_000_000, seed: int = 0, m
     return sep.join(docs)
 
 
-_WORD = re.compile(r"[A-Za-z']+")
-_SENT = re.compile(r"(?<=[.!?])\s+|\n")
+def documents(split: str = "train", n_docs: int = 1000, seed: int = 0, mix: dict | None = None) -> list[str]:
+    """The first ``n_docs`` documents of :func:`iter_documents`."""
+    out = []
+    for doc in iter_documents(split, seed, mix):
+        if len(out) >= n_docs:
+            break
+        out.append(doc)
+    return out
+
+
+_WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
+_SENT = re.compile(r"(?<=[.!?:])\s+|\n+")
 
 
 def corpus_stats(texts: Iterable[str] | str) -> dict:
-    """Size and variety of a corpus: documents, characters, words, vocabulary, distinct
-    sentences and the unigram word entropy (bits per word)."""
+    """Size and variety of a corpus (a string or an iterable of documents): documents,
+    characters, words, vocabulary (distinct lower-cased words), sentences and distinct
+    sentences, and the unigram word entropy in bits per word."""
     if isinstance(texts, str):
         texts = [texts]
     words: Counter = Counter()
     sentences: set[str] = set()
     n_docs = n_chars = n_sent = 0
     for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"corpus_stats expects strings, got {type(t).__name__}")
         n_docs += 1
         n_chars += len(t)
         words.update(w.lower() for w in _WORD.findall(t))
         for s in _SENT.split(t):
-            if s.strip():
+            s = s.strip()
+            if s:
                 n_sent += 1
-                sentences.add(s.strip())
+                sentences.add(s)
     total = sum(words.values())
     entropy = -sum(c / total * math.log2(c / total) for c in words.values()) if total else 0.0
     return {"n_docs": n_docs, "n_chars": n_chars, "n_words": total, "vocabulary": len(words),
-            "n_sentences": n_sent, "distinct_sentences": len(sentences), "unigram_entropy_bits": entropy}
-
-
-# ----------------------------------------------------------------------------- probe items
-def _probe_rng(task: str, seed: int) -> random.Random:
-    return random.Random(f"tinytales-probe-{task}-{seed}")
-
-
-def commonsense_items(n: int = 100, seed: int = 0) -> list[dict]:
-    """Multiple choice about held-out (object, behaviour) pairs: the model has seen the object's
-    material and how that material behaves, never this object doing it.
-
-    Each item: ``context`` (ends before the answer), ``options`` (4 continuations), ``label``."""
-    rng = _probe_rng("commonsense", seed)
-    pairs = sorted(HELD_OUT)
-    items = []
-    for i in range(n):
-        o, action = pairs[i % len(pairs)] if i < len(pairs) else rng.choice(pairs)
-        name = rng.choice(NAMES["she"] + NAMES["he"])
-        verb = {"drop": f"{name} dropped the {o} on the floor.", "water": f"{name} put the {o} in the water.",
-                "fire": f"{name} put the {o} near the fire."}[action]
-        right = behaviour(o, action)
-        wrong = sorted({MATERIALS[m][action] for m in MATERIALS} - {right})
-        options = [right] + rng.sample(wrong, 3)
-        rng.shuffle(options)
-        items.append({"context": f"{name} had a {o}. {verb} The {o}", "options": [" " + x + "." for x in options],
-                      "label": options.index(right), "object": o, "action": action})
-    return items
-
-
-def icl_items(n: int = 100, shots: int = 5, seed: int = 0, n_options: int = 4) -> list[dict]:
-    """Secret-code lessons: ``shots`` word pairs shown in the prompt, then a query word whose code
-    is given only in the prompt (for 0 shots it is given nowhere: chance level). The options are
-    the query's code and codes of other words of the prompt (or random codes)."""
-    rng = _probe_rng(f"icl-{shots}", seed)
-    items = []
-    for _ in range(n):
-        k = max(shots, n_options)
-        src = rng.sample(CODE_SOURCES, k + 1)
-        dst = rng.sample(CODE_WORDS, k + 1)
-        q = rng.randrange(shots) if shots > 0 else k  # the query is one of the shown pairs
-        shown = [f"{s} -> {d}" for s, d in zip(src[:shots], dst[:shots])]
-        header = "Here is a secret code."
-        context = "\n".join([header] + shown + [f"{src[q]} ->"])
-        others = [d for i, d in enumerate(dst) if i != q]
-        options = [dst[q]] + rng.sample(others, n_options - 1)
-        rng.shuffle(options)
-        items.append({"context": context, "options": [" " + o for o in options], "label": options.index(dst[q]),
-                      "shots": shots})
-    return items
-
-
-def math_items(n: int = 100, seed: int = 0) -> list[dict]:
-    """Word problems from the test split: ``prompt`` ends with "Answer:", ``answer`` is the number."""
-    items = []
-    for doc in iter_documents("test", seed=seed, mix={"math": 1.0}):
-        q = doc.split("\n")[0]
-        ans = doc.rsplit("Answer: ", 1)[1]
-        items.append({"prompt": q + "\nAnswer:", "answer": ans})
-        if len(items) == n:
-            return items
-    return items
-
-
-def code_items(n: int = 100, seed: int = 0) -> list[dict]:
-    """Tiny programs from the test split: ``prompt`` ends with "Output:", ``answer`` is what it prints."""
-    items = []
-    for doc in iter_documents("test", seed=seed, mix={"code": 1.0}):
-        prog, out = doc.rsplit("\nOutput: ", 1)
-        items.append({"prompt": prog + "\nOutput:", "answer": out})
-        if len(items) == n:
-            return items
-    return items
+            "n_sentences": n_sent, "distinct_sentences": len(sentences),
+            "distinct_sentence_frac": len(sentences) / n_sent if n_sent else 0.0,
+            "unigram_entropy_bits": entropy, "mean_doc_chars": n_chars / n_docs if n_docs else 0.0}
