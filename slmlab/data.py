@@ -205,12 +205,12 @@ FEELING_CAUSES = {
 FEELINGS = list(FEELING_CAUSES)
 GOOD_FEELINGS = {"happy", "proud"}
 TOYS = ["ball", "kite", "duck toy", "doll", "teddy bear", "toy car", "drum", "puzzle", "robot", "yo-yo", "marble", "block"]
-COUNTABLE = ["apples", "cookies", "pencils", "marbles", "stickers", "books", "coins", "shells", "flowers", "eggs",
-             "balls", "cards", "stones", "toys", "cupcakes", "buttons", "candies", "boats", "kites", "rings",
-             "carrots", "pears", "beads", "keys", "socks", "blocks", "plums", "nuts", "leaves", "feathers"]
+COUNTABLE = ["apple", "cookie", "pencil", "marble", "sticker", "book", "coin", "shell", "flower", "egg", "ball", "card",
+             "stone", "toy", "cupcake", "button", "candy", "boat", "kite", "ring", "carrot", "pear", "bead", "key",
+             "sock", "block", "plum", "nut", "leaf", "feather"]
 PLURAL = {"box": "boxes", "glass": "glasses", "brush": "brushes", "peach": "peaches", "mouse": "mice", "sheep": "sheep",
           "fish": "fish", "cherry": "cherries", "pony": "ponies", "bus": "buses", "sandwich": "sandwiches",
-          "knife": "knives", "leaf": "leaves", "wolf": "wolves", "child": "children"}
+          "knife": "knives", "leaf": "leaves", "wolf": "wolves", "child": "children", "candy": "candies"}
 
 # In-context "secret words": invented words with no meaning outside one document. Each
 # belongs to one split by hash, so the probes' secret words never occur in training text.
@@ -488,7 +488,7 @@ class _Writer:
                 out.append(r.choice([f"{cap(a(an))} lives {home}.", f"{cap(a(an))} eats {food}.",
                                      f"Q: What does {a(an)} eat?\nA: {cap(food)}.",
                                      f"Q: Where does {a(an)} live?\nA: {cap(home)}.",
-                                     f"When {a(an)} is happy, it {sound}.",
+                                     f"{cap(a(an))} is an animal. It lives {home} and eats {food}.",
                                      f"{cap(plural(an))} are animals."]))
             elif k < 0.93:
                 cause = r.choice(list(WEATHER))
@@ -507,26 +507,31 @@ class _Writer:
         name, g = self.person()
         he, him, his = PRONOUNS[g]
         friend, _ = self.person(avoid=name)
-        thing = r.choice(COUNTABLE)
+        noun = r.choice(COUNTABLE)
+        things = plural(noun)
+
+        def n_(k: int) -> str:  # "1 apple", "3 apples"
+            return f"{k} {noun if k == 1 else things}"
+
         if r.random() < 0.5:
             x, y = _operands(r, add=True)
             q = r.choice([
-                f"{name} has {x} {thing}. {friend} gives {him} {y} more. How many {thing} does {name} have now?",
-                f"There are {x} {thing} in a box and {y} {thing} on the table. How many {thing} are there in all?",
-                f"{name} found {x} {thing} in the morning and {y} {thing} in the afternoon. How many {thing} did {he} find?",
-                f"{name} has {x} {thing} and {friend} has {y} {thing}. How many {thing} do they have together?",
-                f"There were {x} {thing} in the bag. {name} put in {y} more. How many {thing} are in the bag now?",
+                f"{name} has {n_(x)}. {friend} gives {him} {y} more. How many {things} does {name} have now?",
+                f"There are {n_(x)} in a box and {n_(y)} on the table. How many {things} are there in all?",
+                f"{name} found {n_(x)} in the morning and {n_(y)} in the afternoon. How many {things} did {he} find?",
+                f"{name} has {n_(x)} and {friend} has {n_(y)}. How many {things} do they have together?",
+                f"There were {n_(x)} in the bag. {name} put in {y} more. How many {things} are in the bag now?",
                 f"What is {x} plus {y}?",
             ])
             ans, work = x + y, f"{x} + {y} = {x + y}"
         else:
             x, y = _operands(r, add=False)
             q = r.choice([
-                f"{name} had {x} {thing}. {cap(he)} gave {y} {thing} to {friend}. How many {thing} does {name} have left?",
-                f"There were {x} {thing} in a basket. {name} took {y} of them. How many {thing} are in the basket now?",
-                f"{name} had {x} {thing} and lost {y}. How many {thing} does {he} have now?",
-                f"{name} has {x} {thing}. {friend} has {y} {thing}. How many more {thing} does {name} have than {friend}?",
-                f"There were {x} {thing} on the shelf. {y} fell off. How many {thing} are still on the shelf?",
+                f"{name} had {n_(x)}. {cap(he)} gave {n_(y)} to {friend}. How many {things} does {name} have left?",
+                f"There were {n_(x)} in a basket. {name} took {y} of them. How many {things} are in the basket now?",
+                f"{name} had {n_(x)} and lost {y}. How many {things} does {he} have now?",
+                f"{name} has {n_(x)}. {friend} has {n_(y)}. How many more {things} does {name} have than {friend}?",
+                f"There were {n_(x)} on the shelf. {y} fell off. How many {things} are still on the shelf?",
                 f"What is {x} minus {y}?",
             ])
             ans, work = x - y, f"{x} - {y} = {x - y}"
@@ -806,3 +811,315 @@ def corpus_stats(texts: Iterable[str] | str) -> dict:
             "n_sentences": n_sent, "distinct_sentences": len(sentences),
             "distinct_sentence_frac": len(sentences) / n_sent if n_sent else 0.0,
             "unigram_entropy_bits": entropy, "mean_doc_chars": n_chars / n_docs if n_docs else 0.0}
+
+
+# ============================================================================ probe items
+# The capability probes of slmlab.evaluate ask about the same world, in the formats the
+# corpus uses, on items training never showed: their own random streams ("probe/..."), the
+# held-out (object, behaviour) pairs, test-split word problems and programs, and invented
+# words from the test bucket.
+COMMONSENSE_KINDS = {"material": 0.4, "weather": 0.15, "feelings": 0.15, "animals": 0.15, "where": 0.15}
+
+
+def _probe_rng(task: str, seed: int) -> random.Random:
+    return random.Random(f"tinytales/probe/{task}/{seed}")
+
+
+def _options(r: random.Random, right: str, wrong: Iterable[str], k: int = 4) -> tuple[list[str], int]:
+    wrong = sorted(set(wrong) - {right})
+    opts = [right] + r.sample(wrong, k - 1)
+    r.shuffle(opts)
+    return opts, opts.index(right)
+
+
+def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) -> list[dict]:
+    """Four-way multiple choice about the world, scored by log-likelihood (as lm-evaluation-harness
+    does): ``context`` ends just before the answer, ``options`` are continuations (each starts with
+    a space), ``label`` indexes the right one; ``kind`` says which sort of knowledge it asks:
+
+    - "material": a held-out (object, behaviour) pair — the context says what the object is made
+      of; training text never shows this object doing this, only other objects of its material;
+    - "weather": a cause and its effect ("It rained all day, so" -> "the ground was wet.");
+    - "feelings": an event and how it makes a child feel;
+    - "animals": the sound, food or home of an animal;
+    - "where": where an object is found.
+    """
+    kinds = dict(COMMONSENSE_KINDS if kinds is None else kinds)
+    bad = set(kinds) - set(COMMONSENSE_KINDS)
+    if bad:
+        raise ValueError(f"unknown commonsense kind(s) {sorted(bad)}; known: {list(COMMONSENSE_KINDS)}")
+    r = _probe_rng("commonsense", seed)
+    names, weights = zip(*kinds.items())
+    pairs = sorted(HELD_OUT)
+    items = []
+    for i in range(n):
+        kind = r.choices(names, weights)[0]
+        g = r.choice(("she", "he"))
+        name = r.choice(NAMES[g])
+        he, him, his = PRONOUNS[g]
+        if kind == "material":
+            o, action = r.choice(pairs)
+            m = MATERIAL_OF[o]
+            wrong = {MATERIALS[mm][action] for mm in MATERIALS} - {MATERIALS[m][action]}
+            if r.random() < 0.5:  # story style, past tense
+                verb = {"drop": f"{cap(he)} dropped the {o} on the floor.", "water": f"{cap(he)} put the {o} in the water.",
+                        "fire": f"{cap(he)} put the {o} near the fire."}[action]
+                context = f"{name} had {a(o)}. The {o} was made of {m}. {verb} The {o}"
+                opts, label = _options(r, past(behaviour(o, action)), (past(w) for w in wrong))
+            else:  # fact style, present tense
+                context = f"The {o} is made of {m}, so if you {_action_phrase(action, o)}, it"
+                opts, label = _options(r, behaviour(o, action), wrong)
+            extra = {"object": o, "action": action}
+        elif kind == "weather":
+            cause = r.choice(list(WEATHER))
+            right = r.choice(WEATHER[cause])
+            wrong = [r.choice(WEATHER[c]) for c in WEATHER if c != cause]
+            context = r.choice([f"{cap(cause)}, so", f"That day {cause}, so"])
+            opts, label = _options(r, right, wrong)
+            extra = {"cause": cause}
+        elif kind == "feelings":
+            feel = r.choice(FEELINGS)
+            context = f"{name} {_feeling_cause(r, feel, PRONOUNS[g])}. {cap(he)} felt"
+            # every other feeling is wrong, except that happy and proud may go together
+            pool = [f for f in FEELINGS if f != feel and {f, feel} != {"happy", "proud"}]
+            opts, label = _options(r, feel, pool)
+            extra = {"feeling": feel}
+        elif kind == "animals":
+            an = r.choice(list(ANIMALS))
+            sound, home, food = ANIMALS[an]
+            q = r.randrange(3)
+            if q == 0:
+                context = f"{name} saw {a(an)} {home}. The {an}"
+                opts, label = _options(r, sound, {s for s, _, _ in ANIMALS.values()})
+            elif q == 1:
+                context = f"Q: What does {a(an)} eat?\nA:"
+                opts, label = _options(r, cap(food), {cap(f) for _, _, f in ANIMALS.values()})
+            else:
+                context = f"Q: Where does {a(an)} live?\nA:"
+                opts, label = _options(r, cap(home), {cap(h) for _, h, _ in ANIMALS.values()})
+            extra = {"animal": an}
+        else:  # where
+            o = r.choice(list(OBJECT_INFO))
+            context = f"Q: Where can you find {a(o)}?\nA: In"
+            opts, label = _options(r, PLACE_OF[o].split(" ", 1)[1], {p.split(" ", 1)[1] for p in PLACE_OF.values()})
+            opts = ["the " + x for x in opts]
+            extra = {"object": o}
+        items.append({"kind": kind, "context": context, "options": [" " + x + "." for x in opts], "label": label, **extra})
+    return items
+
+
+def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0) -> list[dict]:
+    """Secret-words lessons with ``shots`` examples: two invented words (from the test bucket,
+    never in training text) each name one group of things (animals, colors, names, ...); the
+    query is a new thing of one group, the options are the two words (chance 1/2). The same
+    lessons are used for every number of shots (the k-shot prompt shows the first k examples;
+    with 5 shots both groups appear), so the scores are paired across shots."""
+    shot_list = [shots] if isinstance(shots, int) else list(shots)
+    if any(k < 0 for k in shot_list):
+        raise ValueError(f"shots must be >= 0, got {shot_list}")
+    r = _probe_rng("icl", seed)
+    pool = SECRET_WORDS["test"]
+    kmax = max(shot_list + [5])
+    items = []
+    for i in range(n):
+        groups = tuple(r.sample(sorted(ICL_GROUPS), 2))
+        labels = tuple(r.sample(pool, 2))
+        qj = r.randrange(2)
+        assign = [r.randrange(2) for _ in range(kmax)]
+        if len(set(assign[:5])) < 2:  # both groups among the first five examples
+            assign[r.randrange(5)] = 1 - assign[0]
+        things = []
+        for j in assign + [qj]:
+            choices = [t for t in ICL_GROUPS[groups[j]] if t not in things]
+            things.append(r.choice(choices))
+        examples = list(zip(things[:-1], assign))
+        header, lines = icl_episode(r, pool, 0, groups, labels, examples)
+        for k in shot_list:
+            context = "\n".join([header] + lines[:k] + [f"{things[-1]} ->"])
+            items.append({"shots": k, "episode": i, "context": context, "options": [" " + labels[0], " " + labels[1]],
+                          "label": qj, "groups": groups})
+    return items
+
+
+def _test_items(task: str, n: int, seed: int, make) -> list:
+    r = _probe_rng(task, seed)
+    w = _Writer(r, "test")
+    items, seen = [], set()
+    for _ in range(200 * n + 1000):
+        key, item = make(w)
+        if split_of(key) == "test" and key not in seen:
+            seen.add(key)
+            items.append(item)
+            if len(items) == n:
+                return items
+    raise RuntimeError(f"could not make {n} distinct {task} items")  # pragma: no cover
+
+
+def math_items(n: int = 100, seed: int = 0) -> list[dict]:
+    """Word problems of the test split (never in training): ``prompt`` is "Problem: ...\\n"; the model
+    writes the working and "Answer: N"; ``answer`` is N as a string."""
+    def make(w):
+        q, work, ans = w.math_problem()
+        return "math:" + q, {"prompt": f"Problem: {q}\n", "answer": str(ans), "working": work}
+    return _test_items("math", n, seed, make)
+
+
+def code_items(n: int = 100, seed: int = 0) -> list[dict]:
+    """Tiny programs of the test split (never in training): ``prompt`` ends with "Output:";
+    ``answer`` is exactly what the program prints."""
+    def make(w):
+        prog, out = w.program()
+        return "code:" + prog, {"prompt": f"```\n{prog}\n```\nOutput:", "answer": out, "program": prog}
+    return _test_items("code", n, seed, make)
+
+
+_NUM = re.compile(r"-?\d+")
+
+
+def trivial_baselines(task: str, n: int = 2000, seed: int = 12345) -> dict[str, float]:
+    """Accuracy of answer-free guessers on the math or code probes, measured on ``n`` probe items
+    (other seeds than the evaluated ones): always the most common answer; the first / the last
+    number written in the prompt. Their maximum is the honest chance level of an exact-match
+    task whose answers are not a fixed list."""
+    items = {"math": math_items, "code": code_items}[task](n, seed=seed)
+    answers = Counter(it["answer"] for it in items)
+    out = {"majority": answers.most_common(1)[0][1] / n}
+    for which in ("first", "last"):
+        hits = 0
+        for it in items:
+            nums = _NUM.findall(it["prompt"])
+            hits += bool(nums) and (nums[0] if which == "first" else nums[-1]) == it["answer"]
+        out[f"copy_{which}_number"] = hits / n
+    return out
+
+
+# ============================================================================ real corpora
+HUB_DATASETS = {
+    "tinystories": {"path": "roneneldan/TinyStories", "name": None, "splits": {"train": "train", "val": "validation",
+                                                                                 "validation": "validation"}},
+    "wikitext": {"path": "Salesforce/wikitext", "name": "wikitext-2-raw-v1",
+                 "splits": {"train": "train", "val": "validation", "validation": "validation", "test": "test"}},
+}
+
+
+def _offline_reason() -> str | None:
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]} is set"
+    import socket
+
+    host = os.environ.get("SLMLAB_HUB_HOST", "huggingface.co")
+    try:
+        socket.create_connection((host, 443), timeout=2.0).close()
+    except OSError as e:
+        return f"{host}:443 is not reachable ({e.__class__.__name__}: {e})"
+    return None
+
+
+def load_text_dataset(name_or_path: str | os.PathLike, split: str = "train", n_docs: int | None = None,
+                      text_field: str = "text", drop_empty: bool = True) -> list[str]:
+    """Texts of a real corpus, as a list of strings (one per row / document).
+
+    ``name_or_path`` is either a hub corpus the book knows — ``"tinystories"``
+    (roneneldan/TinyStories; splits train, val) or ``"wikitext"`` (wikitext-2-raw-v1; train, val,
+    test) — loaded through ``datasets`` when the hub is reachable, or a local file or folder in
+    the same format:
+
+    - ``.jsonl`` / ``.json``: JSON lines (or a JSON list) of objects with a ``text_field``;
+    - ``.parquet``: a table with a ``text_field`` column (what the hub serves);
+    - ``.txt``: documents separated by ``<|endoftext|>`` (TinyStories' own text files), else by
+      blank lines;
+    - a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict with ``split``).
+
+    Offline (no network, or ``HF_DATASETS_OFFLINE=1``/``HF_HUB_OFFLINE=1``) a hub name fails at
+    once with a message saying how to use a local file. ``drop_empty`` drops blank rows (WikiText
+    has many); ``n_docs`` keeps the first rows only.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        texts = _load_local(path, split, text_field)
+    else:
+        key = str(name_or_path).lower()
+        if key not in HUB_DATASETS:
+            raise FileNotFoundError(
+                f"{name_or_path!r} is neither a file or folder nor a corpus this loader knows "
+                f"({sorted(HUB_DATASETS)}); give a path to a .jsonl/.json/.parquet/.txt file or a save_to_disk folder.")
+        spec = HUB_DATASETS[key]
+        if split not in spec["splits"]:
+            raise ValueError(f"{key} has no split {split!r}; use one of {sorted(set(spec['splits']))}")
+        reason = _offline_reason()
+        if reason:
+            raise ConnectionError(
+                f"cannot load {key!r} ({spec['path']}) from the Hugging Face hub: {reason}. "
+                f"Download it where you have a network, e.g. `datasets.load_dataset({spec['path']!r}"
+                f"{', ' + repr(spec['name']) if spec['name'] else ''}, split={spec['splits'][split]!r})"
+                f".to_json('{key}-{split}.jsonl')`, copy the file here and call "
+                f"load_text_dataset('{key}-{split}.jsonl'). Or use the built-in corpus: slmlab.data.corpus_text().")
+        import datasets
+
+        ds = datasets.load_dataset(spec["path"], spec["name"], split=spec["splits"][split])
+        texts = _column(ds, text_field, spec["path"])
+    if drop_empty:
+        texts = [t for t in texts if t.strip()]
+    return texts[:n_docs] if n_docs is not None else texts
+
+
+def _column(rows, field: str, where) -> list[str]:
+    cols = getattr(rows, "column_names", None)
+    if cols is not None and field not in cols:
+        raise KeyError(f"{where} has no column {field!r}; its columns are {cols}. Pass text_field=...")
+    out = rows[field] if cols is not None else None
+    if out is None:
+        out = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or field not in row:
+                raise KeyError(f"row {i} of {where} has no field {field!r} "
+                               f"(it has {sorted(row) if isinstance(row, dict) else type(row).__name__}); pass text_field=...")
+            out.append(row[field])
+    bad = next((i for i, t in enumerate(out) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"{where}: {field!r} of row {bad} is {type(out[bad]).__name__}, not text")
+    return list(out)
+
+
+def _load_local(path: Path, split: str, field: str) -> list[str]:
+    if path.is_dir():
+        import datasets
+
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError as e:
+            raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk ({e})") from None
+        if isinstance(ds, datasets.DatasetDict):
+            names = {"val": "validation"}.get(split, split)
+            if names not in ds:
+                raise ValueError(f"{path} has splits {list(ds)}, not {split!r}")
+            ds = ds[names]
+        return _column(ds, field, path)
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix in (".jsonl", ".json"):
+        raw = path.read_text(encoding="utf-8")
+        stripped = raw.lstrip()
+        if stripped.startswith("["):
+            rows = json.loads(raw)
+        else:
+            rows = []
+            for i, line in enumerate(raw.splitlines()):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{path}, line {i + 1}: not valid JSON ({e})") from None
+        return _column(rows, field, path)
+    if suffix == ".parquet":
+        import pandas as pd
+
+        df = pd.read_parquet(path)
+        if field not in df.columns:
+            raise KeyError(f"{path} has no column {field!r}; its columns are {list(df.columns)}. Pass text_field=...")
+        return _column(df[[field]].to_dict("records"), field, path)
+    if suffix == ".txt":
+        raw = path.read_text(encoding="utf-8")
+        parts = raw.split("<|endoftext|>") if "<|endoftext|>" in raw else re.split(r"\n\s*\n", raw)
+        return [p.strip() for p in parts]
+    raise ValueError(f"don't know how to read {path}: use .jsonl, .json, .parquet or .txt, or a save_to_disk folder")
