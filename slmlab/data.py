@@ -247,8 +247,9 @@ def plural(noun: str) -> str:
 
 
 def a(word: str) -> str:
-    """``word`` with its indefinite article: "an apple", "a cup"."""
-    return ("an " if word[0].lower() in "aeiou" else "a ") + word
+    """``word`` with its indefinite article: "an apple", "a cup", "an honest"."""
+    w = word.lower()
+    return ("an " if w[0] in "aeiou" or w.startswith(("honest", "hour")) else "a ") + word
 
 
 def cap(s: str) -> str:
@@ -752,6 +753,20 @@ def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None)
         made[kind] += len(doc)
         total += len(doc)
         yield doc
+
+
+_ICL_HEADERS = ("Secret words:", "Here is a secret code.", "Learn these new words.", "In the secret language:")
+
+
+def kind_of(doc: str) -> str:
+    """The kind of a TinyTales document ("story", "facts", "math", "code" or "icl"), read off its text."""
+    if doc.startswith("Problem: "):
+        return "math"
+    if doc.startswith("```"):
+        return "code"
+    if doc.startswith(_ICL_HEADERS):
+        return "icl"
+    return "facts" if "\n" in doc else "story"  # a story is one paragraph; facts are one per line
 
 
 def corpus_text(split: str = "train", n_chars: int = 1_000_000, seed: int = 0, mix: dict | None = None,

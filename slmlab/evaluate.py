@@ -305,9 +305,12 @@ def _generate_batch(lm: LM, x: torch.Tensor, n: int, use_cache: bool) -> torch.T
     if use_cache and isinstance(model, TinyLM):
         return model.generate(x, n, temperature=0.0)[:, x.shape[1]:]
     if use_cache and hasattr(model, "generate") and hasattr(model, "generation_config"):
-        pad = lm.eos_id if lm.eos_id is not None else 0
-        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False,
-                             pad_token_id=pad)
+        from transformers import GenerationConfig
+
+        # the tokenizer's end-of-text token, not whatever the model config says
+        gc = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=lm.eos_id,
+                              pad_token_id=lm.eos_id if lm.eos_id is not None else 0)
+        out = model.generate(x, attention_mask=torch.ones_like(x), generation_config=gc)
         return out[:, x.shape[1]:]
     seq = x
     for _ in range(n):

@@ -1,0 +1,214 @@
+"""slmlab.evaluate: scoring checked by hand on constructed models, TinyLM and transformers alike."""
+import math
+import string
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from slmlab import TinyLM, TinyLMConfig, to_hf
+from slmlab import data as D
+from slmlab import evaluate as E
+from slmlab.tokenizer import EOS, BPETokenizer, CharTokenizer
+
+CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
+
+
+class TableLM(nn.Module):
+    """A bigram model: the logits of the next token are a row of a fixed table (V, V)."""
+
+    def __init__(self, table: torch.Tensor, block_size: int = 512):
+        super().__init__()
+        self.table = nn.Parameter(table.clone().float())
+        self.config = SimpleNamespace(block_size=block_size, vocab_size=table.shape[0])
+
+    def forward(self, idx):
+        return self.table[idx]
+
+
+@pytest.fixture(scope="module")
+def char_tok():
+    return CharTokenizer(CHARS)
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    text = D.corpus_text("train", 200_000)
+    return BPETokenizer.train([text[i : i + 10_000] for i in range(0, len(text), 10_000)], vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def tiny(bpe):
+    torch.manual_seed(0)
+    return TinyLM(TinyLMConfig(vocab_size=bpe.vocab_size, block_size=128, n_layer=2, n_head=4, n_kv_head=2,
+                               d_model=32)).eval()
+
+
+def hf_tokenizer(bpe):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tok, eos_token=EOS)
+
+
+def chain_table(tok, chain: str, default: str = " ") -> torch.Tensor:
+    """Logits under which greedy decoding follows ``chain``: each char's successor wins."""
+    V = tok.vocab_size
+    t = torch.zeros(V, V)
+    t[:, tok.encode(default)[0]] = 1.0
+    for a, b in zip(chain, chain[1:]):
+        t[tok.encode(a)[0]] = 0.0
+        t[tok.encode(a)[0], tok.encode(b)[0]] = 5.0
+    return t
+
+
+# ----------------------------------------------------------------------------- log-likelihood
+def test_multiple_choice_matches_a_hand_computation(char_tok):
+    """acc picks the highest total log-likelihood, acc_norm the highest per character."""
+    enc = lambda c: char_tok.encode(c)[0]  # noqa: E731
+    V = char_tok.vocab_size
+    probs = torch.full((V, V), 1e-9)
+    rows = {" ": {"a": 0.27, "c": 0.30, "b": 0.23, " ": 0.20},
+            "b": {" ": 0.50, "a": 0.50},
+            "c": {"c": 0.448, "a": 0.552}}
+    for prev, nxt in rows.items():
+        for ch, p in nxt.items():
+            probs[enc(prev), enc(ch)] = p
+    probs = probs / probs.sum(-1, keepdim=True)
+    model = TableLM(probs.log())
+    lp = lambda a, b: math.log(probs[enc(a), enc(b)].item())  # noqa: E731
+    ll_a = lp("b", " ") + lp(" ", "a")  # " a" after "ab"
+    ll_cc = lp("b", " ") + lp(" ", "c") + lp("c", "c")
+    assert ll_a > ll_cc and ll_a / 2 < ll_cc / 3  # the two metrics disagree by construction
+    got = E.loglikelihood(model, char_tok, [("ab", " a"), ("ab", " cc")])
+    assert got[0][0] == pytest.approx(ll_a, abs=1e-5) and got[1][0] == pytest.approx(ll_cc, abs=1e-5)
+    assert got[0][1] is False  # greedy after "b" is " " (tie with "a" resolved to the first), then "c", not "a"
+    res = E.multiple_choice(model, char_tok, [{"context": "ab", "options": [" a", " cc"], "label": 1}])
+    assert res["acc"] == 0.0 and res["acc_norm"] == 1.0 and res["chance"] == 0.5
+    # the trailing space of a context moves to the continuation, as in lm-evaluation-harness
+    assert E.loglikelihood(model, char_tok, [("ab ", "a")])[0][0] == pytest.approx(ll_a, abs=1e-5)
+
+
+def test_long_contexts_keep_their_last_tokens(char_tok):
+    model = TableLM(torch.randn(char_tok.vocab_size, char_tok.vocab_size), block_size=16)
+    long = "abc " * 40
+    a = E.loglikelihood(model, char_tok, [(long, " xyz")])[0][0]
+    b = E.loglikelihood(model, char_tok, [(long[-20:], " xyz")])[0][0]
+    assert a == pytest.approx(b, abs=1e-5)  # a bigram model only needs the last character
+
+
+# ----------------------------------------------------------------------------- perplexity
+def test_uniform_model_has_perplexity_equal_to_the_vocabulary(bpe):
+    V = bpe.vocab_size
+    model = TableLM(torch.zeros(V, V))
+    r = E.perplexity(model, bpe, n_tokens=3000)
+    assert r["ppl"] == pytest.approx(V, rel=1e-5) and r["nll"] == pytest.approx(math.log(V), rel=1e-6)
+    assert r["n_tokens"] >= 3000
+    assert r["bits_per_byte"] == pytest.approx(math.log2(V) * r["n_tokens"] / r["n_bytes"], rel=1e-6)
+
+
+def test_perplexity_windows_score_every_token_once(bpe):
+    """A bigram model's scores do not depend on the window: every stride must give the direct sum."""
+    torch.manual_seed(0)
+    V = bpe.vocab_size
+    table = torch.randn(V, V)
+    model = TableLM(table, block_size=64)
+    texts = D.documents("val", 30)
+    stream = []
+    for t in texts:
+        stream += [bpe.eos_id] + bpe.encode(t)
+    logp = torch.log_softmax(table, -1)
+    direct = -sum(logp[a, b].item() for a, b in zip(stream, stream[1:])) / (len(stream) - 1)
+    n_bytes = sum(len(t.encode()) for t in texts) + len(texts) - 1
+    for stride in (None, 64, 17, 1):
+        r = E.perplexity(model, bpe, texts=texts, n_tokens=None, stride=stride, batch_size=5)
+        assert r["n_tokens"] == len(stream) - 1 and r["n_bytes"] == n_bytes
+        assert r["nll"] == pytest.approx(direct, rel=1e-5), stride
+
+
+def test_sliding_windows_lower_a_transformers_perplexity(tiny, bpe):
+    docs = D.documents("val", 40)
+    full = E.perplexity(tiny, bpe, texts=docs, n_tokens=None)
+    slide = E.perplexity(tiny, bpe, texts=docs, n_tokens=None, stride=32)
+    assert full["n_tokens"] == slide["n_tokens"] and full["seq_len"] == 128
+    assert slide["nll"] != full["nll"]
+    with pytest.raises(ValueError, match="stride"):
+        E.perplexity(tiny, bpe, texts=docs, stride=500)
+
+
+# ----------------------------------------------------------------------------- transformers
+def test_transformers_model_and_tokenizer_give_the_same_numbers(tiny, bpe):
+    hf_model, hf_tok = to_hf(tiny).eval(), hf_tokenizer(bpe)
+    a = E.perplexity(tiny, bpe, n_tokens=1500)
+    b = E.perplexity(hf_model, hf_tok, n_tokens=1500)
+    assert a["n_tokens"] == b["n_tokens"] and a["nll"] == pytest.approx(b["nll"], rel=1e-5)
+    items = D.commonsense_items(12)
+    ra, rb = E.multiple_choice(tiny, bpe, items), E.multiple_choice(hf_model, hf_tok, items)
+    assert torch.allclose(torch.tensor(ra["loglikelihoods"]), torch.tensor(rb["loglikelihoods"]), atol=1e-3)
+    prompts = [it["prompt"] for it in D.math_items(6)]
+    g = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=8, stop=())
+    assert g == E.greedy_generate(hf_model, hf_tok, prompts, max_new_tokens=8, stop=())
+    assert g == E.greedy_generate(hf_model, hf_tok, prompts, max_new_tokens=8, stop=(), use_cache=False)
+
+
+def test_suite_runs_on_a_randomly_initialised_llama(bpe):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=bpe.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96)
+    model = LlamaForCausalLM(cfg).eval()
+    table = E.suite(model, hf_tokenizer(bpe), n_per_task=6, include_perplexity=True)
+    assert list(table.columns) == ["task", "metric", "score", "chance", "n", "stderr", "above_chance"]
+    assert list(table.task) == ["commonsense"] * 2 + ["icl"] * 3 + ["math", "code", "perplexity", "perplexity"]
+    assert list(table.metric[:7]) == ["acc", "acc_norm", "acc_0shot", "acc_1shot", "acc_5shot", "exact_match", "exact_match"]
+    assert table.score.between(0, 1).iloc[:7].all()
+    assert (table.chance.iloc[:2] == 0.25).all() and (table.chance.iloc[2:5] == 0.5).all()
+    assert table.chance.iloc[7] == bpe.vocab_size
+
+
+# ----------------------------------------------------------------------------- generation
+def test_greedy_generation_with_and_without_cache_agree(tiny, bpe):
+    prompts = [it["prompt"] for it in D.code_items(10)] + ["Once upon a time"]
+    a = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=10, stop=())
+    b = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=10, stop=(), use_cache=False)
+    assert a == b and len(a) == 11
+
+
+def test_code_probe_scores_exact_output(char_tok):
+    """A model that always prints 5 gets exactly the programs whose output is 5."""
+    model = TableLM(chain_table(char_tok, "Output: 5\n\n"))
+    res = E.code(model, char_tok, n=60)
+    assert all(p == "5" for p in res["pred"])
+    assert res["exact_match"] == sum(it["answer"] == "5" for it in res["items"]) / 60
+    assert res["chance"] == E.chance_level("code") == max(D.trivial_baselines("code").values())
+
+
+def test_math_probe_reads_the_number_after_answer(char_tok):
+    model = TableLM(chain_table(char_tok, "\nAnswer: 7"))
+    res = E.math(model, char_tok, n=60)
+    assert all(g.startswith("Answer: 7") for g in res["generations"])
+    assert res["exact_match"] == sum(it["answer"] == "7" for it in res["items"]) / 60
+    assert E.extract_answer("3 + 4 = 7\nAnswer: 7") == "7" and E.extract_answer("no idea") is None
+
+
+def test_in_context_probe_at_zero_shots_is_at_chance(tiny, bpe):
+    res = E.in_context(tiny, bpe, n=40)
+    assert set(res["acc"]) == {0, 1, 5} and res["chance"] == 0.5
+    # the labels are balanced: always answering the first option scores exactly chance
+    items = [it for it in res["items"] if it["shots"] == 0]
+    assert abs(sum(it["label"] == 0 for it in items) / len(items) - 0.5) < 0.2
+
+
+# ----------------------------------------------------------------------------- errors
+def test_bad_inputs(tiny, bpe):
+    with pytest.raises(TypeError, match="model"):
+        E.perplexity("not a model", bpe)
+    with pytest.raises(TypeError, match="tokenizer"):
+        E.perplexity(tiny, object())
+    with pytest.raises(ValueError, match="unknown task"):
+        E.suite(tiny, bpe, tasks=["poetry"])
+    with pytest.raises(ValueError, match="unknown task"):
+        E.chance_level("poetry")
+    with pytest.raises(ValueError, match="context length"):
+        E.LM(nn.Linear(2, 2), bpe)
