@@ -13,6 +13,10 @@ def main(argv=None) -> int:
     t.add_argument("--out-dir", help="where checkpoints, logs and the final model go (default runs/<config name>)")
     t.add_argument("--max-steps", type=int, help="override train.max_steps")
     t.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    s = sub.add_parser("ship", help="evaluate a finished run and copy it into data/reference/NAME with a manifest")
+    s.add_argument("run_dir", help="the out_dir of a finished `python -m slmlab train` run")
+    s.add_argument("name", help="reference model name, e.g. base or small")
+    s.add_argument("--n-per-task", type=int, default=200, help="probe items per task for the shipped metrics")
     b = sub.add_parser("bench", help="TinyLM vs transformers: training and decode throughput, achieved FLOP/s")
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     args = p.parse_args(argv)
@@ -20,6 +24,14 @@ def main(argv=None) -> int:
         from .train import main_train
 
         main_train(args.config, out_dir=args.out_dir, max_steps=args.max_steps, resume=not args.no_resume)
+    elif args.cmd == "ship":
+        import json
+
+        from .reference import evaluate_run, ship
+
+        metrics = evaluate_run(args.run_dir, n_per_task=args.n_per_task)
+        print(json.dumps(metrics, indent=1))
+        print(ship(args.run_dir, args.name, metrics))
     elif args.cmd == "bench":
         from .bench import main as bench_main
 

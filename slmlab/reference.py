@@ -9,6 +9,7 @@ that ``load_reference`` checks before loading anything.
 from __future__ import annotations
 
 import difflib
+import json
 import shutil
 from pathlib import Path
 
@@ -76,6 +77,38 @@ def load_reference(name: str = "base", device=None):
     is the ~1M-parameter model for distillation and speed experiments."""
     folder = verify(name)
     return load_pretrained(folder, device=device), load_tokenizer(folder / "tokenizer.json")
+
+
+def corpus_fingerprint(n_chars: int = 200_000) -> str:
+    """sha256 of the first ``n_chars`` of the TinyTales training split: a shipped model records it,
+    and the tests check it, so the corpus generator cannot drift away from the shipped models."""
+    import hashlib
+
+    from .data import corpus_text
+
+    return hashlib.sha256(corpus_text("train", n_chars).encode("utf-8")).hexdigest()
+
+
+def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
+    """The metrics a shipped model carries: parameters, perplexity, the probe suite, and the corpus
+    fingerprint, computed from the finished run in ``run_dir``."""
+    from . import evaluate
+    from .checkpoint import load_pretrained
+
+    model = load_pretrained(Path(run_dir) / "model")
+    tok = load_tokenizer(Path(run_dir) / "model" / "tokenizer.json")
+    ppl = evaluate.perplexity(model, tok)
+    table = evaluate.suite(model, tok, n_per_task=n_per_task)
+    log = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines() if line.strip()]
+    return {
+        "parameters": model.num_params(),
+        "non_embedding_parameters": model.num_params(non_embedding=True),
+        "train_tokens": log[-1]["tokens"] if log else None,
+        "final_val_loss": next((r["val_loss"] for r in reversed(log) if "val_loss" in r), None),
+        "perplexity": {k: v for k, v in ppl.items() if isinstance(v, (int, float))},
+        "suite": json.loads(table.to_json(orient="records")),
+        "corpus_fingerprint": corpus_fingerprint(),
+    }
 
 
 def ship(run_dir, name: str, metrics: dict | None = None) -> Path:

@@ -54,3 +54,19 @@ def test_missing_file_is_detected(shipped):
     (folder / "SHA256SUMS").unlink()
     with pytest.raises(ValueError, match="unknown reference model"):
         verify("nothing")
+
+
+def test_the_shipped_models_verify_and_match_the_corpus_generator():
+    """The book's reference models are present, intact, and were trained on the corpus that
+    slmlab.data generates today (a change to the generator must come with retrained models)."""
+    from slmlab.reference import corpus_fingerprint, reference_dir
+
+    names = available()
+    assert {"base", "small"} <= set(names), f"shipped reference models missing: {names}"
+    fp = corpus_fingerprint()
+    for name in names:
+        verify(name)
+        metrics = json.loads((reference_dir() / name / "metrics.json").read_text())
+        assert metrics["corpus_fingerprint"] == fp, (
+            f"data/reference/{name} was trained on a different TinyTales corpus: retrain it "
+            f"(python -m slmlab train configs/{name}.json) and ship it (python -m slmlab ship RUN_DIR {name})")
