@@ -111,6 +111,36 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
     }
 
 
+def model_card(name: str, run_config: dict, metrics: dict) -> str:
+    """A README for a shipped model, written from its run config and measured metrics."""
+    m, t = run_config.get("model", {}), run_config.get("train", {})
+    rows = "\n".join(f"| {r['task']} | {r['metric']} | {r['score']:.3f} | {r['chance']:.3f} | {r.get('n', '')} |"
+                     for r in metrics.get("suite", []))
+    ppl = metrics.get("perplexity", {})
+    return f"""# Reference model `{name}`
+
+{run_config.get("description", "")}
+
+Load it with `slmlab.load_reference("{name}")` (checksums in `SHA256SUMS` are verified first).
+Reproduce it with `python -m slmlab train data/reference/{name}/train_config.json --out-dir runs/{name}`
+then `python -m slmlab ship runs/{name} {name}`. This file is written by `ship` from the measured metrics.
+
+| | |
+|---|---|
+| parameters | {metrics.get("parameters", 0):,} ({metrics.get("non_embedding_parameters", 0):,} non-embedding) |
+| architecture | {m.get("n_layer")} layers, d_model {m.get("d_model")}, {m.get("n_head")} heads / {m.get("n_kv_head")} KV heads, {m.get("ffn")} d_ff {m.get("d_ff")}, {m.get("norm")}, {m.get("pos")} |
+| training | {t.get("max_steps")} steps x {t.get("batch_size")} x {t.get("seq_len")} tokens = {metrics.get("train_tokens") or 0:,} tokens, {t.get("schedule")} schedule, lr {t.get("lr")}, {t.get("dtype")} |
+| final validation loss | {metrics.get("final_val_loss") or float("nan"):.4f} nats/token |
+| perplexity (TinyTales val) | {ppl.get("ppl", float("nan")):.3f} ({ppl.get("bits_per_byte", float("nan")):.4f} bits per byte) |
+
+Capability probes (`slmlab.evaluate.suite`, held-out items):
+
+| task | metric | score | chance | n |
+|---|---|---|---|---|
+{rows}
+"""
+
+
 def ship(run_dir, name: str, metrics: dict | None = None) -> Path:
     """Copy a finished run (``python -m slmlab train``'s out_dir) into ``data/reference/<name>``
     with its config, log, metrics and a fresh manifest — as one atomic directory swap."""
@@ -127,6 +157,8 @@ def ship(run_dir, name: str, metrics: dict | None = None) -> Path:
         shutil.copy2(run_dir / "log.jsonl", tmp / "log.jsonl")
         if metrics is not None:
             atomic_write_json(tmp / "metrics.json", metrics)
+            (tmp / "README.md").write_text(model_card(name, json.loads((run_dir / "config.json").read_text()), metrics),
+                                           encoding="utf-8")
         names = sorted(p.name for p in tmp.iterdir() if p.name != MANIFEST)
         (tmp / MANIFEST).write_text("".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names), encoding="utf-8")
 

@@ -329,6 +329,7 @@ def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[
     bar = tqdm(total=tc.max_steps, initial=step, disable=not tc.progress or rank != 0, desc="train", dynamic_ncols=True)
     model.train()
     t0, last_log_step = time.perf_counter(), step
+    t_start = time.perf_counter() - (history[-1].get("elapsed_s", 0.0) if history else 0.0)
 
     def log(record):
         history.append(record)
@@ -372,7 +373,7 @@ def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[
             tps = tokens_per_step * (step - last_log_step) / max(dt, 1e-9)
             t0, last_log_step = time.perf_counter(), step
             record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps,
-                      "tokens": step * tokens_per_step}
+                      "tokens": step * tokens_per_step, "elapsed_s": round(time.perf_counter() - t_start, 2)}
             if tc.eval_every and (step % tc.eval_every == 0 or step == tc.max_steps):
                 record["val_loss"] = evaluate_loss(model, val_ids, tc.seq_len, tc.eval_batches, tc.batch_size, device)
                 t0 = time.perf_counter()  # evaluation time is not training throughput
