@@ -600,20 +600,22 @@ class _Writer:
 
     # ---------------------------------------------------------------- in-context learning
     def icl(self) -> str:
-        """A secret-words lesson: two invented words each name one group of things (animals,
-        colors, ...); the lines show which word goes with which thing. Or a secret-code list."""
+        """An in-context lesson: a secret code (invented words for real words, then some of them
+        asked again) or a secret-words lesson (two invented words name two groups of things)."""
         r = self.r
         pool = SECRET_WORDS[self.split]
-        if r.random() < 0.75:
+        if r.random() < 0.4:
             header, lines = icl_episode(r, pool, n_lines=r.randint(6, 14))
             return "\n".join([header] + lines)
-        n = r.randint(3, 7)
+        n = r.randint(1, 7)
         src = r.sample(CODE_WORDS_SOURCE, n)
         dst = r.sample(pool, n)
-        lines = [r.choice(["Here is a secret code.", "Learn these new words.", "In the secret language:"])]
-        lines += [f"{s} = {d}" for s, d in zip(src, dst)]
-        lines += [f"{src[i]} = {dst[i]}" for i in r.sample(range(n), r.randint(2, n))]
+        lines = [r.choice(CODE_HEADERS)] + [f"{s} = {d}" for s, d in zip(src, dst)]
+        lines += [f"{src[i]} = {dst[i]}" for i in (r.randrange(n) for _ in range(r.randint(1, n + 1)))]
         return "\n".join(lines)
+
+
+CODE_HEADERS = ("Here is a secret code.", "Learn these new words.", "In the secret language:")
 
 
 def icl_episode(r: random.Random, pool: list[str], n_lines: int, groups: tuple[str, str] | None = None,
@@ -755,7 +757,7 @@ def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None)
         yield doc
 
 
-_ICL_HEADERS = ("Secret words:", "Here is a secret code.", "Learn these new words.", "In the secret language:")
+_ICL_HEADERS = ("Secret words:",) + CODE_HEADERS
 
 
 def kind_of(doc: str) -> str:
@@ -876,15 +878,19 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
             o, action = r.choice(pairs)
             m = MATERIAL_OF[o]
             wrong = {MATERIALS[mm][action] for mm in MATERIALS} - {MATERIALS[m][action]}
+            stated = r.random() < 0.5  # the context says the material (else: recall it, then apply the rule)
             if r.random() < 0.5:  # story style, past tense
                 verb = {"drop": f"{cap(he)} dropped the {o} on the floor.", "water": f"{cap(he)} put the {o} in the water.",
                         "fire": f"{cap(he)} put the {o} near the fire."}[action]
-                context = f"{name} had {a(o)}. The {o} was made of {m}. {verb} The {o}"
+                made = f" The {o} was made of {m}." if stated else ""
+                context = f"{name} had {a(o)}.{made} {verb} The {o}"
                 opts, label = _options(r, past(behaviour(o, action)), (past(w) for w in wrong))
             else:  # fact style, present tense
-                context = f"The {o} is made of {m}, so if you {_action_phrase(action, o)}, it"
+                q = {"drop": f"drop {a(o)}?", "water": f"put {a(o)} in water?", "fire": f"put {a(o)} near a fire?"}[action]
+                context = (f"The {o} is made of {m}, so if you {_action_phrase(action, o)}, it" if stated
+                           else f"Q: What happens if you {q}\nA: It")
                 opts, label = _options(r, behaviour(o, action), wrong)
-            extra = {"object": o, "action": action}
+            extra = {"object": o, "action": action, "material_stated": stated}
         elif kind == "weather":
             cause = r.choice(list(WEATHER))
             right = r.choice(WEATHER[cause])
@@ -923,7 +929,7 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
     return items
 
 
-def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0) -> list[dict]:
+def icl_group_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0) -> list[dict]:
     """Secret-words lessons with ``shots`` examples: two invented words (from the test bucket,
     never in training text) each name one group of things (animals, colors, names, ...); the
     query is a new thing of one group, the options are the two words (chance 1/2). The same
@@ -932,7 +938,7 @@ def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 
     shot_list = [shots] if isinstance(shots, int) else list(shots)
     if any(k < 0 for k in shot_list):
         raise ValueError(f"shots must be >= 0, got {shot_list}")
-    r = _probe_rng("icl", seed)
+    r = _probe_rng("icl-groups", seed)
     pool = SECRET_WORDS["test"]
     kmax = max(shot_list + [5])
     items = []
@@ -953,6 +959,39 @@ def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 
             context = "\n".join([header] + lines[:k] + [f"{things[-1]} ->"])
             items.append({"shots": k, "episode": i, "context": context, "options": [" " + labels[0], " " + labels[1]],
                           "label": qj, "groups": groups})
+    return items
+
+
+def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0, n_options: int = 4) -> list[dict]:
+    """Secret-code lessons: ``k`` pairs "word = code" in the prompt, then one of the shown words
+    again; the answer is its code, an invented word (from the test bucket: never in training) that
+    only the prompt gives. The options are the codes of one lesson (chance 1/``n_options``): at 0
+    shots nothing in the prompt tells them apart; at 1 shot the answer is the one code shown; at 5
+    shots the other options are shown too, paired with other words. The same lessons, query and
+    options are used for every number of shots (paired scores)."""
+    shot_list = [shots] if isinstance(shots, int) else list(shots)
+    if any(k < 0 for k in shot_list):
+        raise ValueError(f"shots must be >= 0, got {shot_list}")
+    if n_options < 2:
+        raise ValueError(f"n_options must be >= 2, got {n_options}")
+    r = _probe_rng("icl", seed)
+    pool = SECRET_WORDS["test"]
+    kmax = max(shot_list + [n_options])
+    items = []
+    for i in range(n):
+        src = r.sample(CODE_WORDS_SOURCE, kmax)
+        dst = r.sample(pool, kmax)
+        header = r.choice(CODE_HEADERS)
+        q = r.randrange(kmax)
+        others = [j for j in range(kmax) if j != q]
+        r.shuffle(others)
+        opts = [dst[q]] + [dst[j] for j in others[: n_options - 1]]
+        r.shuffle(opts)
+        for k in shot_list:
+            shown = sorted([q] + others[: k - 1]) if k > 0 else []
+            context = "\n".join([header] + [f"{src[j]} = {dst[j]}" for j in shown] + [f"{src[q]} ="])
+            items.append({"shots": k, "episode": i, "context": context, "options": [" " + o for o in opts],
+                          "label": opts.index(dst[q])})
     return items
 
 

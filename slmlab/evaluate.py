@@ -335,12 +335,16 @@ def _stderr(p: float, n: int) -> float:
 
 def commonsense(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, _lm=None) -> dict:
     """Four-way multiple choice about the world on held-out items (:func:`slmlab.data.commonsense_items`):
-    ``acc``, ``acc_norm`` (chance 0.25 each), per-kind accuracy in ``by_kind``, and the items."""
+    ``acc``, ``acc_norm`` (chance 0.25 each), per-kind accuracy in ``by_kind`` (held-out material
+    items split into "material/stated", where the context says the material, and "material/recall",
+    where the model must remember it), and the items."""
     items = _data.commonsense_items(n, seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
     by_kind = {}
-    for kind in _data.COMMONSENSE_KINDS:
-        sel = [i for i, it in enumerate(items) if it["kind"] == kind]
+    sub = lambda it: it["kind"] + ("" if "material_stated" not in it else  # noqa: E731
+                                   "/stated" if it["material_stated"] else "/recall")
+    for kind in sorted({sub(it) for it in items}, key=lambda k: (list(_data.COMMONSENSE_KINDS).index(k.split("/")[0]), k)):
+        sel = [i for i, it in enumerate(items) if sub(it) == kind]
         if sel:
             by_kind[kind] = {"acc": sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel),
                              "acc_norm": sum(res["pred_norm"][i] == items[i]["label"] for i in sel) / len(sel),
@@ -349,17 +353,25 @@ def commonsense(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int =
 
 
 def in_context(model, tokenizer, n: int = 100, shots: Sequence[int] = (0, 1, 5), seed: int = 0,
-               batch_size: int = 32, _lm=None) -> dict:
-    """Secret-words lessons (:func:`slmlab.data.icl_items`): the meaning of two invented words is
-    given only by the examples in the prompt. Accuracy per number of shots (chance 1/2; at 0
-    shots nothing tells the words apart, so a model can only be at chance)."""
-    items = _data.icl_items(n, shots=tuple(shots), seed=seed)
+               kind: str = "code", batch_size: int = 32, _lm=None) -> dict:
+    """In-context learning: a mapping given only by examples in the prompt. ``kind="code"``
+    (the suite's): secret-code lessons (:func:`slmlab.data.icl_items`), an invented word for each
+    of k words, then one of them asked again; 4 options, chance 1/4, and at 0 shots a model can
+    only be at chance. ``kind="groups"``: secret-words lessons (:func:`slmlab.data.icl_group_items`),
+    two invented words for two groups of things and a new member of one group to sort (chance
+    1/2): harder, it needs the examples *and* knowing which things belong together.
+    Returns accuracy per number of shots (``acc``), the chance level and the items."""
+    if kind not in ("code", "groups"):
+        raise ValueError(f"kind must be 'code' or 'groups', got {kind!r}")
+    make = _data.icl_items if kind == "code" else _data.icl_group_items
+    items = make(n, shots=tuple(shots), seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
     acc = {}
     for k in shots:
         sel = [i for i, it in enumerate(items) if it["shots"] == k]
         acc[k] = sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel)
-    return {"acc": acc, "chance": 0.5, "n": n, "items": items, "pred": res["pred"]}
+    return {"acc": acc, "chance": res["chance"], "n": n, "items": items, "pred": res["pred"],
+            "loglikelihoods": res["loglikelihoods"]}
 
 
 def math(model, tokenizer, n: int = 100, seed: int = 0, max_new_tokens: int = 32, batch_size: int = 64, _lm=None) -> dict:
@@ -397,7 +409,7 @@ def chance_level(task: str) -> float:
     if task == "commonsense":
         return 0.25
     if task in ("icl", "in_context"):
-        return 0.5
+        return 0.25
     if task in ("math", "code"):
         return max(_data.trivial_baselines(task).values())
     raise ValueError(f"unknown task {task!r}; tasks are commonsense, icl, math, code")

@@ -187,6 +187,29 @@ def test_icl_items_pair_the_same_lessons_across_shots():
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it
+    labels = Counter()
+    for ep in by_ep.values():
+        z, one, five = ep[0], ep[1], ep[5]
+        assert z["options"] == one["options"] == five["options"] and z["label"] == one["label"] == five["label"]
+        answer = five["options"][five["label"]].strip()
+        labels[five["label"]] += 1
+        query = five["context"].rsplit("\n", 1)[1]
+        assert query.endswith(" =") and z["context"].endswith("\n" + query) and one["context"].endswith("\n" + query)
+        assert z["context"].count("\n") == 1 and one["context"].count("\n") == 2 and five["context"].count("\n") == 6
+        pairs = dict(ln.split(" = ") for ln in five["context"].split("\n")[1:-1])
+        assert pairs[query[:-2]] == answer and f"{query} {answer}" in one["context"]
+        shown = set(pairs.values())
+        assert sum(o.strip() in shown for o in five["options"]) >= 4  # the distractors are shown too
+        for o in z["options"]:
+            assert o.strip() in D.SECRET_WORDS["test"] and o.strip() not in z["context"]
+    assert len(labels) == 4
+
+
+def test_icl_group_items_pair_the_same_lessons_across_shots():
+    items = D.icl_group_items(40, shots=(0, 1, 5))
+    by_ep = {}
+    for it in items:
+        by_ep.setdefault(it["episode"], {})[it["shots"]] = it
     for ep in by_ep.values():
         z, one, five = ep[0], ep[1], ep[5]
         assert z["options"] == one["options"] == five["options"] and z["label"] == five["label"]
@@ -196,7 +219,6 @@ def test_icl_items_pair_the_same_lessons_across_shots():
         words = {ln.split(" -> ")[1] for ln in lines[1:-1]}
         assert words == {o.strip() for o in five["options"]}  # both words shown in 5 shots
         assert lines[-1].endswith("->") and lines[-1][:-3] not in [ln.split(" -> ")[0] for ln in lines[1:-1]]
-        assert z["context"].count("\n") == 1
         for o in z["options"]:
             assert o.strip() in D.SECRET_WORDS["test"]
 

@@ -163,7 +163,7 @@ def test_suite_runs_on_a_randomly_initialised_llama(bpe):
     assert list(table.task) == ["commonsense"] * 2 + ["icl"] * 3 + ["math", "code", "perplexity", "perplexity"]
     assert list(table.metric[:7]) == ["acc", "acc_norm", "acc_0shot", "acc_1shot", "acc_5shot", "exact_match", "exact_match"]
     assert table.score.between(0, 1).iloc[:7].all()
-    assert (table.chance.iloc[:2] == 0.25).all() and (table.chance.iloc[2:5] == 0.5).all()
+    assert (table.chance.iloc[:5] == 0.25).all()
     assert table.chance.iloc[7] == bpe.vocab_size
 
 
@@ -192,12 +192,17 @@ def test_math_probe_reads_the_number_after_answer(char_tok):
     assert E.extract_answer("3 + 4 = 7\nAnswer: 7") == "7" and E.extract_answer("no idea") is None
 
 
-def test_in_context_probe_at_zero_shots_is_at_chance(tiny, bpe):
+def test_in_context_probe(tiny, bpe):
     res = E.in_context(tiny, bpe, n=40)
-    assert set(res["acc"]) == {0, 1, 5} and res["chance"] == 0.5
-    # the labels are balanced: always answering the first option scores exactly chance
-    items = [it for it in res["items"] if it["shots"] == 0]
-    assert abs(sum(it["label"] == 0 for it in items) / len(items) - 0.5) < 0.2
+    assert set(res["acc"]) == {0, 1, 5} and res["chance"] == 0.25 == E.chance_level("icl")
+    assert len(res["pred"]) == 120 and all(len(ll) == 4 for ll in res["loglikelihoods"])
+    # the answer's position is balanced, so a model with a fixed preference scores about chance
+    first = sum(it["label"] == 0 for it in res["items"]) / len(res["items"])
+    assert 0.1 < first < 0.4
+    groups = E.in_context(tiny, bpe, n=10, kind="groups")
+    assert groups["chance"] == 0.5 and set(groups["acc"]) == {0, 1, 5}
+    with pytest.raises(ValueError, match="kind"):
+        E.in_context(tiny, bpe, n=2, kind="poems")
 
 
 # ----------------------------------------------------------------------------- errors
