@@ -228,6 +228,18 @@ ICL_GROUPS = {
     "feelings": FEELINGS + ["glad", "upset", "calm", "lonely", "excited", "worried"],
     "numbers": ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"],
 }
+# Pattern lessons: "x -> f(x)" lines for one relation f of the world; which relation is meant is
+# given only by the examples (a query alone could be answered by any of its domain's relations).
+RELATIONS = {
+    "eats": ("animals", lambda x: ANIMALS[x][2]),
+    "home": ("animals", lambda x: ANIMALS[x][1].rsplit(" ", 1)[1]),
+    "sound": ("animals", lambda x: ANIMALS[x][0]),
+    "material": ("objects", lambda x: MATERIAL_OF[x]),
+    "place": ("objects", lambda x: PLACE_OF[x].split(" ", 1)[1]),
+    "use": ("objects", lambda x: USE_OF[x]),
+    "taste": ("foods", lambda x: FOODS[x]),
+}
+PATTERN_HEADERS = ("Follow the pattern.", "Continue the list.", "Do what the examples do.", "Answer like the examples.")
 CODE_WORDS_SOURCE = list(ANIMALS) + list(FOODS) + COLORS + ["sun", "moon", "tree", "house", "river", "star", "shoe"]
 
 DEFAULT_MIX = {"story": 0.45, "facts": 0.15, "math": 0.13, "code": 0.13, "icl": 0.14}
@@ -313,7 +325,7 @@ class _Writer:
             return f"{self.r.choice(COLORS)} {o}"
         if k < 0.45:
             return f"{self.r.choice(SIZES)} {o}"
-        if k < 0.6:
+        if k < 0.6 and MATERIAL_OF[o] not in ("ice", "stone"):  # not "an ice snowball", "a stone rock"
             return f"{MATERIAL_OF[o]} {o}"
         return o
 
@@ -334,10 +346,12 @@ class _Writer:
             f"{name} was {a(r.choice(TRAITS))} {kid}. {cap(he)} had a friend named {friend}.",
             f"In a small village, there lived a {kid} named {name}. {cap(he)} was very {r.choice(TRAITS)}.",
         ])]
-        s.append(r.choice([f"{r.choice(TIMES)}, {he} went to {place}.", f"{r.choice(TIMES)}, {name} walked to {place}.",
+        s.append(r.choice([f"{r.choice(TIMES)}, {he} went to {place} with {his} friend {friend}.",
+                           f"{r.choice(TIMES)}, {name} walked to {place}. {cap(his)} friend {friend} came too.",
                            f"{r.choice(TIMES)}, {name} ran to {place} with {friend}.",
                            f"{r.choice(TIMES)}, {name} and {friend} went to {place} to play.",
-                           f"{r.choice(TIMES)}, {his} {r.choice(KIN)} took {him} to {place}."]))
+                           f"{r.choice(TIMES)}, {his} {r.choice(KIN)} took {him} and {friend} to {place}.",
+                           f"{r.choice(TIMES)}, {name} met {friend} at {place}."]))
         events = [self._object_event, self._object_event, self._animal_event, self._weather_event,
                   self._food_event, self._friend_event, self._feeling_event, self._find_event]
         for ev in r.sample(events, r.randint(2, 4)):
@@ -600,13 +614,17 @@ class _Writer:
 
     # ---------------------------------------------------------------- in-context learning
     def icl(self) -> str:
-        """An in-context lesson: a secret code (invented words for real words, then some of them
+        """An in-context lesson: a pattern lesson (things and one of their properties, the same
+        property on every line), a secret code (invented words for real words, then some of them
         asked again) or a secret-words lesson (two invented words name two groups of things)."""
         r = self.r
         pool = SECRET_WORDS[self.split]
-        if r.random() < 0.4:
+        k = r.random()
+        if k < 0.2:
             header, lines = icl_episode(r, pool, n_lines=r.randint(6, 14))
             return "\n".join([header] + lines)
+        if k < 0.65:
+            return pattern_lesson(r, n_lines=r.randint(3, 10))
         n = r.randint(1, 7)
         src = r.sample(CODE_WORDS_SOURCE, n)
         dst = r.sample(pool, n)
@@ -616,6 +634,21 @@ class _Writer:
 
 
 CODE_HEADERS = ("Here is a secret code.", "Learn these new words.", "In the secret language:")
+
+
+def _domain(name: str) -> list[str]:
+    return {"animals": list(ANIMALS), "objects": list(OBJECT_INFO), "foods": list(FOODS)}[name]
+
+
+def pattern_lesson(r: random.Random, n_lines: int, relation: str | None = None,
+                   things: list[str] | None = None) -> str:
+    """A pattern lesson: a header that does not say the rule, then ``thing -> value`` lines of one
+    relation (an animal's food, home or sound; an object's material, place or use; a food's taste)."""
+    rel = relation or r.choice(sorted(RELATIONS))
+    domain, f = RELATIONS[rel]
+    if things is None:
+        things = [r.choice(_domain(domain)) for _ in range(n_lines)]
+    return "\n".join([r.choice(PATTERN_HEADERS)] + [f"{t} -> {f(t)}" for t in things])
 
 
 def icl_episode(r: random.Random, pool: list[str], n_lines: int, groups: tuple[str, str] | None = None,
@@ -757,7 +790,7 @@ def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None)
         yield doc
 
 
-_ICL_HEADERS = ("Secret words:",) + CODE_HEADERS
+_ICL_HEADERS = ("Secret words:",) + CODE_HEADERS + PATTERN_HEADERS
 
 
 def kind_of(doc: str) -> str:
@@ -959,6 +992,36 @@ def icl_group_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: 
             context = "\n".join([header] + lines[:k] + [f"{things[-1]} ->"])
             items.append({"shots": k, "episode": i, "context": context, "options": [" " + labels[0], " " + labels[1]],
                           "label": qj, "groups": groups})
+    return items
+
+
+def icl_pattern_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0) -> list[dict]:
+    """Pattern lessons: ``k`` examples ``thing -> value`` of one relation, then a new thing of the
+    same domain. The options are the query's values under each relation of its domain (an
+    animal's food, home and sound; an object's material, place and use), so only the examples
+    say which is meant: at 0 shots every relation is equally likely and the chance level is 1/3
+    whatever the model does. The same lessons are used for every number of shots."""
+    shot_list = [shots] if isinstance(shots, int) else list(shots)
+    if any(k < 0 for k in shot_list):
+        raise ValueError(f"shots must be >= 0, got {shot_list}")
+    r = _probe_rng("icl-pattern", seed)
+    kmax = max(shot_list + [5])
+    items = []
+    for i in range(n):
+        domain = r.choice(["animals", "objects"])
+        rels = sorted(k for k, (d, _) in RELATIONS.items() if d == domain)
+        rel = r.choice(rels)
+        things = r.sample(_domain(domain), kmax + 1)
+        query, shown = things[-1], things[:-1]
+        header = r.choice(PATTERN_HEADERS)
+        opts = [RELATIONS[x][1](query) for x in rels]
+        r.shuffle(opts)
+        right = RELATIONS[rel][1](query)
+        f = RELATIONS[rel][1]
+        for k in shot_list:
+            context = "\n".join([header] + [f"{t} -> {f(t)}" for t in shown[:k]] + [f"{query} ->"])
+            items.append({"shots": k, "episode": i, "context": context, "options": [" " + o for o in opts],
+                          "label": opts.index(right), "relation": rel})
     return items
 
 
