@@ -353,17 +353,27 @@ def commonsense(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int =
 
 
 def in_context(model, tokenizer, n: int = 100, shots: Sequence[int] = (0, 1, 5), seed: int = 0,
-               kind: str = "code", batch_size: int = 32, _lm=None) -> dict:
-    """In-context learning: a mapping given only by examples in the prompt. ``kind="code"``
-    (the suite's): secret-code lessons (:func:`slmlab.data.icl_items`), an invented word for each
-    of k words, then one of them asked again; 4 options, chance 1/4, and at 0 shots a model can
-    only be at chance. ``kind="groups"``: secret-words lessons (:func:`slmlab.data.icl_group_items`),
-    two invented words for two groups of things and a new member of one group to sort (chance
-    1/2): harder, it needs the examples *and* knowing which things belong together.
+               kind: str = "pattern", batch_size: int = 32, _lm=None) -> dict:
+    """In-context learning: a mapping given only by examples in the prompt. Three kinds of lesson:
+
+    - ``"pattern"`` (the suite's ``icl`` task): *task recognition*, few-shot learning in GPT-3's
+      sense (:func:`slmlab.data.icl_pattern_items`). ``k`` lines ``thing -> value`` of one
+      relation (an animal's food, home or sound; an object's material, place or use), then a new
+      thing. The options are the new thing's value under each relation of its domain, so only
+      the examples say which one is meant: chance is 1/3 at any number of shots.
+    - ``"code"`` (the suite's ``icl_lookup`` task): *lookup*, an induction-head skill
+      (:func:`slmlab.data.icl_items`): an invented word for each of ``k`` words, then one of them
+      asked again; 4 options, chance 1/4; at 0 shots a model can only be at chance, at 5 shots
+      the other options are shown too, paired with other words.
+    - ``"groups"``: two invented words for two groups of things and a new member of one group
+      to sort (:func:`slmlab.data.icl_group_items`, chance 1/2): it needs the examples *and*
+      knowing which things belong together.
+
     Returns accuracy per number of shots (``acc``), the chance level and the items."""
-    if kind not in ("code", "groups"):
-        raise ValueError(f"kind must be 'code' or 'groups', got {kind!r}")
-    make = _data.icl_items if kind == "code" else _data.icl_group_items
+    makers = {"pattern": _data.icl_pattern_items, "code": _data.icl_items, "groups": _data.icl_group_items}
+    if kind not in makers:
+        raise ValueError(f"kind must be one of {sorted(makers)}, got {kind!r}")
+    make = makers[kind]
     items = make(n, shots=tuple(shots), seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
     acc = {}
@@ -403,19 +413,21 @@ def code(model, tokenizer, n: int = 100, seed: int = 0, max_new_tokens: int = 16
 @lru_cache(maxsize=None)
 def chance_level(task: str) -> float:
     """The chance level of a probe. Multiple choice: 1 / number of options (commonsense 1/4,
-    in-context 1/2). Exact match (math, code): the accuracy of the best answer-free guesser —
+    in-context pattern lessons 1/3, lookup 1/4). Exact match (math, code): the accuracy of the best answer-free guesser —
     always the most common answer, or copy the first or the last number of the prompt —
     measured on 2,000 probe items of another seed (:func:`slmlab.data.trivial_baselines`)."""
     if task == "commonsense":
         return 0.25
     if task in ("icl", "in_context"):
+        return 1 / 3
+    if task == "icl_lookup":
         return 0.25
     if task in ("math", "code"):
         return max(_data.trivial_baselines(task).values())
-    raise ValueError(f"unknown task {task!r}; tasks are commonsense, icl, math, code")
+    raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
 
 
-TASKS = ("commonsense", "icl", "math", "code")
+TASKS = ("commonsense", "icl", "icl_lookup", "math", "code")
 
 
 def suite(model, tokenizer, n_per_task: int = 100, seed: int = 0, tasks: Sequence[str] = TASKS,
@@ -424,8 +436,9 @@ def suite(model, tokenizer, n_per_task: int = 100, seed: int = 0, tasks: Sequenc
     metric with columns ``task``, ``metric``, ``score``, ``chance``, ``n``, ``stderr`` (binomial
     standard error) and ``above_chance`` (score more than two standard errors above chance).
 
-    ``n_per_task`` items per task (commonsense gets twice as many: they are cheap), the
-    in-context task at 0, 1 and 5 shots. ``include_perplexity`` adds perplexity and bits per
+    ``n_per_task`` items per task (commonsense gets twice as many: they are cheap), the two
+    in-context tasks (``icl``: pattern lessons, task recognition; ``icl_lookup``: secret codes,
+    lookup; see :func:`in_context`) at 0, 1 and 5 shots. ``include_perplexity`` adds perplexity and bits per
     byte on the validation split (lower is better; "chance" is the uniform model: the vocabulary
     size, and log2(vocabulary) bits per token over the bytes per token). ``return_details``
     returns ``(table, details)`` with every item, prediction and generation."""
@@ -449,11 +462,12 @@ def suite(model, tokenizer, n_per_task: int = 100, seed: int = 0, tasks: Sequenc
         row("commonsense", "acc", r["acc"], r["chance"], r["n"])
         row("commonsense", "acc_norm", r["acc_norm"], r["chance"], r["n"])
         details["commonsense"] = r
-    if "icl" in tasks:
-        r = in_context(model, tokenizer, n=n_per_task, seed=seed, batch_size=batch_size, _lm=lm)
-        for k, v in r["acc"].items():
-            row("icl", f"acc_{k}shot", v, r["chance"], r["n"])
-        details["icl"] = r
+    for task, kind in (("icl", "pattern"), ("icl_lookup", "code")):
+        if task in tasks:
+            r = in_context(model, tokenizer, n=n_per_task, seed=seed, kind=kind, batch_size=batch_size, _lm=lm)
+            for k, v in r["acc"].items():
+                row(task, f"acc_{k}shot", v, r["chance"], r["n"])
+            details[task] = r
     if "math" in tasks:
         r = math(model, tokenizer, n=n_per_task, seed=seed, batch_size=max(batch_size, 64), _lm=lm)
         row("math", "exact_match", r["exact_match"], r["chance"], r["n"])

@@ -3,6 +3,7 @@ import contextlib
 import io
 import itertools
 import math
+import random
 import re
 import time
 from collections import Counter
@@ -203,6 +204,34 @@ def test_icl_items_pair_the_same_lessons_across_shots():
         for o in z["options"]:
             assert o.strip() in D.SECRET_WORDS["test"] and o.strip() not in z["context"]
     assert len(labels) == 4
+
+
+def test_icl_pattern_items_only_the_examples_say_which_relation():
+    items = D.icl_pattern_items(60, shots=(0, 1, 5))
+    by_ep = {}
+    for it in items:
+        by_ep.setdefault(it["episode"], {})[it["shots"]] = it
+    labels, relations = Counter(), Counter()
+    for ep in by_ep.values():
+        z, one, five = ep[0], ep[1], ep[5]
+        assert z["options"] == one["options"] == five["options"] and z["label"] == one["label"] == five["label"]
+        lines = five["context"].split("\n")
+        assert lines[0] in D.PATTERN_HEADERS and len(lines) == 7 and z["context"].count("\n") == 1
+        query = lines[-1][: -len(" ->")]
+        domain, f = D.RELATIONS[five["relation"]]
+        # every shown line follows the item's relation, the answer is the query's value under it
+        assert all(ln == f"{t} -> {f(t)}" for ln in lines[1:-1] for t in [ln.split(" -> ")[0]])
+        assert five["options"][five["label"]] == " " + f(query)
+        # the options are the query's values under every relation of its domain, all different
+        rels = [r for r, (d, _) in D.RELATIONS.items() if d == domain]
+        assert sorted(o.strip() for o in z["options"]) == sorted(D.RELATIONS[r][1](query) for r in rels)
+        assert len(set(z["options"])) == len(z["options"]) == 3
+        labels[five["label"]] += 1
+        relations[five["relation"]] += 1
+    assert len(labels) == 3 and len(relations) == 6
+    # training documents hold pattern lessons of the same format
+    lesson = D.pattern_lesson(random.Random(0), n_lines=4, relation="sound")
+    assert D.kind_of(lesson) == "icl" and all(" -> " in ln for ln in lesson.split("\n")[1:])
 
 
 def test_icl_group_items_pair_the_same_lessons_across_shots():

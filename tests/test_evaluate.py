@@ -160,11 +160,13 @@ def test_suite_runs_on_a_randomly_initialised_llama(bpe):
     model = LlamaForCausalLM(cfg).eval()
     table = E.suite(model, hf_tokenizer(bpe), n_per_task=6, include_perplexity=True)
     assert list(table.columns) == ["task", "metric", "score", "chance", "n", "stderr", "above_chance"]
-    assert list(table.task) == ["commonsense"] * 2 + ["icl"] * 3 + ["math", "code", "perplexity", "perplexity"]
-    assert list(table.metric[:7]) == ["acc", "acc_norm", "acc_0shot", "acc_1shot", "acc_5shot", "exact_match", "exact_match"]
-    assert table.score.between(0, 1).iloc[:7].all()
-    assert (table.chance.iloc[:5] == 0.25).all()
-    assert table.chance.iloc[7] == bpe.vocab_size
+    assert list(table.task) == (["commonsense"] * 2 + ["icl"] * 3 + ["icl_lookup"] * 3
+                                + ["math", "code", "perplexity", "perplexity"])
+    shots = ["acc_0shot", "acc_1shot", "acc_5shot"]
+    assert list(table.metric[:10]) == ["acc", "acc_norm"] + shots + shots + ["exact_match", "exact_match"]
+    assert table.score.between(0, 1).iloc[:10].all()
+    assert list(table.chance.iloc[:8]) == pytest.approx([0.25, 0.25, 1 / 3, 1 / 3, 1 / 3, 0.25, 0.25, 0.25])
+    assert table.chance.iloc[10] == bpe.vocab_size
 
 
 # ----------------------------------------------------------------------------- generation
@@ -193,8 +195,11 @@ def test_math_probe_reads_the_number_after_answer(char_tok):
 
 
 def test_in_context_probe(tiny, bpe):
-    res = E.in_context(tiny, bpe, n=40)
-    assert set(res["acc"]) == {0, 1, 5} and res["chance"] == 0.25 == E.chance_level("icl")
+    pattern = E.in_context(tiny, bpe, n=30)
+    assert set(pattern["acc"]) == {0, 1, 5} and pattern["chance"] == pytest.approx(1 / 3) == E.chance_level("icl")
+    assert all(len(it["options"]) == 3 for it in pattern["items"])
+    res = E.in_context(tiny, bpe, n=40, kind="code")
+    assert set(res["acc"]) == {0, 1, 5} and res["chance"] == 0.25 == E.chance_level("icl_lookup")
     assert len(res["pred"]) == 120 and all(len(ll) == 4 for ll in res["loglikelihoods"])
     # the answer's position is balanced, so a model with a fixed preference scores about chance
     first = sum(it["label"] == 0 for it in res["items"]) / len(res["items"])
