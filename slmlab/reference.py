@@ -89,6 +89,25 @@ def corpus_fingerprint(n_chars: int = 200_000) -> str:
     return hashlib.sha256(corpus_text("train", n_chars).encode("utf-8")).hexdigest()
 
 
+SAMPLE_PROMPTS = ("Once upon a time", "One morning,")
+
+
+def samples(model, tokenizer, prompts=SAMPLE_PROMPTS, max_new_tokens: int = 100, temperature: float = 0.8,
+            top_p: float = 0.95, seed: int = 0) -> list[dict]:
+    """A few seeded samples (stopped at the end of the first document) for a model card."""
+    import torch
+
+    eos = getattr(tokenizer, "eos_id", None)
+    out = []
+    for prompt in prompts:
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        ids = model.generate(tokenizer.encode(prompt), max_new_tokens, temperature=temperature, top_p=top_p,
+                             eos_id=eos, generator=g)
+        text = tokenizer.decode(ids.tolist()).split("<|endoftext|>")[0]
+        out.append({"prompt": prompt, "temperature": temperature, "top_p": top_p, "seed": seed, "text": text})
+    return out
+
+
 def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
     """The metrics a shipped model carries: parameters, perplexity, the probe suite, and the corpus
     fingerprint, computed from the finished run in ``run_dir``."""
@@ -108,6 +127,7 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
         "perplexity": {k: v for k, v in ppl.items() if isinstance(v, (int, float))},
         "suite": json.loads(table.to_json(orient="records")),
         "corpus_fingerprint": corpus_fingerprint(),
+        "samples": samples(model, tok),
     }
 
 
@@ -117,6 +137,10 @@ def model_card(name: str, run_config: dict, metrics: dict) -> str:
     rows = "\n".join(f"| {r['task']} | {r['metric']} | {r['score']:.3f} | {r['chance']:.3f} | {r.get('n', '')} |"
                      for r in metrics.get("suite", []))
     ppl = metrics.get("perplexity", {})
+    shown = "\n\n".join(f"> {x['text'].strip()}" for x in metrics.get("samples", []))
+    sample_md = (f"\n\nSamples (temperature {metrics['samples'][0]['temperature']}, top-p "
+                 f"{metrics['samples'][0]['top_p']}, seed {metrics['samples'][0]['seed']}; prompts "
+                 f"{', '.join(repr(x['prompt']) for x in metrics['samples'])}):\n\n{shown}\n") if shown else ""
     return f"""# Reference model `{name}`
 
 {run_config.get("description", "")}
@@ -138,7 +162,7 @@ Capability probes (`slmlab.evaluate.suite`, held-out items):
 | task | metric | score | chance | n |
 |---|---|---|---|---|
 {rows}
-"""
+{sample_md}"""
 
 
 def ship(run_dir, name: str, metrics: dict | None = None) -> Path:

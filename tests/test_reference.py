@@ -70,3 +70,14 @@ def test_the_shipped_models_verify_and_match_the_corpus_generator():
         assert metrics["corpus_fingerprint"] == fp, (
             f"data/reference/{name} was trained on a different TinyTales corpus: retrain it "
             f"(python -m slmlab train configs/{name}.json) and ship it (python -m slmlab ship RUN_DIR {name})")
+
+
+def test_model_card_shows_seeded_samples(shipped):
+    from slmlab.reference import model_card, samples
+
+    model, tok = load_reference("mini")
+    a = samples(model, tok, prompts=("the cat", "the"), max_new_tokens=5)
+    assert a == samples(model, tok, prompts=("the cat", "the"), max_new_tokens=5)  # seeded
+    assert all(x["text"].startswith(x["prompt"]) for x in a)
+    card = model_card("mini", {"model": {}, "train": {}}, {"samples": a, "suite": []})
+    assert "Samples (temperature 0.8" in card and a[0]["text"].strip() in card
