@@ -216,7 +216,7 @@ def quality(model, tok, calib, text_file=None):
     else:
         from slmlab.data import corpus_text
 
-        text = corpus_text("validation", 300_000)
+        text = corpus_text("val", 300_000)
     evals = windows_from_ids(tok.encode(text), 64, 128, seed=1)
     runs = [dict(method="rtn", bits=8, symmetric=True), dict(method="llm_int8"), dict(method="w8a8"),
             dict(method="smoothquant", alpha=0.5), dict(method="nf4")]

@@ -1,6 +1,6 @@
 """The quantization chapter's claims, checked on the shipped base model (slow; skipped until it is shipped).
 
-GPTQ and AWQ lose less perplexity than RTN at 4 and 3 bits; W8 RTN stays within 1% of the
+GPTQ and AWQ move the predictions (KL to the float model) less than RTN at 4 and 3 bits; W8 RTN stays within 1% of the
 float perplexity; SmoothQuant W8A8 beats naive W8A8; QAT beats post-training quantization at
 3 and 2 bits; an int8 KV cache costs (almost) nothing and beats int4.
 """
@@ -27,7 +27,7 @@ def base():
     from slmlab.quant import windows_from_ids
 
     calib = windows_from_ids(tok.encode(corpus_text("train", 300_000)), 32, 128, seed=0)
-    evals = windows_from_ids(tok.encode(corpus_text("validation", 300_000)), 64, 128, seed=1)
+    evals = windows_from_ids(tok.encode(corpus_text("val", 300_000)), 64, 128, seed=1)
     train = windows_from_ids(tok.encode(corpus_text("train", 2_000_000)), 2000, 128, seed=2)
     return model.eval(), calib, evals, train
 
@@ -46,12 +46,15 @@ def test_w8_rtn_within_one_percent(base):
 
 
 @pytest.mark.parametrize("bits", [4, 3])
-def test_gptq_and_awq_beat_rtn(base, bits):
-    from slmlab.quant import quantize
+def test_gptq_and_awq_move_the_predictions_less_than_rtn(base, bits):
+    """Measured as KL to the float model: on this model perplexity at 3-4 bits moves by well under
+    1%, within the noise of the evaluation text (3-bit RTN even scored below float once)."""
+    from slmlab.quant import quantize, window_kl
 
     m, calib, ev, _ = base
-    ppl = {meth: _ppl(quantize(m, meth, bits=bits, group_size=64, calib=calib), ev) for meth in ("rtn", "gptq", "awq")}
-    assert ppl["gptq"] < ppl["rtn"] and ppl["awq"] < ppl["rtn"], ppl
+    kl = {meth: window_kl(quantize(m, meth, bits=bits, group_size=64, calib=calib), m, ev)
+          for meth in ("rtn", "gptq", "awq")}
+    assert kl["gptq"] < kl["rtn"] and kl["awq"] < kl["rtn"], kl
 
 
 def test_smoothquant_beats_naive_w8a8(base):

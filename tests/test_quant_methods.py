@@ -292,3 +292,21 @@ def test_qat_lowers_the_quantized_loss(model_and_windows):
     ptq = quantize(m, "rtn", bits=2, group_size=32)
     qat = quantize(m, "qat", bits=2, group_size=32, calib=calib, steps=30, lr=3e-3)
     assert window_perplexity(qat, calib) < window_perplexity(ptq, calib)
+
+
+def test_window_kl_is_zero_on_itself_and_matches_a_hand_computation():
+    import copy
+
+    import torch.nn.functional as F
+
+    from slmlab.quant import window_kl
+
+    m = _tiny_model()
+    windows = torch.randint(0, 96, (3, 17), generator=torch.Generator().manual_seed(0))
+    assert window_kl(m, m, windows) == pytest.approx(0.0, abs=1e-7)
+    other = copy.deepcopy(m)
+    with torch.no_grad():
+        other.lm_head.weight.mul_(1.5)
+    p, q = F.log_softmax(m(windows[:, :-1]), -1), F.log_softmax(other(windows[:, :-1]), -1)
+    hand = F.kl_div(q, p, log_target=True, reduction="sum").item() / windows[:, :-1].numel()
+    assert window_kl(other, m, windows, batch_size=2) == pytest.approx(hand, rel=1e-5) and hand > 0

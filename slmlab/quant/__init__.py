@@ -25,7 +25,7 @@ Typical use::
 """
 from .apply import METHODS, compare_methods, dequantized_linear, quantize, weight_bits_per_param
 from .awq import awq_quantize_weight, awq_search_scale
-from .calibration import as_windows, calibration_windows, window_perplexity, windows_from_ids
+from .calibration import as_windows, calibration_windows, window_kl, window_perplexity, windows_from_ids
 from .formats import (NF4_CODEBOOK, SUPPORTED_BITS, QTensor, cast_roundtrip, check_bits, check_group_size,
                       dequantize_nf4, fake_quantize, fake_quantize_nf4, float_format_info, nf4_codebook_from_normal,
                       quant_error, quantize_activations_per_tensor, quantize_activations_per_token, quantize_nf4,
@@ -40,7 +40,7 @@ from .smoothquant import W8A8Linear, collect_act_absmax, smoothing_factors
 
 __all__ = [
     "quantize", "METHODS", "compare_methods", "dequantized_linear", "weight_bits_per_param",
-    "calibration_windows", "windows_from_ids", "as_windows", "window_perplexity",
+    "calibration_windows", "windows_from_ids", "as_windows", "window_perplexity", "window_kl",
     "SUPPORTED_BITS", "NF4_CODEBOOK", "QTensor", "check_bits", "check_group_size", "valid_group_sizes",
     "quantize_tensor", "fake_quantize", "quantize_nf4", "dequantize_nf4", "fake_quantize_nf4",
     "nf4_codebook_from_normal", "cast_roundtrip", "float_format_info", "quant_error",
