@@ -32,12 +32,13 @@ import torch
 import torch.nn as nn
 
 from slmlab import TinyLM, TinyLMConfig
-from slmlab.quant import (W8A8Linear, QuantLinear, calibration_windows, model_nbytes, quantize, save_quantized,
+from slmlab.quant import (W8A8Linear, QuantLinear, calibration_windows, find_linears, model_nbytes, quantize, save_quantized,
                           saved_nbytes, windows_from_ids)
 
 
-def torch_dynamic_int8(module: nn.Module):
-    """PyTorch's built-in dynamic int8 quantization (deprecated in torch 2.x, still shipped); None if absent."""
+def torch_dynamic_int8(module: nn.Module, only=None):
+    """PyTorch's built-in dynamic int8 quantization (deprecated in torch 2.x, still shipped); None if absent.
+    ``only``: names of the linear layers to quantize (default: every nn.Linear)."""
     try:
         from torch.ao.quantization import quantize_dynamic
     except ImportError:
@@ -45,7 +46,7 @@ def torch_dynamic_int8(module: nn.Module):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+            return quantize_dynamic(module, set(only) if only is not None else {nn.Linear}, dtype=torch.qint8)
         except Exception as e:  # pragma: no cover - engine missing on some builds
             print(f"  (torch dynamic int8 unavailable: {e})")
             return None
@@ -176,7 +177,7 @@ def main(argv=None):
     ids = calib[:8, :128]
     prompt = calib[:1, :16]
     models = {"float32": model, "int8 W8A8 (slmlab, torch._int_mm)": variants["int8 W8A8 (per-channel)"]}
-    dyn_m = torch_dynamic_int8(_copy(model))
+    dyn_m = torch_dynamic_int8(_copy(model), only=find_linears(model))  # LM head stays float, as in the others
     if dyn_m is not None:
         models["int8 dynamic (torch.ao quantize_dynamic)"] = dyn_m
     models["int4 g64 weight-only (dequant on the fly)"] = q_rtn

@@ -93,6 +93,13 @@ class TinyLMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TinyLMConfig":
+        """From a dict of options, or a ``config.json`` that ``save_pretrained`` wrote (its
+        ``model_type`` is ``"slmlab-tinylm"``; a transformers config is refused with a pointer)."""
+        d = dict(d)
+        model_type = d.pop("model_type", "slmlab-tinylm")
+        if model_type != "slmlab-tinylm":
+            raise ValueError(f"this is a {model_type!r} config, not a TinyLM one: load a transformers checkpoint "
+                             "with slmlab.from_hf(path) (Llama family) or slmlab.hf.config_from_hf(config)")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 import torch
@@ -160,3 +161,12 @@ def test_bfloat16_forward_and_generate():
     m = make().to(torch.bfloat16)
     out = m.generate(torch.randint(0, 97, (1, 4)), 5, temperature=0)
     assert out.shape == (1, 9)
+
+
+def test_config_reads_a_saved_config_json_and_refuses_a_transformers_one(tmp_path):
+    cfg = TinyLMConfig(vocab_size=64, d_model=32, n_head=2, n_layer=1, block_size=16)
+    TinyLM(cfg).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "slmlab-tinylm"
+    assert TinyLMConfig.from_json(tmp_path / "config.json") == cfg
+    with pytest.raises(ValueError, match=r"'llama' config, not a TinyLM one.*from_hf"):
+        TinyLMConfig.from_dict({"model_type": "llama", "hidden_size": 32})
