@@ -23,7 +23,6 @@ and speeds do not depend on training).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import warnings
@@ -32,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from slmlab import TinyLM, TinyLMConfig
+from slmlab.bench import interleaved
 from slmlab.quant import (W8A8Linear, QuantLinear, calibration_windows, find_linears, model_nbytes, quantize, save_quantized,
                           saved_nbytes, windows_from_ids)
 
@@ -54,17 +54,8 @@ def torch_dynamic_int8(module: nn.Module, only=None):
 
 @torch.no_grad()
 def race(fns: dict, repeat: int, warmup: int = 3) -> dict:
-    """Median seconds per call of each function, measured interleaved."""
-    for f in fns.values():
-        for _ in range(warmup):
-            f()
-    times = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds per call of each function, measured interleaved (slmlab.bench.interleaved)."""
+    return interleaved(fns, repeat, warmup=warmup)
 
 
 def load_base(model_dir):
