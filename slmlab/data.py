@@ -1016,8 +1016,8 @@ def icl_pattern_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed
         header = r.choice(PATTERN_HEADERS)
         opts = [RELATIONS[x][1](query) for x in rels]
         r.shuffle(opts)
-        right = RELATIONS[rel][1](query)
         f = RELATIONS[rel][1]
+        right = f(query)
         for k in shot_list:
             context = "\n".join([header] + [f"{t} -> {f(t)}" for t in shown[:k]] + [f"{query} ->"])
             items.append({"shots": k, "episode": i, "context": context, "options": [" " + o for o in opts],

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_pretrained, write_dir_atomically
-from .tokenizer import load_tokenizer
+from .tokenizer import EOS, load_tokenizer
 from .utils import atomic_write_json, data_dir, sha256_file
 
 MANIFEST = "SHA256SUMS"
@@ -103,7 +103,7 @@ def samples(model, tokenizer, prompts=SAMPLE_PROMPTS, max_new_tokens: int = 100,
         g = torch.Generator(device=model.device).manual_seed(seed)
         ids = model.generate(tokenizer.encode(prompt), max_new_tokens, temperature=temperature, top_p=top_p,
                              eos_id=eos, generator=g)
-        text = tokenizer.decode(ids.tolist()).split("<|endoftext|>")[0]
+        text = tokenizer.decode(ids.tolist()).split(EOS)[0]
         out.append({"prompt": prompt, "temperature": temperature, "top_p": top_p, "seed": seed, "text": text})
     return out
 
@@ -137,10 +137,13 @@ def model_card(name: str, run_config: dict, metrics: dict) -> str:
     rows = "\n".join(f"| {r['task']} | {r['metric']} | {r['score']:.3f} | {r['chance']:.3f} | {r.get('n', '')} |"
                      for r in metrics.get("suite", []))
     ppl = metrics.get("perplexity", {})
-    shown = "\n\n".join(f"> {x['text'].strip()}" for x in metrics.get("samples", []))
-    sample_md = (f"\n\nSamples (temperature {metrics['samples'][0]['temperature']}, top-p "
-                 f"{metrics['samples'][0]['top_p']}, seed {metrics['samples'][0]['seed']}; prompts "
-                 f"{', '.join(repr(x['prompt']) for x in metrics['samples'])}):\n\n{shown}\n") if shown else ""
+    sample_md = ""
+    if metrics.get("samples"):
+        first = metrics["samples"][0]
+        shown = "\n\n".join(f"> {x['text'].strip()}" for x in metrics["samples"])
+        prompts = ", ".join(repr(x["prompt"]) for x in metrics["samples"])
+        sample_md = (f"\n\nSamples (temperature {first['temperature']}, top-p {first['top_p']}, seed {first['seed']}; "
+                     f"prompts {prompts}):\n\n{shown}\n")
     return f"""# Reference model `{name}`
 
 {run_config.get("description", "")}
