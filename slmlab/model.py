@@ -153,9 +153,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d))
 
-    def forward(self, x):
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+    def forward(self, x):  # x / sqrt(mean(x^2) + eps), computed in float32, then scaled: as Llama does
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
 def make_norm(c: TinyLMConfig) -> nn.Module:
@@ -175,6 +174,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
+def causal_mask(past: int, T: int, device) -> tuple[torch.Tensor | None, bool]:
+    """(attn_mask, is_causal) for ``scaled_dot_product_attention`` of T new queries after ``past`` cached keys."""
+    if past == 0 or T == 1:  # plain causal (prefill) or one new token that may see everything
+        return None, past == 0 and T > 1
+    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past), False
+
+
 class KVCache:
     """Preallocated keys/values per layer, (B, n_kv_head, max_len, head_dim).
 
@@ -190,10 +196,10 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv, T, hd) at the current position; return all cached keys/values."""
-        end = self.pos + k.shape[2]
-        self.k[layer][:, :, self.pos : end] = k
-        self.v[layer][:, :, self.pos : end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        T, end = k.shape[2], self.pos + k.shape[2]
+        self.k[layer].narrow(2, self.pos, T).copy_(k)
+        self.v[layer].narrow(2, self.pos, T).copy_(v)
+        return self.k[layer].narrow(2, 0, end), self.v[layer].narrow(2, 0, end)
 
     def advance(self, n: int) -> None:
         self.pos += n
@@ -225,16 +231,10 @@ class Attention(nn.Module):
         if cache is not None:
             past = cache.pos
             k, v = cache.update(self.layer, k, v)
-        if c.n_kv_head != c.n_head:  # GQA/MQA: each KV head serves n_head / n_kv_head query heads
-            rep = c.n_head // c.n_kv_head
-            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        if past == 0 or T == 1:  # plain causal (prefill) or one new token that may see everything
-            mask, causal = None, past == 0 and T > 1
-        else:  # T new tokens after `past` cached ones
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            causal = False
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        mask, causal = causal_mask(past, T, x.device)
+        y = F.scaled_dot_product_attention(  # enable_gqa: each KV head serves n_head / n_kv_head query heads
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0,
+            enable_gqa=c.n_kv_head != c.n_head,
         )
         return self.o_proj(y.transpose(1, 2).reshape(B, T, c.d_model))
 
@@ -289,6 +289,7 @@ class TinyLM(nn.Module):
                 nn.init.normal_(p, std=c.init_std / math.sqrt(2 * c.n_layer))
         if c.tie_embeddings:
             self.lm_head.weight = self.embed.weight
+        self._rope = None  # cos/sin tables, computed on first use: see rope_tables
 
     def _init(self, m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -300,7 +301,8 @@ class TinyLM(nn.Module):
     def device(self) -> torch.device:
         return self.embed.weight.device
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits (B, T, vocab); with ``last_only`` only the last position's (B, 1, vocab), as generation needs."""
         B, T = idx.shape
         c = self.config
         start = cache.pos if cache is not None else 0
@@ -308,17 +310,25 @@ class TinyLM(nn.Module):
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size={c.block_size} (learned positions)")
         x = self.embed(idx)
         rope = None
-        positions = torch.arange(start, start + T, device=idx.device)
         if c.pos == "learned":
-            x = x + self.pos_embed(positions)
+            x = x + self.pos_embed(torch.arange(start, start + T, device=idx.device))
         elif c.pos == "rope":
-            rope = rope_cos_sin(positions, c.head_dim, c.rope_theta, x.dtype)
+            cos, sin = self.rope_tables(start + T, x.dtype, x.device)
+            rope = cos[start : start + T], sin[start : start + T]
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, cache)
         if cache is not None:
             cache.advance(T)
-        return self.lm_head(self.norm(x))
+        return self.lm_head(self.norm(x[:, -1:] if last_only else x))
+
+    def rope_tables(self, end: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE cos/sin of positions 0 .. end-1 (at least block_size), computed once and reused."""
+        t = self._rope
+        if t is None or t[0].shape[0] < end or t[0].dtype != dtype or t[0].device != device:
+            positions = torch.arange(max(end, self.config.block_size), device=device)
+            t = self._rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, dtype)
+        return t
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = self(idx)
@@ -354,10 +364,14 @@ class TinyLM(nn.Module):
         self.eval()
         L = self.config.block_size
         ctx = idx[:, -L:]
-        cache = cache_cls(self.config, idx.shape[0], L, self.device, self.embed.weight.dtype)
-        logits = self(ctx, cache)[:, -1]
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=self.device)
+        from .decode import Decoder, unsupported
+
+        # a plain model decodes through the lean packed step; a quantized or hooked one through forward
+        step = Decoder(self) if unsupported(self) is None else (lambda ids, c: self(ids, c, last_only=True)[:, -1])
         try:
+            cache = cache_cls(self.config, idx.shape[0], L, self.device, self.embed.weight.dtype)
+            logits = step(ctx, cache)
             for _ in range(max_new_tokens):
                 nxt = sample_next(logits, temperature, top_k, top_p, generator)
                 yield nxt
@@ -369,9 +383,9 @@ class TinyLM(nn.Module):
                 if cache.pos >= L:  # context full: slide the window and re-fill the cache
                     ctx = ctx[:, -(L // 2):]
                     cache = cache_cls(self.config, idx.shape[0], L, self.device, self.embed.weight.dtype)
-                    logits = self(ctx, cache)[:, -1]
+                    logits = step(ctx, cache)
                 else:
-                    logits = self(nxt[:, None], cache)[:, -1]
+                    logits = step(nxt[:, None], cache)
         finally:
             self.train(was_training)
 

@@ -1,0 +1,137 @@
+"""A lean decode step: what an inference runtime does to a model before it generates.
+
+Generating one token with a ~3M-parameter model multiplies one vector by 43 small matrices.
+Each product takes microseconds, so a step's time goes to *calling* operators (Python, the
+dispatcher, waking threads), not to arithmetic. :class:`Decoder` packs a :class:`~slmlab.TinyLM`
+once per generation and runs each step with about a third of the operator calls of
+``TinyLM.forward``, computing exactly the same function:
+
+- q|k|v and gate|up weights are stacked, so each block runs 4 matrix products instead of 7;
+- the residual additions ride inside the output projections (``addmm``: x + y @ W);
+- RoPE of one new position is a single (head_dim x head_dim) matrix product (rotations are
+  linear maps), applied to queries and keys together;
+- keys and values go through the cache's own ``update``, so quantized caches still work.
+
+``TinyLM.stream`` (and so ``generate``) uses it whenever the model is plain (every projection an
+``nn.Linear``, no hooks); a quantized or hooked model runs through ``TinyLM.forward``. Tests check
+that both give the same logits for every configuration.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import KVCache, RMSNorm, TinyLM, apply_rope, causal_mask
+
+
+def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The matrix P with x @ P == rotate_half(x) == cat([-x2, x1])."""
+    eye = torch.eye(head_dim, dtype=dtype, device=device)
+    return torch.cat([-eye[:, head_dim // 2:], eye[:, : head_dim // 2]], dim=-1)
+
+
+def rope_matrix(cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor | None = None) -> torch.Tensor:
+    """The (head_dim, head_dim) matrix R with x @ R == apply_rope(x, cos, sin) for one position:
+    x * cos + rotate_half(x) * sin == x @ (diag(cos) + P diag(sin))."""
+    if rotate_half is None:
+        rotate_half = rotate_half_matrix(cos.shape[-1], cos.dtype, cos.device)
+    return torch.diag(cos) + rotate_half * sin
+
+
+def unsupported(model: TinyLM) -> str | None:
+    """Why :class:`Decoder` cannot run ``model`` (then ``TinyLM.forward`` does), or None."""
+    if model.training:
+        return "the model is in training mode"
+    linears = [m for b in model.blocks for m in (b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.o_proj,
+                                                 getattr(b.ffn, "gate_proj", None), b.ffn.up_proj, b.ffn.down_proj)
+               if m is not None]
+    if any(type(m) is not nn.Linear for m in linears):
+        return "a projection is not a plain nn.Linear (quantized or replaced)"
+    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+        return "the model has forward hooks"
+    if any(type(b.attn_norm) not in (RMSNorm, nn.LayerNorm) or type(b.ffn_norm) not in (RMSNorm, nn.LayerNorm)
+           for b in model.blocks):
+        return "a norm layer was replaced"
+    return None
+
+
+def _stack(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weights of linears stacked along their outputs, transposed for x @ W; and their biases."""
+    weight = torch.cat([m.weight.detach() for m in linears]).t()
+    bias = None if linears[0].bias is None else torch.cat([m.bias.detach() for m in linears])
+    return weight, bias
+
+
+def _norm(module: nn.Module):
+    if type(module) is RMSNorm and module.weight.dtype == torch.float32:  # the same formula, fewer calls
+        weight, eps = module.weight.detach(), module.eps
+        return lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+    return module
+
+
+class Decoder:
+    """``model`` packed for generation; ``decoder(ids, cache)`` -> logits (B, vocab) of the last position.
+
+    Packing copies the stacked projections once (the model's own weights are untouched), so build a
+    Decoder per generation, after any change to the weights."""
+
+    def __init__(self, model: TinyLM):
+        reason = unsupported(model)
+        if reason is not None:
+            raise ValueError(f"Decoder cannot run this model: {reason}; use model(ids, cache) instead")
+        self.model, c = model, model.config
+        self.layers = []
+        with torch.no_grad():
+            for b in model.blocks:
+                a, f = b.attn, b.ffn
+                up = (f.gate_proj, f.up_proj) if c.ffn == "swiglu" else (f.up_proj,)
+                self.layers.append((_norm(b.attn_norm), *_stack(a.q_proj, a.k_proj, a.v_proj), *_stack(a.o_proj),
+                                    _norm(b.ffn_norm), *_stack(*up), *_stack(f.down_proj)))
+            w = model.embed.weight
+            self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
+
+    @torch.no_grad()
+    def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        m, c = self.model, self.model.config
+        B, T = idx.shape
+        nq, nkv, hd, d = c.n_head, c.n_kv_head, c.head_dim, c.d_model
+        pos = cache.pos
+        x = F.embedding(idx, m.embed.weight)
+        if c.pos == "learned":
+            x = x + m.pos_embed.weight[pos : pos + T]
+        if c.pos == "rope":
+            cos, sin = m.rope_tables(pos + T, x.dtype, x.device)
+            if T == 1:
+                rot = rope_matrix(cos[pos], sin[pos], self.rotate_half)
+            else:  # a prompt: the elementwise form, broadcast over (B, T, heads, head_dim)
+                cos, sin = cos[pos : pos + T, None], sin[pos : pos + T, None]
+        mask, causal = causal_mask(pos, T, x.device)
+        x = x.reshape(B * T, d)
+        for i, (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_up, b_up, w_down, b_down) in enumerate(self.layers):
+            h = norm1(x)
+            qkv = h @ w_qkv if b_qkv is None else torch.addmm(b_qkv, h, w_qkv)
+            qk, v = qkv.view(B, T, nq + 2 * nkv, hd).split([nq + nkv, nkv], dim=2)
+            if c.pos == "rope" and T == 1:  # queries and keys are rotated together
+                qk = (qk.reshape(-1, hd) @ rot).view(B, T, nq + nkv, hd)
+            elif c.pos == "rope":
+                qk = apply_rope(qk, cos, sin)
+            q, k = qk.split([nq, nkv], dim=2)
+            k, v = cache.update(i, k.transpose(1, 2), v.transpose(1, 2))
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=mask, is_causal=causal,
+                                               enable_gqa=nkv != nq)
+            x = torch.addmm(x, y.transpose(1, 2).reshape(B * T, d), w_o)  # the residual rides in the matmul
+            if b_o is not None:
+                x = x + b_o
+            h = norm2(x)
+            h = h @ w_up if b_up is None else torch.addmm(b_up, h, w_up)
+            if c.ffn == "swiglu":
+                gate, up = h.chunk(2, dim=-1)
+                h = F.silu(gate) * up
+            else:
+                h = F.gelu(h) if c.ffn == "gelu" else F.relu(h)
+            x = torch.addmm(x, h, w_down)
+            if b_down is not None:
+                x = x + b_down
+        cache.advance(T)
+        return m.lm_head(m.norm(x.view(B, T, d)[:, -1]))

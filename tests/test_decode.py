@@ -1,0 +1,82 @@
+"""The lean decode step computes exactly what TinyLM.forward computes, for every configuration."""
+import itertools
+
+import pytest
+import torch
+
+from slmlab import TinyLM, TinyLMConfig
+from slmlab.decode import Decoder, rope_matrix, unsupported
+from slmlab.model import KVCache, apply_rope, rope_cos_sin
+
+CONFIGS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"], ["rope", "learned", "none"],
+                                 [4, 2, 1], [False, True]))
+
+
+def make(**kw):
+    base = dict(vocab_size=97, block_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=32)
+    base.update(kw)
+    torch.manual_seed(0)
+    m = TinyLM(TinyLMConfig(**base)).eval()
+    with torch.no_grad():  # move every weight (norm gains, biases too) away from its initial value
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("ffn,norm,pos,n_kv_head,bias", CONFIGS)
+def test_decoder_logits_equal_forward(ffn, norm, pos, n_kv_head, bias):
+    m = make(ffn=ffn, norm=norm, pos=pos, n_kv_head=n_kv_head, bias=bias, tie_embeddings=bias)
+    ids = torch.randint(0, 97, (2, 20))
+    full = m(ids)
+    dec, cache = Decoder(m), KVCache(m.config, 2, 64, "cpu", torch.float32)
+    # a prompt, single tokens, then a chunk after cached positions (the masked case)
+    got = [dec(ids[:, :12], cache)] + [dec(ids[:, t : t + 1], cache) for t in range(12, 17)] + [dec(ids[:, 17:], cache)]
+    want = [full[:, 11]] + [full[:, t] for t in range(12, 17)] + [full[:, 19]]
+    torch.testing.assert_close(torch.stack(got, 1), torch.stack(want, 1), atol=1e-5, rtol=1e-5)
+    assert cache.pos == 20
+
+
+def test_rope_matrix_is_apply_rope():
+    cos, sin = rope_cos_sin(torch.arange(50), 16, 10000.0, torch.float32)
+    x = torch.randn(3, 16)
+    for p in (0, 7, 49):
+        torch.testing.assert_close(x @ rope_matrix(cos[p], sin[p]), apply_rope(x, cos[p], sin[p]))
+
+
+def test_generate_uses_the_decoder_and_matches_the_module_path(monkeypatch):
+    m = make()
+    prompt = torch.randint(0, 97, (2, 5))
+    calls = []
+    original = Decoder.__call__
+    monkeypatch.setattr(Decoder, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
+    fast = m.generate(prompt, 70, temperature=0)  # 75 > block_size 64: the window slides once
+    assert len(calls) == 1 + 70  # the prompt, then one step per new token (one of them re-fills the slid window)
+    monkeypatch.setattr("slmlab.decode.unsupported", lambda model: "forced")
+    slow = m.generate(prompt, 70, temperature=0)
+    assert torch.equal(fast, slow)
+
+
+def test_models_the_decoder_cannot_run_fall_back_to_forward():
+    m = make()
+    assert unsupported(m) is None
+    m.train()
+    assert "training" in unsupported(m)
+    m.eval()
+    h = m.blocks[0].attn.register_forward_hook(lambda *a: None)
+    assert "hooks" in unsupported(m)
+    with pytest.raises(ValueError, match="hooks"):
+        Decoder(m)
+    prompt = torch.randint(0, 97, (1, 5))
+    out = m.generate(prompt, 8, temperature=0)  # runs through forward, hooks and all
+    h.remove()
+    assert torch.equal(out, m.generate(prompt, 8, temperature=0))
+    m.blocks[1].ffn.down_proj = torch.nn.Sequential(m.blocks[1].ffn.down_proj)  # a replaced projection
+    assert "nn.Linear" in unsupported(m)
+    assert torch.equal(out, m.generate(prompt, 8, temperature=0))
+
+
+def test_decoder_does_not_touch_the_model_weights():
+    m = make()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    m.generate(torch.randint(0, 97, (1, 5)), 10, temperature=0)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
