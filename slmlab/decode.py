@@ -46,7 +46,7 @@ def unsupported(model: TinyLM) -> str | None:
     linears = [m for b in model.blocks for m in (b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.o_proj,
                                                  getattr(b.ffn, "gate_proj", None), b.ffn.up_proj, b.ffn.down_proj)
                if m is not None]
-    if any(type(m) is not nn.Linear for m in linears):
+    if any(type(m) is not nn.Linear for m in linears + [model.lm_head]):
         return "a projection is not a plain nn.Linear (quantized or replaced)"
     if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return "the model has forward hooks"
@@ -56,18 +56,23 @@ def unsupported(model: TinyLM) -> str | None:
     return None
 
 
-def _stack(*linears: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weights of linears stacked along their outputs, transposed for x @ W; and their biases."""
+def _norm(module: nn.Module):
+    """(normalize, gain): an RMSNorm's gain g is folded into the next matrix, (x * g) @ W == x @ (g W),
+    so normalizing takes one multiplication fewer; other norms run as they are (gain None)."""
+    if type(module) is RMSNorm and module.weight.dtype == torch.float32:
+        eps = module.eps
+        return (lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)), module.weight.detach()
+    return module, None
+
+
+def _stack(*linears: nn.Linear, gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weights of linears stacked along their outputs, transposed for x @ W (rows scaled by a folded
+    norm gain); and their biases."""
     weight = torch.cat([m.weight.detach() for m in linears]).t()
+    if gain is not None:
+        weight = gain[:, None] * weight
     bias = None if linears[0].bias is None else torch.cat([m.bias.detach() for m in linears])
     return weight, bias
-
-
-def _norm(module: nn.Module):
-    if type(module) is RMSNorm and module.weight.dtype == torch.float32:  # the same formula, fewer calls
-        weight, eps = module.weight.detach(), module.eps
-        return lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
-    return module
 
 
 class Decoder:
@@ -86,8 +91,12 @@ class Decoder:
             for b in model.blocks:
                 a, f = b.attn, b.ffn
                 up = (f.gate_proj, f.up_proj) if c.ffn == "swiglu" else (f.up_proj,)
-                self.layers.append((_norm(b.attn_norm), *_stack(a.q_proj, a.k_proj, a.v_proj), *_stack(a.o_proj),
-                                    _norm(b.ffn_norm), *_stack(*up), *_stack(f.down_proj)))
+                norm1, gain1 = _norm(b.attn_norm)
+                norm2, gain2 = _norm(b.ffn_norm)
+                self.layers.append((norm1, *_stack(a.q_proj, a.k_proj, a.v_proj, gain=gain1), *_stack(a.o_proj),
+                                    norm2, *_stack(*up, gain=gain2), *_stack(f.down_proj)))
+            self.norm, gain = _norm(model.norm)
+            self.head = _stack(model.lm_head, gain=gain)[0]
             w = model.embed.weight
             self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
 
@@ -104,23 +113,27 @@ class Decoder:
             cos, sin = m.rope_tables(pos + T, x.dtype, x.device)
             if T == 1:
                 rot = rope_matrix(cos[pos], sin[pos], self.rotate_half)
-            else:  # a prompt: the elementwise form, broadcast over (B, T, heads, head_dim)
-                cos, sin = cos[pos : pos + T, None], sin[pos : pos + T, None]
+            else:  # a prompt: the elementwise form, as TinyLM.forward applies it
+                cos, sin = cos[pos : pos + T], sin[pos : pos + T]
         mask, causal = causal_mask(pos, T, x.device)
         x = x.reshape(B * T, d)
         for i, (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_up, b_up, w_down, b_down) in enumerate(self.layers):
             h = norm1(x)
             qkv = h @ w_qkv if b_qkv is None else torch.addmm(b_qkv, h, w_qkv)
-            qk, v = qkv.view(B, T, nq + 2 * nkv, hd).split([nq + nkv, nkv], dim=2)
+            if T == 1:  # one new token: (B, 1, heads, hd) and (B, heads, 1, hd) are the same memory
+                qkv = qkv.view(B, nq + 2 * nkv, 1, hd)
+            else:
+                qkv = qkv.view(B, T, nq + 2 * nkv, hd).transpose(1, 2)
+            qk, v = qkv.split([nq + nkv, nkv], dim=1)
             if c.pos == "rope" and T == 1:  # queries and keys are rotated together
-                qk = (qk.reshape(-1, hd) @ rot).view(B, T, nq + nkv, hd)
+                qk = (qk.reshape(-1, hd) @ rot).view(B, nq + nkv, 1, hd)
             elif c.pos == "rope":
                 qk = apply_rope(qk, cos, sin)
-            q, k = qk.split([nq, nkv], dim=2)
-            k, v = cache.update(i, k.transpose(1, 2), v.transpose(1, 2))
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=mask, is_causal=causal,
-                                               enable_gqa=nkv != nq)
-            x = torch.addmm(x, y.transpose(1, 2).reshape(B * T, d), w_o)  # the residual rides in the matmul
+            q, k = qk.split([nq, nkv], dim=1)
+            k, v = cache.update(i, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=nkv != nq)
+            y = y.view(B, d) if T == 1 else y.transpose(1, 2).reshape(B * T, d)
+            x = torch.addmm(x, y, w_o)  # the residual addition rides in the matrix product
             if b_o is not None:
                 x = x + b_o
             h = norm2(x)
@@ -134,4 +147,4 @@ class Decoder:
             if b_down is not None:
                 x = x + b_down
         cache.advance(T)
-        return m.lm_head(m.norm(x.view(B, T, d)[:, -1]))
+        return self.norm(x.view(B, T, d)[:, -1]) @ self.head

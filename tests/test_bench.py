@@ -11,7 +11,8 @@ def test_bench_quick_reports_every_ratio(capsys):
 
     assert main(["bench", "--quick"]) == 0
     out = capsys.readouterr().out
-    for label in ("training tokens/s", "decode tokens/s", "tied embedding", "of this machine's fp32 matmul"):
+    for label in ("training tokens/s", "decode tokens/s", "tied embedding", "of this machine's fp32 matmul",
+                  "no implementation of this model can train faster", "greedy decode: the same tokens"):
         assert label in out, out
 
 
@@ -24,3 +25,14 @@ def test_bench_report_fields():
     for key in ("train_speedup", "decode_speedup", "tied_step_slowdown", "train_flops_fraction"):
         assert math.isfinite(r[key]) and r[key] > 0, (key, r[key])
     assert set(r["train_tokens_per_s"]) == {"tinylm", "transformers"}
+    assert 0 < r["train_kernel_share"] < 1
+
+
+def test_kernel_share_counts_matrix_products():
+    import torch
+
+    from slmlab.bench import kernel_share
+
+    a = torch.randn(256, 256)
+    assert kernel_share(lambda: a @ a) > 0.9  # nothing but a product
+    assert kernel_share(lambda: (a.exp() + 1).sum()) == 0
