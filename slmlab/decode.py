@@ -6,15 +6,18 @@ dispatcher, waking threads), not to arithmetic. :class:`Decoder` packs a :class:
 once per generation and runs each step with about a third of the operator calls of
 ``TinyLM.forward``, computing exactly the same function:
 
-- q|k|v and gate|up weights are stacked, so each block runs 4 matrix products instead of 7;
+- q|k|v and gate|up weights are stacked, so each block runs 4 matrix products instead of 7, and
+  each RMSNorm's gain is folded into the stacked matrix that follows it;
 - the residual additions ride inside the output projections (``addmm``: x + y @ W);
 - RoPE of one new position is a single (head_dim x head_dim) matrix product (rotations are
   linear maps), applied to queries and keys together;
 - keys and values go through the cache's own ``update``, so quantized caches still work.
 
-``TinyLM.stream`` (and so ``generate``) uses it whenever the model is plain (every projection an
-``nn.Linear``, no hooks); a quantized or hooked model runs through ``TinyLM.forward``. Tests check
-that both give the same logits for every configuration.
+Quantized or otherwise replaced projections keep their own forward (and their norms stay
+unfolded), so quantized models decode through the same lean step. ``TinyLM.stream`` (and so
+``generate``) uses it unless the model has forward hooks, is training, or has a module whose
+forward was replaced; those run through ``TinyLM.forward``. Tests check that both give the same
+logits for every configuration.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import KVCache, RMSNorm, TinyLM, apply_rope, causal_mask
+from .model import Attention, Block, FeedForward, KVCache, RMSNorm, TinyLM, apply_rope, causal_mask
 
 
 def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -43,16 +46,12 @@ def unsupported(model: TinyLM) -> str | None:
     """Why :class:`Decoder` cannot run ``model`` (then ``TinyLM.forward`` does), or None."""
     if model.training:
         return "the model is in training mode"
-    linears = [m for b in model.blocks for m in (b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.o_proj,
-                                                 getattr(b.ffn, "gate_proj", None), b.ffn.up_proj, b.ffn.down_proj)
-               if m is not None]
-    if any(type(m) is not nn.Linear for m in linears + [model.lm_head]):
-        return "a projection is not a plain nn.Linear (quantized or replaced)"
+    if type(model) is not TinyLM or type(model.embed) is not nn.Embedding or any(
+            type(b) is not Block or type(b.attn) is not Attention or type(b.ffn) is not FeedForward
+            for b in model.blocks):
+        return "a module's forward was replaced (a subclass): only forward knows what it does"
     if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return "the model has forward hooks"
-    if any(type(b.attn_norm) not in (RMSNorm, nn.LayerNorm) or type(b.ffn_norm) not in (RMSNorm, nn.LayerNorm)
-           for b in model.blocks):
-        return "a norm layer was replaced"
     return None
 
 
@@ -75,6 +74,28 @@ def _stack(*linears: nn.Linear, gain: torch.Tensor | None = None) -> tuple[torch
     return weight, bias
 
 
+def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
+    """(normalize, project) for a norm followed by projections that read the same input: plain
+    ``nn.Linear`` layers become one stacked matrix with the norm's gain folded in; anything else (a
+    quantized layer) keeps its own forward, and the outputs are concatenated."""
+    if all(type(m) is nn.Linear for m in projections):
+        normalize, gain = _norm(norm)
+        w, b = _stack(*projections, gain=gain)
+        return normalize, (lambda h: h @ w) if b is None else (lambda h: torch.addmm(b, h, w))
+    if len(projections) == 1:
+        return norm, projections[0]
+    return norm, lambda h: torch.cat([m(h) for m in projections], dim=-1)
+
+
+def _residual(projection: nn.Module):
+    """(x, y) -> x + projection(y); for a plain ``nn.Linear`` the addition rides in the matrix product
+    (``addmm``)."""
+    if type(projection) is not nn.Linear:
+        return lambda x, y: x + projection(y)
+    w, b = _stack(projection)
+    return (lambda x, y: torch.addmm(x, y, w)) if b is None else (lambda x, y: torch.addmm(x, y, w) + b)
+
+
 class Decoder:
     """``model`` packed for generation; ``decoder(ids, cache)`` -> logits (B, vocab) of the last position.
 
@@ -91,17 +112,26 @@ class Decoder:
             for b in model.blocks:
                 a, f = b.attn, b.ffn
                 up = (f.gate_proj, f.up_proj) if c.ffn == "swiglu" else (f.up_proj,)
-                norm1, gain1 = _norm(b.attn_norm)
-                norm2, gain2 = _norm(b.ffn_norm)
-                self.layers.append((norm1, *_stack(a.q_proj, a.k_proj, a.v_proj, gain=gain1), *_stack(a.o_proj),
-                                    norm2, *_stack(*up, gain=gain2), *_stack(f.down_proj)))
-            self.norm, gain = _norm(model.norm)
-            self.head = _stack(model.lm_head, gain=gain)[0]
-            w = model.embed.weight
-            self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
+                self.layers.append((*_normalize_and_project(b.attn_norm, a.q_proj, a.k_proj, a.v_proj),
+                                    _residual(a.o_proj), *_normalize_and_project(b.ffn_norm, *up),
+                                    _residual(f.down_proj)))
+            self.norm, self.head = _normalize_and_project(model.norm, model.lm_head)
+        # inference_mode skips autograd's bookkeeping (version counters, view tracking): fewer costs per
+        # call than no_grad. But a tensor made under it can never enter autograd later, and a foreign
+        # layer (a quantized or bitsandbytes one) may cache state on its first call, so models with
+        # such layers step under no_grad.
+        projections = [model.lm_head] + [p for b in model.blocks for p in (
+            b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.o_proj, b.ffn.up_proj, b.ffn.down_proj,
+            getattr(b.ffn, "gate_proj", None)) if p is not None]
+        self.mode = torch.inference_mode if all(type(p) is nn.Linear for p in projections) else torch.no_grad
+        w = model.embed.weight
+        self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
 
-    @torch.no_grad()
     def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        with self.mode():
+            return self.step(idx, cache)
+
+    def step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         m, c = self.model, self.model.config
         B, T = idx.shape
         nq, nkv, hd, d = c.n_head, c.n_kv_head, c.head_dim, c.d_model
@@ -117,9 +147,8 @@ class Decoder:
                 cos, sin = cos[pos : pos + T], sin[pos : pos + T]
         mask, causal = causal_mask(pos, T, x.device)
         x = x.reshape(B * T, d)
-        for i, (norm1, w_qkv, b_qkv, w_o, b_o, norm2, w_up, b_up, w_down, b_down) in enumerate(self.layers):
-            h = norm1(x)
-            qkv = h @ w_qkv if b_qkv is None else torch.addmm(b_qkv, h, w_qkv)
+        for i, (norm1, qkv_proj, o_residual, norm2, up_proj, down_residual) in enumerate(self.layers):
+            qkv = qkv_proj(norm1(x))
             if T == 1:  # one new token: (B, 1, heads, hd) and (B, heads, 1, hd) are the same memory
                 qkv = qkv.view(B, nq + 2 * nkv, 1, hd)
             else:
@@ -132,19 +161,14 @@ class Decoder:
             q, k = qk.split([nq, nkv], dim=1)
             k, v = cache.update(i, k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=nkv != nq)
-            y = y.view(B, d) if T == 1 else y.transpose(1, 2).reshape(B * T, d)
-            x = torch.addmm(x, y, w_o)  # the residual addition rides in the matrix product
-            if b_o is not None:
-                x = x + b_o
-            h = norm2(x)
-            h = h @ w_up if b_up is None else torch.addmm(b_up, h, w_up)
+            y = y.reshape(B, d) if T == 1 else y.transpose(1, 2).reshape(B * T, d)
+            x = o_residual(x, y)
+            h = up_proj(norm2(x))
             if c.ffn == "swiglu":
                 gate, up = h.chunk(2, dim=-1)
                 h = F.silu(gate) * up
             else:
                 h = F.gelu(h) if c.ffn == "gelu" else F.relu(h)
-            x = torch.addmm(x, h, w_down)
-            if b_down is not None:
-                x = x + b_down
+            x = down_residual(x, h)
         cache.advance(T)
-        return self.norm(x.view(B, T, d)[:, -1]) @ self.head
+        return self.head(self.norm(x.view(B, T, d)[:, -1]))

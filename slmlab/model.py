@@ -326,8 +326,9 @@ class TinyLM(nn.Module):
         """RoPE cos/sin of positions 0 .. end-1 (at least block_size), computed once and reused."""
         t = self._rope
         if t is None or t[0].shape[0] < end or t[0].dtype != dtype or t[0].device != device:
-            positions = torch.arange(max(end, self.config.block_size), device=device)
-            t = self._rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, dtype)
+            with torch.inference_mode(False):  # a cached table must serve training too, even if made while decoding
+                positions = torch.arange(max(end, self.config.block_size), device=device)
+                t = self._rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, dtype)
         return t
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
