@@ -3,8 +3,8 @@
 Generating one token with a ~3M-parameter model multiplies one vector by 43 small matrices.
 Each product takes microseconds, so a step's time goes to *calling* operators (Python, the
 dispatcher, waking threads), not to arithmetic. :class:`Decoder` packs a :class:`~slmlab.TinyLM`
-once per generation and runs each step with about a third of the operator calls of
-``TinyLM.forward``, computing exactly the same function:
+once per generation and runs each step with about half the operator calls of ``TinyLM.forward``
+(202 against 380 per token for the base model), computing the same function:
 
 - q|k|v and gate|up weights are stacked, so each block runs 4 matrix products instead of 7, and
   each RMSNorm's gain is folded into the stacked matrix that follows it;
@@ -96,6 +96,11 @@ def _residual(projection: nn.Module):
     return (lambda x, y: torch.addmm(x, y, w)) if b is None else (lambda x, y: torch.addmm(x, y, w) + b)
 
 
+# the module types a TinyLM is built of
+_OWN_MODULES = (TinyLM, nn.ModuleList, Block, Attention, FeedForward, RMSNorm, nn.LayerNorm, nn.Linear,
+                nn.Embedding, nn.Dropout)
+
+
 class Decoder:
     """``model`` packed for generation; ``decoder(ids, cache)`` -> logits (B, vocab) of the last position.
 
@@ -119,11 +124,9 @@ class Decoder:
         # inference_mode skips autograd's bookkeeping (version counters, view tracking): fewer costs per
         # call than no_grad. But a tensor made under it can never enter autograd later, and a foreign
         # layer (a quantized or bitsandbytes one) may cache state on its first call, so models with
-        # such layers step under no_grad.
-        projections = [model.lm_head] + [p for b in model.blocks for p in (
-            b.attn.q_proj, b.attn.k_proj, b.attn.v_proj, b.attn.o_proj, b.ffn.up_proj, b.ffn.down_proj,
-            getattr(b.ffn, "gate_proj", None)) if p is not None]
-        self.mode = torch.inference_mode if all(type(p) is nn.Linear for p in projections) else torch.no_grad
+        # any module of another kind step under no_grad.
+        own = all(type(m) in _OWN_MODULES for m in model.modules())
+        self.mode = torch.inference_mode if own else torch.no_grad
         w = model.embed.weight
         self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
 

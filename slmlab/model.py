@@ -356,6 +356,8 @@ class TinyLM(nn.Module):
                top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
                cache_cls=KVCache) -> Iterator[torch.Tensor]:
         """Yield the next token ids (B,) one step at a time, using a KV cache."""
+        from .decode import Decoder, unsupported  # the lean decode step (imported here: it imports this module)
+
         idx = torch.as_tensor(idx, device=self.device)
         if idx.dim() == 1:
             idx = idx[None]
@@ -366,9 +368,7 @@ class TinyLM(nn.Module):
         L = self.config.block_size
         ctx = idx[:, -L:]
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=self.device)
-        from .decode import Decoder, unsupported
-
-        # a plain model decodes through the lean packed step; a quantized or hooked one through forward
+        # the lean packed step, unless the model has hooks or subclassed modules (see decode.unsupported)
         step = Decoder(self) if unsupported(self) is None else (lambda ids, c: self(ids, c, last_only=True)[:, -1])
         try:
             cache = cache_cls(self.config, idx.shape[0], L, self.device, self.embed.weight.dtype)

@@ -112,3 +112,11 @@ def test_decoding_leaves_nothing_that_breaks_training_afterwards():
     ids = torch.randint(0, 97, (2, 9))
     m.loss(ids[:, :-1], ids[:, 1:]).backward()
     assert m.blocks[0].attn.q_proj.weight.grad is not None
+
+
+def test_only_models_of_our_own_modules_step_under_inference_mode():
+    from slmlab.quant import quantize
+
+    m = make()
+    assert Decoder(m).mode is torch.inference_mode
+    assert Decoder(quantize(m, "rtn", bits=4, group_size=8)).mode is torch.no_grad  # foreign layers may cache state
