@@ -31,9 +31,10 @@ import torch
 import torch.nn as nn
 
 from slmlab import TinyLM, TinyLMConfig
-from slmlab.bench import interleaved
-from slmlab.quant import (W8A8Linear, QuantLinear, calibration_windows, find_linears, model_nbytes, quantize, save_quantized,
-                          saved_nbytes, windows_from_ids)
+from slmlab.calibration import calibration_windows, windows_from_ids
+from slmlab.quant import W8A8Linear, QuantLinear, quantize, save_quantized, saved_nbytes
+from slmlab.surgery import find_linears, model_nbytes
+from slmlab.timing import interleaved
 
 
 def torch_dynamic_int8(module: nn.Module, only=None):
@@ -54,7 +55,7 @@ def torch_dynamic_int8(module: nn.Module, only=None):
 
 @torch.no_grad()
 def race(fns: dict, repeat: int, warmup: int = 3) -> dict:
-    """Median seconds per call of each function, measured interleaved (slmlab.bench.interleaved)."""
+    """Median seconds per call of each function, measured interleaved (slmlab.timing.interleaved)."""
     return interleaved(fns, repeat, warmup=warmup)
 
 

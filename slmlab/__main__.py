@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         print(json.dumps(metrics, indent=1))
         print(ship(args.run_dir, args.name, metrics))
     elif args.cmd == "bench":
-        from .bench import main as bench_main
+        from .runtime.bench import main as bench_main
 
         bench_main(quick=args.quick)
     return 0

@@ -1,6 +1,11 @@
 """Saving and loading models the transformers way: a directory with ``config.json`` and
 ``model.safetensors`` (plus ``tokenizer.json`` when given). Every file is written atomically
-and every load says clearly what is missing or wrong."""
+and every load says clearly what is missing or wrong.
+
+This module knows no model class: it writes any module whose ``config`` has ``to_dict()`` and
+fills any module from a directory. Which class a directory holds is the ``model_type`` of its
+``config.json``, looked up by :func:`slmlab.models.load_model`. Weights shared by two names (a
+tied embedding and LM head) are stored once and re-tied on load."""
 from __future__ import annotations
 
 import json
@@ -10,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .model import TinyLM, TinyLMConfig
 from .utils import atomic_path, atomic_write_json
 
 
@@ -41,53 +46,62 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def save_pretrained(model: TinyLM, directory, tokenizer=None, extra: dict | None = None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` (and ``tokenizer.json``) into ``directory``."""
+def _tied_names(model: nn.Module) -> dict[str, str]:
+    """name -> the first name of the same parameter (for weights shared by several names)."""
+    first: dict[int, str] = {}
+    tied = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            tied[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return tied
+
+
+def save_pretrained(model: nn.Module, directory, tokenizer=None, extra: dict | None = None) -> Path:
+    """Write ``config.json`` (with the model's ``model_type``), ``model.safetensors`` (a shared
+    weight once) and, given a tokenizer, ``tokenizer.json`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    sd = model.state_dict()
-    if model.config.tie_embeddings:
-        sd = {k: v for k, v in sd.items() if k != "lm_head.weight"}  # stored once, re-tied on load
-    save_tensors(sd, directory / "model.safetensors", metadata={"format": "pt", "slmlab": "TinyLM"})
-    atomic_write_json(directory / "config.json", {"model_type": "slmlab-tinylm", **model.config.to_dict(), **(extra or {})})
+    tied = _tied_names(model)
+    sd = {k: v for k, v in model.state_dict().items() if k not in tied}
+    metadata = {"format": "pt", "model_type": model.model_type, "tied": json.dumps(tied)}
+    save_tensors(sd, directory / "model.safetensors", metadata=metadata)
+    atomic_write_json(directory / "config.json",
+                      {"model_type": model.model_type, **model.config.to_dict(), **(extra or {})})
     if tokenizer is not None:
         tokenizer.save(directory / "tokenizer.json")
     return directory
 
 
-def load_config(directory) -> TinyLMConfig:
+def read_config(directory) -> dict:
+    """The ``config.json`` of a model directory, as a dict (``model_type`` included)."""
     path = Path(directory) / "config.json"
     if not path.is_file():
-        raise CheckpointError(f"missing {path}: not a TinyLM directory written by save_pretrained")
+        raise CheckpointError(f"missing {path}: not a model directory written by save_pretrained")
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON ({e})") from None
-    d.pop("model_type", None)
-    return TinyLMConfig.from_dict(d)
 
 
-def load_pretrained(directory, device=None, dtype: torch.dtype | None = None) -> TinyLM:
-    """The TinyLM saved in ``directory``; raises CheckpointError on missing/corrupt/mismatched files."""
+def load_weights(model: nn.Module, directory, name: str = "model.safetensors") -> nn.Module:
+    """Fill ``model`` with the weights saved in ``directory`` (tied weights stay tied); raises
+    CheckpointError when a tensor is missing, unexpected or of another shape."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"no model directory at {directory}")
-    config = load_config(directory)
-    sd = load_tensors(directory / "model.safetensors")
-    if config.tie_embeddings:
-        sd.setdefault("lm_head.weight", sd.get("embed.weight"))
-    model = TinyLM(config)
+    sd = load_tensors(directory / name)
+    for alias, source in _tied_names(model).items():
+        if source in sd:
+            sd.setdefault(alias, sd[source])
     expected = model.state_dict()
     problems = [f"missing {k}" for k in expected if k not in sd]
     problems += [f"unexpected {k}" for k in sd if k not in expected]
     problems += [f"{k}: shape {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
                  if k in sd and sd[k].shape != v.shape]
     if problems:
-        raise CheckpointError(f"{directory}/model.safetensors does not match its config.json: " + "; ".join(problems[:5]))
+        raise CheckpointError(f"{directory / name} does not match its config.json: " + "; ".join(problems[:5]))
     model.load_state_dict(sd)
-    if dtype is not None:
-        model = model.to(dtype)
-    return model.to(device or "cpu").eval()
+    return model
 
 
 def write_dir_atomically(directory, fill) -> Path:

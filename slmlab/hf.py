@@ -3,6 +3,17 @@
 TinyLM's Llama-compatible configuration (RMSNorm, SwiGLU, RoPE, no bias) has exactly the
 parameters of a Llama model with the same names, so the conversion is a renaming of
 state-dict keys: ``blocks.{i}.attn.q_proj`` <-> ``model.layers.{i}.self_attn.q_proj`` etc.
+
+:func:`export_hf` writes a complete transformers checkpoint (model + tokenizer + generation
+config) that ``AutoModelForCausalLM`` and ``AutoTokenizer`` load offline, without
+``trust_remote_code``; that folder is what lm-eval, peft/trl and llama.cpp's converter read.
+
+Special tokens: slmlab's tokenizers have one, ``<|endoftext|>`` (id 0 in the shipped models).
+TinyTales puts it between documents, so a document starts right after one: it is the end of text
+*and* the beginning of text, and the exported checkpoint uses it as BOS, EOS and PAD. The
+transformers tokenizer adds no special tokens when encoding (``add_bos_token=False``), exactly like
+``tokenizer.encode``; prepend ``tokenizer.bos_token_id`` yourself where slmlab's evaluation
+prepends ``tok.eos_id``.
 """
 from __future__ import annotations
 
@@ -12,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from .model import TinyLM, TinyLMConfig
+from .models import TinyLM, TinyLMConfig
+from .utils import hub_offline_reason
 
 # TinyLM name fragment -> transformers Llama name fragment
 _RENAMES = [
@@ -45,13 +57,19 @@ def _hf_names(n_layer: int) -> dict[str, str]:
     return names
 
 
-def llama_config(config: TinyLMConfig):
-    """The transformers ``LlamaConfig`` equivalent to a Llama-compatible TinyLMConfig."""
+def llama_config(config: TinyLMConfig, eos_id: int | None = None):
+    """The transformers ``LlamaConfig`` equivalent to a Llama-compatible TinyLMConfig.
+
+    ``eos_id`` (the tokenizer's end-of-text id) becomes ``bos_token_id``, ``eos_token_id`` and
+    ``pad_token_id``. Without it the three are None (LlamaConfig would otherwise default to
+    Llama-2's 1 and 2, which mean nothing to an slmlab tokenizer); ``generate`` then runs for
+    ``max_new_tokens`` unless it is given ``eos_token_id`` explicitly."""
     from transformers import LlamaConfig
 
     if not config.llama_compatible:
         raise ValueError(
-            "to_hf needs a Llama-compatible TinyLMConfig (norm='rmsnorm', ffn='swiglu', pos='rope', bias=False); "
+            "to_hf needs a Llama-compatible TinyLMConfig "
+            "(norm='rmsnorm', ffn='swiglu', pos='rope', bias=False); "
             f"got norm={config.norm!r}, ffn={config.ffn!r}, pos={config.pos!r}, bias={config.bias}."
         )
     return LlamaConfig(
@@ -71,6 +89,9 @@ def llama_config(config: TinyLMConfig):
         mlp_bias=False,
         attention_dropout=config.dropout,
         initializer_range=config.init_std,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
     )
 
 
@@ -85,12 +106,16 @@ def config_from_hf(hf_config) -> TinyLMConfig:
     d = hf_config if isinstance(hf_config, dict) else hf_config.to_dict()
     act = d.get("hidden_act", "silu")
     if act not in ("silu", "swish"):
-        raise ValueError(f"config_from_hf reads Llama-family configs (hidden_act 'silu'); got hidden_act={act!r}")
+        raise ValueError(
+            f"config_from_hf reads Llama-family configs (hidden_act 'silu'); got hidden_act={act!r}"
+        )
     n_head = d["num_attention_heads"]
     head_dim = d.get("head_dim") or d["hidden_size"] // n_head
     if head_dim * n_head != d["hidden_size"]:
-        raise ValueError(f"head_dim*num_attention_heads ({head_dim}*{n_head}) != hidden_size ({d['hidden_size']}); "
-                         "TinyLM needs d_model = n_head * head_dim")
+        raise ValueError(
+            f"head_dim*num_attention_heads ({head_dim}*{n_head}) != hidden_size ({d['hidden_size']}); "
+            "TinyLM needs d_model = n_head * head_dim"
+        )
     rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
     theta = rope.get("rope_theta", d.get("rope_theta", 10000.0))
     if rope.get("rope_type", "default") not in ("default", None):
@@ -113,11 +138,27 @@ def config_from_hf(hf_config) -> TinyLMConfig:
     )
 
 
-def to_hf(model: TinyLM):
-    """A transformers ``LlamaForCausalLM`` with the same weights (and logits) as ``model``."""
+def _check_tokenizer_fits(tokenizer, config: TinyLMConfig) -> int:
+    """The tokenizer's end-of-text id, after checking that all its ids are rows of the embedding."""
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} ids but the model only {config.vocab_size} "
+            "embedding rows: is this the model's own tokenizer?"
+        )
+    return tokenizer.eos_id
+
+
+def to_hf(model: TinyLM, tokenizer=None):
+    """A transformers ``LlamaForCausalLM`` with the same weights (and logits) as ``model``.
+
+    Given the model's ``tokenizer`` (a :class:`~slmlab.tokenizer.BPETokenizer` or
+    :class:`~slmlab.tokenizer.CharTokenizer`), its end-of-text id is the config's and the
+    generation config's BOS, EOS and PAD id, so ``generate`` stops where ``TinyLM.generate(...,
+    eos_id=tok.eos_id)`` does; without one they are None (see :func:`llama_config`)."""
     from transformers import LlamaForCausalLM
 
-    hf = LlamaForCausalLM(llama_config(model.config)).to(dtype=model.embed.weight.dtype)
+    eos_id = None if tokenizer is None else _check_tokenizer_fits(tokenizer, model.config)
+    hf = LlamaForCausalLM(llama_config(model.config, eos_id)).to(dtype=model.embed.weight.dtype)
     names = _hf_names(model.config.n_layer)
     sd = {names[k]: v.detach().clone() for k, v in model.state_dict().items()}
     missing, unexpected = hf.load_state_dict(sd, strict=False)
@@ -126,21 +167,97 @@ def to_hf(model: TinyLM):
         raise RuntimeError(f"to_hf: missing {missing}, unexpected {unexpected}")
     if model.config.tie_embeddings:
         hf.tie_weights()
+    gen = hf.generation_config  # built from the config at construction; set explicitly all the same
+    gen.bos_token_id = gen.eos_token_id = gen.pad_token_id = eos_id
     return hf.to(model.device).eval()
 
 
-def _is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+def to_hf_tokenizer(tokenizer, model_max_length: int | None = None, chat_template: str | None = None):
+    """A transformers fast tokenizer (``PreTrainedTokenizerFast``) with the same ids as ``tokenizer``.
+
+    It wraps a copy of the `tokenizers.Tokenizer` behind ``tokenizer`` (for a
+    :class:`~slmlab.tokenizer.CharTokenizer`, an equivalent one: see its ``to_tokenizers``).
+
+    - ``<|endoftext|>`` is the BOS, EOS and PAD token (and, for the byte-level BPE, the UNK token
+      as in GPT-2, though a byte-level BPE never needs one); see the module docstring for why.
+    - Encoding adds **no** special tokens, with or without ``add_special_tokens=True``:
+      ``hf_tok(text).input_ids == tokenizer.encode(text)``. Prepend ``bos_token_id`` yourself.
+    - Decoding does not "clean up" spaces, so ``decode`` equals ``tokenizer.decode``.
+    - ``model_max_length`` is the model's ``block_size`` when given (transformers warns past it).
+    - ``chat_template`` (a Jinja string) is stored for ``apply_chat_template``; none of the
+      shipped models is a chat model, so the default is None."""
+    from transformers import PreTrainedTokenizerFast
+
+    from .tokenizer import EOS
+
+    if not hasattr(tokenizer, "to_tokenizers"):
+        raise TypeError(
+            f"to_hf_tokenizer needs an slmlab BPETokenizer or CharTokenizer, got {type(tokenizer).__name__}"
+        )
+    kwargs = {"model_max_length": model_max_length} if model_max_length else {}
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer.to_tokenizers(),
+        bos_token=EOS,
+        eos_token=EOS,
+        pad_token=EOS,
+        unk_token=EOS if tokenizer.kind == "bpe" else None,
+        add_bos_token=False,
+        add_eos_token=False,
+        clean_up_tokenization_spaces=False,
+        **kwargs,
+    )
+    if chat_template is not None:
+        hf_tok.chat_template = chat_template
+    if hf_tok.eos_token_id != tokenizer.eos_id or len(hf_tok) != tokenizer.vocab_size:
+        raise RuntimeError(
+            f"to_hf_tokenizer: {EOS!r} is id {hf_tok.eos_token_id} with {len(hf_tok)} ids, "
+            f"expected id {tokenizer.eos_id} with {tokenizer.vocab_size}"
+        )
+    return hf_tok
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
+# what transformers 4 also understands (transformers 5 maps it to its TokenizersBackend)
+_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+
+def export_hf(model: TinyLM, tokenizer, directory, chat_template: str | None = None) -> Path:
+    """Write ``model`` and its ``tokenizer`` as a complete transformers checkpoint in ``directory``.
+
+    The folder holds ``config.json``, ``model.safetensors`` (safetensors only, never pickle),
+    ``generation_config.json``, ``tokenizer.json``, ``tokenizer_config.json`` and
+    ``special_tokens_map.json``; ``AutoModelForCausalLM.from_pretrained(directory)`` and
+    ``AutoTokenizer.from_pretrained(directory)`` load it offline with no ``trust_remote_code``,
+    and ``from_hf(directory)`` reads the model back. The directory is written atomically: a
+    temporary sibling renamed into place, so a crash leaves no half-written checkpoint (an
+    existing ``directory`` is replaced as a whole).
+
+    ``tokenizer_config.json`` names the class ``PreTrainedTokenizerFast`` (transformers 5 writes
+    ``TokenizersBackend``, which transformers 4 does not know) and states ``add_bos_token: false``;
+    ``special_tokens_map.json``, which transformers 5 no longer writes, is added for older readers.
+    ``chat_template`` is the slot for a later chat model (see :func:`to_hf_tokenizer`)."""
+    from .checkpoint import write_dir_atomically
+    from .utils import atomic_write_json
+
+    hf = to_hf(model, tokenizer)
+    hf_tok = to_hf_tokenizer(tokenizer, model.config.block_size, chat_template)
+
+    def fill(tmp: Path) -> None:
+        hf.save_pretrained(tmp)
+        hf_tok.save_pretrained(tmp)
+        cfg_path = tmp / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = _TOKENIZER_CLASS
+        # stated, not implied, for readers that look (llama.cpp's converter copies these into the GGUF)
+        cfg.update(add_bos_token=False, add_eos_token=False)
+        atomic_write_json(cfg_path, cfg)
+        atomic_write_json(tmp / "special_tokens_map.json", hf_tok.special_tokens_map)
+        stray = sorted(p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+        if stray:
+            raise RuntimeError(
+                f"export_hf: transformers wrote pickle files {stray}; expected safetensors only"
+            )
+
+    return write_dir_atomically(directory, fill)
 
 
 def resolve_hf_path(path_or_id: str | os.PathLike) -> str:
@@ -148,15 +265,18 @@ def resolve_hf_path(path_or_id: str | os.PathLike) -> str:
     p = Path(path_or_id)
     if p.is_dir():
         if not (p / "config.json").is_file():
-            raise FileNotFoundError(f"{p} has no config.json: is it a transformers save_pretrained directory?")
+            raise FileNotFoundError(
+                f"{p} has no config.json: is it a transformers save_pretrained directory?"
+            )
         return str(p)
     if p.exists() or str(path_or_id).startswith((".", "/")):
         raise FileNotFoundError(f"{path_or_id} is not a save_pretrained directory")
-    if _is_offline() or not _hub_reachable():
+    reason = hub_offline_reason()
+    if reason:
         raise OfflineError(
-            f"cannot load {str(path_or_id)!r} from the Hugging Face hub: this machine is offline "
-            "(or HF_HUB_OFFLINE=1). Download it where you have a network (`huggingface-cli download "
-            f"{path_or_id} --local-dir DIR`) and pass DIR, or use slmlab.load_reference() for the shipped models."
+            f"cannot load {str(path_or_id)!r} from the Hugging Face hub: offline ({reason}). "
+            f"Download it where you have a network (`huggingface-cli download {path_or_id} --local-dir DIR`) "
+            "and pass DIR, or use slmlab.load_reference() for the shipped models."
         )
     return str(path_or_id)
 
@@ -175,7 +295,9 @@ def from_hf(path_or_id, dtype: torch.dtype = torch.float32, device=None) -> Tiny
         if k not in inverse:
             if "rotary_emb" in k:
                 continue
-            raise ValueError(f"from_hf: parameter {k!r} has no TinyLM counterpart; is this a Llama-family model?")
+            raise ValueError(
+                f"from_hf: parameter {k!r} has no TinyLM counterpart; is this a Llama-family model?"
+            )
         sd[inverse[k]] = v
     if config.tie_embeddings:
         sd.pop("lm_head.weight", None)

@@ -13,7 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_pretrained, write_dir_atomically
+from .checkpoint import CheckpointError, write_dir_atomically
+from .models import load_model
 from .tokenizer import EOS, load_tokenizer
 from .utils import atomic_write_json, data_dir, sha256_file
 
@@ -76,7 +77,7 @@ def load_reference(name: str = "base", device=None):
     ``"base"`` is the model the compression and evaluation chapters start from; ``"small"``
     is the ~1M-parameter model for distillation and speed experiments."""
     folder = verify(name)
-    return load_pretrained(folder, device=device), load_tokenizer(folder / "tokenizer.json")
+    return load_model(folder, device=device), load_tokenizer(folder / "tokenizer.json")
 
 
 def corpus_fingerprint(n_chars: int = 200_000) -> str:
@@ -112,9 +113,8 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
     """The metrics a shipped model carries: parameters, perplexity, the probe suite, and the corpus
     fingerprint, computed from the finished run in ``run_dir``."""
     from . import evaluate
-    from .checkpoint import load_pretrained
 
-    model = load_pretrained(Path(run_dir) / "model")
+    model = load_model(Path(run_dir) / "model")
     tok = load_tokenizer(Path(run_dir) / "model" / "tokenizer.json")
     ppl = evaluate.perplexity(model, tok)
     table = evaluate.suite(model, tok, n_per_task=n_per_task)

@@ -3,12 +3,14 @@
 Both share one small interface that the rest of slmlab relies on:
 ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``vocab_size``, ``eos_id``,
 ``save(path)``; ``load_tokenizer(path)`` reads either kind back from its JSON file.
+``to_tokenizers()`` gives either kind as a `tokenizers.Tokenizer` with the same ids, which is what
+:func:`slmlab.hf.to_hf_tokenizer` wraps for transformers.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .utils import atomic_write_text
 
@@ -24,14 +26,18 @@ class BPETokenizer:
         self._tok = tok
         self.eos_id = tok.token_to_id(EOS)
         if self.eos_id is None:
-            raise ValueError(f"tokenizer has no {EOS!r} token; train it with slmlab.tokenizer.BPETokenizer.train")
+            raise ValueError(
+                f"tokenizer has no {EOS!r} token; train it with slmlab.tokenizer.BPETokenizer.train"
+            )
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 2) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 2) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 257 + 1:
-            raise ValueError(f"a byte-level BPE needs vocab_size >= 258 (256 bytes + {EOS}), got {vocab_size}")
+            raise ValueError(
+                f"a byte-level BPE needs vocab_size >= 258 (256 bytes + {EOS}), got {vocab_size}"
+            )
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
@@ -61,6 +67,12 @@ class BPETokenizer:
     def to_json(self) -> str:
         return self._tok.to_str()
 
+    def to_tokenizers(self):
+        """A copy of the underlying ``tokenizers.Tokenizer`` (changing it does not change ``self``)."""
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self._tok.to_str())
+
     def save(self, path) -> None:
         atomic_write_text(path, self.to_json())
 
@@ -76,7 +88,7 @@ class CharTokenizer:
         self.eos_id = 0
 
     @classmethod
-    def train(cls, texts: Iterable[str]) -> "CharTokenizer":
+    def train(cls, texts: Iterable[str]) -> CharTokenizer:
         seen: set[str] = set()
         for t in texts:
             seen.update(t)
@@ -90,7 +102,9 @@ class CharTokenizer:
         try:
             return [self._index[c] for c in text]
         except KeyError as e:
-            raise ValueError(f"character {e.args[0]!r} was not in the training text of this CharTokenizer") from None
+            raise ValueError(
+                f"character {e.args[0]!r} was not in the training text of this CharTokenizer"
+            ) from None
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
@@ -100,6 +114,23 @@ class CharTokenizer:
 
     def to_json(self) -> str:
         return json.dumps({"slmlab_char_tokenizer": 1, "chars": self.chars[1:]}, ensure_ascii=False)
+
+    def to_tokenizers(self):
+        """An equivalent ``tokenizers.Tokenizer``: every character is split off on its own (a regex
+        split into single code points) and looked up in a word-level vocabulary with the same ids;
+        the decoder joins the pieces with nothing in between.
+
+        Two differences remain, both at the edges: the literal text ``<|endoftext|>`` becomes the
+        single id 0 (it is a special token there, as in the BPE), where :meth:`encode` would look up
+        its 13 characters; and a character outside the vocabulary raises the `tokenizers` error
+        "Missing [UNK] token" (there is no unknown token) instead of this class's ValueError."""
+        from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+        tok = Tokenizer(models.WordLevel(vocab=dict(self._index), unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tok.decoder = decoders.Fuse()
+        tok.add_special_tokens([AddedToken(EOS, special=True, normalized=False)])
+        return tok
 
     def save(self, path) -> None:
         atomic_write_text(path, self.to_json())
@@ -113,12 +144,14 @@ def load_tokenizer(path) -> BPETokenizer | CharTokenizer:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not a valid tokenizer JSON file ({e}); re-create it with .save()") from None
+        raise ValueError(
+            f"{path} is not a valid tokenizer JSON file ({e}); re-create it with .save()"
+        ) from None
     if isinstance(obj, dict) and "slmlab_char_tokenizer" in obj:
         return CharTokenizer(obj["chars"])
     from tokenizers import Tokenizer
 
     try:
         return BPETokenizer(Tokenizer.from_str(json.dumps(obj)))
-    except Exception as e:  # tokenizers raises a bare Exception on malformed files
+    except Exception as e:  # noqa: BLE001 -- tokenizers raises a bare Exception on malformed files
         raise ValueError(f"{path} is not a tokenizer this project can read: {e}") from None

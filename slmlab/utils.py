@@ -19,6 +19,28 @@ def data_dir() -> Path:
     return Path(os.environ.get("SLMLAB_DATA", PROJECT_ROOT / "data"))
 
 
+_TRUE = ("1", "ON", "YES", "TRUE")  # how huggingface_hub reads its boolean variables
+
+
+def hub_offline_reason(kind: str = "hub") -> str | None:
+    """Why the Hugging Face hub cannot be used now, or None when it can: HF_HUB_OFFLINE (and, for
+    ``kind="datasets"``, HF_DATASETS_OFFLINE) set true the way huggingface_hub reads it, or the
+    hub host ($SLMLAB_HUB_HOST, default huggingface.co) not reachable. The one offline check of
+    the package: models (slmlab.hf) and corpora (slmlab.data) both ask it."""
+    names = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if kind == "datasets" else ("HF_HUB_OFFLINE",)
+    for var in names:
+        if os.environ.get(var, "").strip().upper() in _TRUE:
+            return f"{var}={os.environ[var]} is set"
+    import socket
+
+    host = os.environ.get("SLMLAB_HUB_HOST", "huggingface.co")
+    try:
+        socket.create_connection((host, 443), timeout=2.0).close()
+    except OSError as e:
+        return f"{host}:443 is not reachable ({e.__class__.__name__}: {e})"
+    return None
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """The device to run on: the one asked for, else CUDA, else MPS, else CPU."""
     if device is not None:

@@ -20,160 +20,30 @@ and derive, with one formula each:
 ``tokens_per_param``           training tokens / parameters, vs Chinchilla's ~20
 =============================  ===================================================================
 
-Where an Arch is exactly a :class:`slmlab.model.TinyLMConfig` (Llama-style, GPT-2-style), the
-estimators of :mod:`slmlab.model` are used (``num_params``, ``flops_per_token``,
-``kv_cache_bytes_per_token``); the extra terms real models have (Qwen2's q/k/v-only biases,
-Phi's parallel block with one norm and an LM-head bias, Gemma's head_dim, BLOOM's embedding
-norm, OPT-350m's projected embeddings) are counted here, and the tests check that both agree
-wherever both apply.
+The formulas are :mod:`slmlab.models.estimates`, the same ones TinyLM's own size is computed
+with (they count the extra terms real models have: Qwen2's q/k/v-only biases, Phi's parallel
+block with one norm and an LM-head bias, Gemma's head_dim, BLOOM's embedding norm, OPT-350m's
+projected embeddings); the functions here take anything :func:`get_arch` reads — a zoo name, a
+config.json, a TinyLMConfig or an Arch — and the tests check the counts against the tensors
+transformers allocates.
 """
 from __future__ import annotations
 
 import difflib
 import json
 import os
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-from . import model as _model
-from .model import TinyLMConfig
+from .models import TinyLMConfig, estimates
+from .models.estimates import BITS, NORM_PARAMS, Arch, bits_of  # noqa: F401  (part of the calculator)
+from .devices import DEVICES, GB, Device, get_device  # noqa: F401  (the calculator's devices)
 from .utils import data_dir
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0  # Hoffmann et al. 2022: compute-optimal ~20 training tokens per parameter
 
-# Bits per weight. fp16/int8/int4 are the bare number formats; llama.cpp's q8_0 and q4_0 store blocks of
-# 32 weights with one fp16 scale, i.e. 8 + 16/32 = 8.5 and 4 + 16/32 = 4.5 bits per weight.
-BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0, "int8": 8.0, "q8_0": 8.5, "int4": 4.0, "q4_0": 4.5}
-
-GB = 1e9  # decimal gigabytes, like the device specifications (GB/s)
-
-
-# ----------------------------------------------------------------------------- devices
-@dataclass(frozen=True)
-class Device:
-    name: str
-    bandwidth_gbs: float  # peak DRAM bandwidth, GB/s (1e9 bytes per second)
-    memory_gb: float  # DRAM size, GB
-    kind: str = ""
-
-
-DEVICES: dict[str, Device] = {d.name: d for d in [
-    # NVIDIA Jetson Orin NX 16GB module datasheet: 128-bit LPDDR5, 102.4 GB/s. (Lu et al. measured on it.)
-    Device("Jetson Orin NX 16GB", 102.4, 16, "edge board"),
-    # Meizu 18 Pro: Snapdragon 888, LPDDR5-6400 on 4x16-bit channels = 6400e6 * 8 B = 51.2 GB/s; 8 GB base model.
-    Device("Meizu 18 Pro", 51.2, 8, "phone"),
-    # Xiaomi 14: Snapdragon 8 Gen 3, LPDDR5X-9600 on 4x16-bit channels = 76.8 GB/s; 8 GB base model.
-    Device("Xiaomi 14", 76.8, 8, "phone"),
-    # Xiaomi 12S: Snapdragon 8+ Gen 1, LPDDR5-6400, 51.2 GB/s; 8 GB base model.
-    Device("Xiaomi 12S", 51.2, 8, "phone"),
-    # Pixel 7 Pro: Google Tensor G2, LPDDR5 51.2 GB/s; 12 GB.
-    Device("Pixel 7 Pro", 51.2, 12, "phone"),
-    # Raspberry Pi 5 (8 GB): 32-bit LPDDR4X-4267 = 4267e6 * 4 B = 17.1 GB/s.
-    Device("Raspberry Pi 5 8GB", 17.1, 8, "single-board computer"),
-    # A typical laptop: dual-channel DDR4-3200 = 2 * 3200e6 * 8 B = 51.2 GB/s; 16 GB.
-    Device("Laptop (DDR4-3200, 2 channels)", 51.2, 16, "laptop"),
-    # Apple M2 (MacBook Air): Apple's specification, 100 GB/s unified memory; 16 GB configuration.
-    Device("Apple M2, 16GB", 100.0, 16, "laptop"),
-    # NVIDIA GeForce RTX 4090: 384-bit GDDR6X at 21 Gb/s = 1008 GB/s; 24 GB.
-    Device("RTX 4090", 1008.0, 24, "desktop GPU"),
-    # NVIDIA A100 80GB SXM datasheet: HBM2e, 2039 GB/s.
-    Device("A100 80GB SXM", 2039.0, 80, "datacenter GPU"),
-]}
-# the phones of the survey's on-device runs, under the names data.json uses
-_DEVICE_ALIASES = {"MEIZU 18Pro": "Meizu 18 Pro", "Pixel 7Pro": "Pixel 7 Pro"}
-
-
-def get_device(device: str | Device) -> Device:
-    """A device preset by name (case-insensitive; the survey's spellings work too)."""
-    if isinstance(device, Device):
-        return device
-    name = _DEVICE_ALIASES.get(device, device)
-    for key, d in DEVICES.items():
-        if key.lower() == str(name).lower():
-            return d
-    close = difflib.get_close_matches(str(name), list(DEVICES), n=3, cutoff=0.3)
-    raise KeyError(f"unknown device {device!r}. Presets: {list(DEVICES)}"
-                   + (f"; did you mean {close}?" if close else "")
-                   + " Or pass Device(name, bandwidth_gbs, memory_gb).")
-
-
-# ----------------------------------------------------------------------------- the architecture record
-NORM_PARAMS = {"rmsnorm": 1, "layernorm": 2, "layernorm_nobias": 1, "layernorm_noparam": 0}  # per channel
-
-
-@dataclass(frozen=True)
-class Arch:
-    """What fixes the size of a decoder-only transformer (the fields a config.json spreads over many names)."""
-
-    name: str
-    model_type: str
-    vocab_size: int
-    n_layer: int
-    d_model: int
-    n_head: int
-    n_kv_head: int
-    head_dim: int
-    d_ff: int  # width of each FFN up-projection (for a gated FFN: of gate and of up)
-    ffn: str  # "swiglu" | "geglu" (gated, 3 matrices) | "gelu" | "relu" (2 matrices)
-    norm: str  # a key of NORM_PARAMS
-    pos: str  # "rope" | "learned" | "alibi" | "none"
-    context: int  # positions the model was built for
-    tie_embeddings: bool
-    n_positions: int = 0  # rows of a learned position table (OPT keeps 2 extra)
-    qkv_bias: bool = False
-    o_bias: bool = False
-    mlp_bias: bool = False
-    lm_head_bias: bool = False
-    norms_per_layer: int = 2  # 1 for a parallel block with one shared norm (Phi), 4 for Gemma 2
-    final_norm: bool = True
-    embed_norm: bool = False  # BLOOM normalizes the embeddings
-    embed_dim: int = 0  # OPT-350m: embeddings of width 512 projected to d_model (0: same as d_model)
-
-    @property
-    def gated(self) -> bool:
-        return self.ffn in ("swiglu", "geglu")
-
-    @property
-    def attention(self) -> str:
-        if self.n_kv_head == self.n_head:
-            return "MHA"
-        return "MQA" if self.n_kv_head == 1 else "GQA"
-
-    @property
-    def activation(self) -> str:
-        return {"swiglu": "silu", "geglu": "gelu_tanh"}.get(self.ffn, self.ffn)
-
-    @classmethod
-    def from_tinylm(cls, c: TinyLMConfig, name: str = "TinyLM") -> "Arch":
-        norm = "rmsnorm" if c.norm == "rmsnorm" else ("layernorm" if c.bias else "layernorm_nobias")
-        return cls(name=name, model_type="tinylm", vocab_size=c.vocab_size, n_layer=c.n_layer, d_model=c.d_model,
-                   n_head=c.n_head, n_kv_head=c.n_kv_head, head_dim=c.head_dim, d_ff=c.hidden_dim, ffn=c.ffn,
-                   norm=norm, pos=c.pos, context=c.block_size, tie_embeddings=c.tie_embeddings,
-                   n_positions=c.block_size if c.pos == "learned" else 0, qkv_bias=c.bias, o_bias=c.bias,
-                   mlp_bias=c.bias)
-
-    def to_tinylm(self) -> TinyLMConfig | None:
-        """The TinyLMConfig with exactly these weights' shapes, or None when TinyLM cannot express it."""
-        same_bias = self.qkv_bias == self.o_bias == self.mlp_bias
-        ok = (same_bias and self.head_dim * self.n_head == self.d_model and self.ffn in ("swiglu", "gelu", "relu")
-              and self.norms_per_layer == 2 and self.final_norm and not self.embed_norm and not self.embed_dim
-              and not self.lm_head_bias and self.pos in ("rope", "learned", "none")
-              and (self.pos != "learned" or self.n_positions == self.context)
-              and self.norm in ("rmsnorm", "layernorm", "layernorm_nobias")
-              and (self.norm != "layernorm" or self.mlp_bias) and (self.norm != "layernorm_nobias" or not self.mlp_bias)
-              and (self.pos != "rope" or self.head_dim % 2 == 0))
-        if not ok:
-            return None
-        return TinyLMConfig(vocab_size=self.vocab_size, block_size=self.context, n_layer=self.n_layer,
-                            n_head=self.n_head, n_kv_head=self.n_kv_head, d_model=self.d_model, ffn=self.ffn,
-                            d_ff=self.d_ff, norm="rmsnorm" if self.norm == "rmsnorm" else "layernorm",
-                            pos=self.pos, tie_embeddings=self.tie_embeddings, bias=self.mlp_bias)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------- reading config.json
@@ -428,90 +298,39 @@ def get_arch(model) -> Arch:
 
 # ----------------------------------------------------------------------------- the derivations
 def param_breakdown(model) -> dict[str, int]:
-    """Parameters per component: embeddings (tokens, learned positions, embedding norm/projections),
-    attention, ffn, norms, lm_head (0 when tied to the embeddings), total."""
-    a = get_arch(model)
-    d, e = a.d_model, a.embed_dim or a.d_model
-    q_out, kv_out = a.n_head * a.head_dim, a.n_kv_head * a.head_dim
-    norm = NORM_PARAMS[a.norm] * d
-    emb = a.vocab_size * e + a.n_positions * d * (a.pos == "learned") + norm * a.embed_norm \
-        + 2 * e * d * bool(a.embed_dim)
-    attn = d * q_out + 2 * d * kv_out + q_out * d + (q_out + 2 * kv_out) * a.qkv_bias + d * a.o_bias
-    n_in = 2 if a.gated else 1
-    ffn = (n_in + 1) * d * a.d_ff + (n_in * a.d_ff + d) * a.mlp_bias
-    norms = a.n_layer * a.norms_per_layer * norm + norm * a.final_norm
-    head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
-    out = {"embeddings": emb, "attention": a.n_layer * attn, "ffn": a.n_layer * ffn, "norms": norms, "lm_head": head}
-    out["total"] = sum(out.values())
-    return out
+    """Parameters per component (see :func:`slmlab.models.param_breakdown`) of any model
+    :func:`get_arch` reads: a zoo name, a config, a TinyLMConfig or an Arch."""
+    return estimates.param_breakdown(get_arch(model))
 
 
 def num_params(model, non_embedding: bool = False) -> int:
-    """Total parameters (or without the embedding tables); slmlab.model.num_params where it applies."""
-    a = get_arch(model)
-    cfg = a.to_tinylm()
-    if cfg is not None:
-        return _model.num_params(cfg, non_embedding=non_embedding)
-    b = param_breakdown(a)
-    return b["total"] - (b["embeddings"] + b["lm_head"] if non_embedding else 0)
+    """Total parameters (or without embeddings and LM head): :func:`slmlab.models.num_params`."""
+    return estimates.num_params(get_arch(model), non_embedding)
 
 
-def bits_of(bits: float | str) -> float:
-    if isinstance(bits, str):
-        if bits.lower() not in BITS:
-            raise ValueError(f"unknown precision {bits!r}; use a number of bits or one of {list(BITS)}")
-        return BITS[bits.lower()]
-    if not bits > 0:
-        raise ValueError(f"bits must be positive, got {bits}")
-    return float(bits)
-
-
-def weight_bytes(model, bits: float | str = "fp16") -> int:
+def weight_bytes(model, bits: float | str) -> int:
     """Bytes of all weights at ``bits`` per weight (e.g. 16, "int8", "int4", "q4_0")."""
-    return int(num_params(model) * bits_of(bits) / 8)
+    return estimates.weight_bytes(get_arch(model), bits)
 
 
 def decode_weight_params(model) -> int:
-    """Weights read to decode one token: every layer, the final norm and the LM head matrix; of the
-    embedding table only one row (a lookup), unless it is tied to the LM head (then it is read whole)."""
-    a = get_arch(model)
-    b = param_breakdown(a)
-    head_matrix = a.vocab_size * (a.embed_dim or a.d_model)
-    projections = 2 * (a.embed_dim or 0) * a.d_model  # OPT-350m's project_in / project_out are used per token
-    return b["total"] - b["embeddings"] + (head_matrix if a.tie_embeddings else 0) + projections
+    """Weights read to decode one token: :func:`slmlab.models.estimates.decode_weight_params`."""
+    return estimates.decode_weight_params(get_arch(model))
 
 
-def kv_cache_bytes_per_token(model, bits: float | str = "fp16") -> int:
-    """Keys and values of every layer for one token: 2 * n_layer * n_kv_head * head_dim values
-    (slmlab.model.kv_cache_bytes_per_token, which reads exactly these three fields)."""
-    return _model.kv_cache_bytes_per_token(get_arch(model), bits_of(bits))
+def kv_cache_bytes_per_token(model, bits: float | str) -> int:
+    """Keys and values of every layer for one token: :func:`slmlab.models.kv_cache_bytes_per_token`."""
+    return estimates.kv_cache_bytes_per_token(get_arch(model), bits)
 
 
-def kv_cache_bytes(model, context: int, bits: float | str = "fp16", batch: int = 1) -> int:
+def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
     """KV-cache bytes for ``context`` tokens (and ``batch`` sequences)."""
-    if context < 0 or batch < 1:
-        raise ValueError(f"context must be >= 0 and batch >= 1, got context={context}, batch={batch}")
-    return kv_cache_bytes_per_token(model, bits) * int(context) * int(batch)
+    return estimates.kv_cache_bytes(get_arch(model), context, bits, batch)
 
 
-def flops_per_token(model, context: int | None = None) -> int:
-    """Forward matmul FLOPs per token at ``context`` tokens of attention (Kaplan et al.): 2 per weight
-    used (all layers and the LM head, not the embedding lookup) + 2 * n_layer * context * attention width."""
-    a = get_arch(model)
-    T = a.context if context is None else int(context)
-    cfg = a.to_tinylm()
-    if cfg is not None:
-        return _model.flops_per_token(cfg, seq_len=T)
-    return _flops_general(a, T)
-
-
-def _flops_general(a: Arch, T: int) -> int:
-    """slmlab.model.flops_per_token's formula with the extra terms of real models (tests check they agree)."""
-    b = param_breakdown(a)
-    non_embedding = b["total"] - b["embeddings"] - b["lm_head"]
-    head = a.vocab_size * (a.embed_dim or a.d_model)
-    projections = 2 * (a.embed_dim or 0) * a.d_model
-    return 2 * (non_embedding + head + projections) + 2 * a.n_layer * T * a.n_head * a.head_dim
+def flops_per_token(model, context: int | None = None, training: bool = False) -> int:
+    """Matmul FLOPs per token at ``context`` tokens: :func:`slmlab.models.flops_per_token`."""
+    return estimates.flops_per_token(get_arch(model), context, training)
 
 
 def tokens_per_param(training_tokens: float, params: float) -> float:

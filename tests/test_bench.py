@@ -17,8 +17,8 @@ def test_bench_quick_reports_every_ratio(capsys):
 
 
 def test_bench_report_fields():
-    from slmlab.bench import run
-    from slmlab.model import TinyLMConfig
+    from slmlab.runtime.bench import run
+    from slmlab.models import TinyLMConfig
 
     cfg = TinyLMConfig(vocab_size=256, block_size=64, n_layer=1, n_head=2, n_kv_head=1, d_model=32, d_ff=64)
     r = run(cfg, batch=2, seq=32, new_tokens=8, reps=1, matmul_n=128)
@@ -31,7 +31,7 @@ def test_bench_report_fields():
 def test_kernel_share_counts_matrix_products():
     import torch
 
-    from slmlab.bench import kernel_share
+    from slmlab.runtime.bench import kernel_share
 
     a = torch.randn(256, 256)
     assert kernel_share(lambda: a @ a) > 0.9  # nothing but a product

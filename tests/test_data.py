@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from slmlab import data as D
+from slmlab.data.stream import _WORD
+from slmlab.data.writer import action_phrase
+from slmlab.evaluate import items as I
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
 
@@ -106,9 +109,9 @@ def test_held_out_pairs_never_appear_in_any_split():
     checks = []
     for o, act in sorted(D.HELD_OUT):
         b = D.behaviour(o, act)
-        q = {"drop": f"drop {D.a(o)}?", "water": f"put {D.a(o)} in water?", "fire": f"put {D.a(o)} near a fire?"}[act]
+        q = {"drop": f"drop {D.article(o)}?", "water": f"put {D.article(o)} in water?", "fire": f"put {D.article(o)} near a fire?"}[act]
         checks.append(((o, act), re.compile(rf"\b{o}\b"), (b, D.past(b)),
-                       [f"The {o} {D.past(b)}", f"{o} is made of {D.MATERIAL_OF[o]}, so if you {D._action_phrase(act, o)}, it {b}",
+                       [f"The {o} {D.past(b)}", f"{o} is made of {D.MATERIAL_OF[o]}, so if you {action_phrase(act, o)}, it {b}",
                         f"{q}\nA: It {b}"]))
     n_checked = 0
     for split in D.SPLITS:
@@ -137,7 +140,7 @@ def test_held_out_objects_are_learnable_from_their_material():
 def test_programs_print_what_the_corpus_says():
     progs = [(p, out) for d in take(n=300, mix={"code": 1.0})
              for p, out in re.findall(r"```\n(.*?)\n```\nOutput: ([^\n]*)", d, flags=re.S)]
-    progs += [(it["program"], it["answer"]) for it in D.code_items(100)]
+    progs += [(it["program"], it["answer"]) for it in I.code_items(100)]
     assert len(progs) > 500
     for prog, out in progs:
         buf = io.StringIO()
@@ -168,10 +171,10 @@ def test_stories_read_as_sentences():
 
 # ----------------------------------------------------------------------------- probes
 def test_probe_items_are_deterministic_and_well_formed():
-    assert D.commonsense_items(50, seed=1) == D.commonsense_items(50, seed=1)
-    assert D.commonsense_items(50, seed=1) != D.commonsense_items(50, seed=2)
-    items = D.commonsense_items(300)
-    assert set(Counter(it["kind"] for it in items)) == set(D.COMMONSENSE_KINDS)
+    assert I.commonsense_items(50, seed=1) == I.commonsense_items(50, seed=1)
+    assert I.commonsense_items(50, seed=1) != I.commonsense_items(50, seed=2)
+    items = I.commonsense_items(300)
+    assert set(Counter(it["kind"] for it in items)) == set(I.COMMONSENSE_KINDS)
     for it in items:
         assert len(it["options"]) == 4 == len(set(it["options"]))
         assert all(o.startswith(" ") for o in it["options"]) and 0 <= it["label"] < 4
@@ -184,7 +187,7 @@ def test_probe_items_are_deterministic_and_well_formed():
 
 
 def test_icl_items_pair_the_same_lessons_across_shots():
-    items = D.icl_items(40, shots=(0, 1, 5))
+    items = I.icl_items(40, shots=(0, 1, 5))
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it
@@ -207,7 +210,7 @@ def test_icl_items_pair_the_same_lessons_across_shots():
 
 
 def test_icl_pattern_items_only_the_examples_say_which_relation():
-    items = D.icl_pattern_items(60, shots=(0, 1, 5))
+    items = I.icl_pattern_items(60, shots=(0, 1, 5))
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it
@@ -235,7 +238,7 @@ def test_icl_pattern_items_only_the_examples_say_which_relation():
 
 
 def test_icl_group_items_pair_the_same_lessons_across_shots():
-    items = D.icl_group_items(40, shots=(0, 1, 5))
+    items = I.icl_group_items(40, shots=(0, 1, 5))
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it
@@ -255,8 +258,8 @@ def test_icl_group_items_pair_the_same_lessons_across_shots():
 def test_math_and_code_probes_come_from_the_test_split():
     train_probs = {q for d in take(n=3000, mix={"math": 0.5, "code": 0.5})
                    for q in re.findall(r"Problem: (.*)\n", d) + re.findall(r"```\n(.*?)\n```", d, flags=re.S)}
-    m = D.math_items(200)
-    c = D.code_items(200)
+    m = I.math_items(200)
+    c = I.code_items(200)
     assert len({it["prompt"] for it in m}) == 200 and len({it["prompt"] for it in c}) == 200
     for it in m:
         q = it["prompt"][len("Problem: "):-1]
@@ -268,13 +271,13 @@ def test_math_and_code_probes_come_from_the_test_split():
 
 def test_trivial_baselines_are_probabilities_and_small():
     for task in ("math", "code"):
-        b = D.trivial_baselines(task, n=500)
+        b = I.trivial_baselines(task, n=500)
         assert set(b) == {"majority", "copy_first_number", "copy_last_number"}
         assert all(0 <= v < 0.25 for v in b.values()), b
     # hand check on the definition: the majority baseline is the top answer's frequency
-    items = D.math_items(500, seed=12345)
+    items = I.math_items(500, seed=12345)
     top = Counter(it["answer"] for it in items).most_common(1)[0][1] / 500
-    assert D.trivial_baselines("math", n=500)["majority"] == top
+    assert I.trivial_baselines("math", n=500)["majority"] == top
 
 
 # ----------------------------------------------------------------------------- statistics

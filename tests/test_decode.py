@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from slmlab import TinyLM, TinyLMConfig
-from slmlab.decode import Decoder, rope_matrix, unsupported
-from slmlab.model import Attention, KVCache, apply_rope, rope_cos_sin
+from slmlab.models.decoder import Decoder, rope_matrix, unsupported
+from slmlab.models.layers import Attention, KVCache, apply_rope, rope_cos_sin
 
 CONFIGS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"], ["rope", "learned", "none"],
                                  [4, 2, 1], [False, True]))
@@ -51,7 +51,7 @@ def test_generate_uses_the_decoder_and_matches_the_module_path(monkeypatch):
     monkeypatch.setattr(Decoder, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
     fast = m.generate(prompt, 70, temperature=0)  # 75 > block_size 64: the window slides once
     assert len(calls) == 1 + 70  # the prompt, then one step per new token (one of them re-fills the slid window)
-    monkeypatch.setattr("slmlab.decode.unsupported", lambda model: "forced")
+    monkeypatch.setattr("slmlab.models.generation.unsupported", lambda model: "forced")
     slow = m.generate(prompt, 70, temperature=0)
     assert torch.equal(fast, slow)
 

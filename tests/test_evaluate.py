@@ -9,6 +9,7 @@ from torch import nn
 
 from slmlab import TinyLM, TinyLMConfig, to_hf
 from slmlab import data as D
+from slmlab.evaluate import items as I
 from slmlab import evaluate as E
 from slmlab.tokenizer import EOS, BPETokenizer, CharTokenizer
 
@@ -142,10 +143,10 @@ def test_transformers_model_and_tokenizer_give_the_same_numbers(tiny, bpe):
     a = E.perplexity(tiny, bpe, n_tokens=1500)
     b = E.perplexity(hf_model, hf_tok, n_tokens=1500)
     assert a["n_tokens"] == b["n_tokens"] and a["nll"] == pytest.approx(b["nll"], rel=1e-5)
-    items = D.commonsense_items(12)
+    items = I.commonsense_items(12)
     ra, rb = E.multiple_choice(tiny, bpe, items), E.multiple_choice(hf_model, hf_tok, items)
     assert torch.allclose(torch.tensor(ra["loglikelihoods"]), torch.tensor(rb["loglikelihoods"]), atol=1e-3)
-    prompts = [it["prompt"] for it in D.math_items(6)]
+    prompts = [it["prompt"] for it in I.math_items(6)]
     g = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=8, stop=())
     assert g == E.greedy_generate(hf_model, hf_tok, prompts, max_new_tokens=8, stop=())
     assert g == E.greedy_generate(hf_model, hf_tok, prompts, max_new_tokens=8, stop=(), use_cache=False)
@@ -171,7 +172,7 @@ def test_suite_runs_on_a_randomly_initialised_llama(bpe):
 
 # ----------------------------------------------------------------------------- generation
 def test_greedy_generation_with_and_without_cache_agree(tiny, bpe):
-    prompts = [it["prompt"] for it in D.code_items(10)] + ["Once upon a time"]
+    prompts = [it["prompt"] for it in I.code_items(10)] + ["Once upon a time"]
     a = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=10, stop=())
     b = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=10, stop=(), use_cache=False)
     assert a == b and len(a) == 11
@@ -180,15 +181,15 @@ def test_greedy_generation_with_and_without_cache_agree(tiny, bpe):
 def test_code_probe_scores_exact_output(char_tok):
     """A model that always prints 5 gets exactly the programs whose output is 5."""
     model = TableLM(chain_table(char_tok, "Output: 5\n\n"))
-    res = E.code(model, char_tok, n=60)
+    res = E.programs(model, char_tok, n=60)
     assert all(p == "5" for p in res["pred"])
     assert res["exact_match"] == sum(it["answer"] == "5" for it in res["items"]) / 60
-    assert res["chance"] == E.chance_level("code") == max(D.trivial_baselines("code").values())
+    assert res["chance"] == E.chance_level("code") == max(I.trivial_baselines("code").values())
 
 
 def test_math_probe_reads_the_number_after_answer(char_tok):
     model = TableLM(chain_table(char_tok, "\nAnswer: 7"))
-    res = E.math(model, char_tok, n=60)
+    res = E.arithmetic(model, char_tok, n=60)
     assert all(g.startswith("Answer: 7") for g in res["generations"])
     assert res["exact_match"] == sum(it["answer"] == "7" for it in res["items"]) / 60
     assert E.extract_answer("3 + 4 = 7\nAnswer: 7") == "7" and E.extract_answer("no idea") is None

@@ -59,3 +59,17 @@ def test_missing_directory(tmp_path):
         from_hf(tmp_path)
     with pytest.raises(FileNotFoundError):
         from_hf(str(tmp_path / "nope"))
+
+
+def test_without_a_tokenizer_the_special_ids_are_none_not_llamas_1_and_2():
+    torch.manual_seed(0)
+    m = TinyLM(TinyLMConfig(vocab_size=300, block_size=64, n_layer=2, n_head=4, d_model=64)).eval()
+    hf = to_hf(m)
+    for cfg in (hf.config, hf.generation_config):
+        assert cfg.bos_token_id is None and cfg.eos_token_id is None and cfg.pad_token_id is None
+    x = torch.randint(0, 300, (1, 5))
+    free = m.generate(x, 10, temperature=0)
+    eos = int(free[0, 8])  # pretend the 4th generated token is the end of text: both stop on it
+    ours = m.generate(x, 10, temperature=0, eos_id=eos)
+    theirs = hf.generate(x, max_new_tokens=10, do_sample=False, eos_token_id=eos, pad_token_id=eos)
+    assert torch.equal(ours, theirs) and ours.shape[1] <= 9

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from slmlab import TinyLM, TinyLMConfig, flops_per_token, kv_cache_bytes_per_token, num_params, weight_bytes
-from slmlab.model import KVCache, sample_next
+from slmlab.models import KVCache, sample_next
 
 VARIANTS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"], ["rope", "learned", "none"]))
 
@@ -81,8 +81,8 @@ def test_gqa_with_as_many_kv_heads_as_heads_is_mha():
 
 def test_mqa_and_gqa_shrink_the_kv_cache():
     mha, gqa, mqa = (TinyLMConfig(n_head=8, d_model=128, n_kv_head=k) for k in (8, 2, 1))
-    assert kv_cache_bytes_per_token(mha) == 2 * 4 * 128 * 4
-    assert kv_cache_bytes_per_token(mha) == 4 * kv_cache_bytes_per_token(gqa) == 8 * kv_cache_bytes_per_token(mqa)
+    assert kv_cache_bytes_per_token(mha, 32) == 2 * 4 * 128 * 4
+    assert kv_cache_bytes_per_token(mha, 32) == 4 * kv_cache_bytes_per_token(gqa, 32) == 8 * kv_cache_bytes_per_token(mqa, 32)
 
 
 def test_estimates():
@@ -92,7 +92,7 @@ def test_estimates():
     assert num_params(c) == expected
     assert num_params(c, non_embedding=True) == 2 * (4 * 64 * 64 + 2 * 64 * 256 + 2 * 64) + 64
     assert weight_bytes(c, bits=16) == expected * 2
-    fwd = flops_per_token(c, seq_len=128)
+    fwd = flops_per_token(c, context=128)
     assert fwd == 2 * (num_params(c, True) + 1000 * 64) + 2 * 2 * 128 * 64
     assert flops_per_token(c, 128, training=True) == 3 * fwd
 

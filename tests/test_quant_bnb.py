@@ -25,8 +25,9 @@ bnb = pytest.importorskip("bitsandbytes")
 import bitsandbytes.functional as BF  # noqa: E402
 
 from slmlab import TinyLM, TinyLMConfig  # noqa: E402
-from slmlab.quant import Int8Linear, dequantize_nf4, pack_bits, quantize, quantize_nf4, window_perplexity  # noqa: E402
-from slmlab.quant.calibration import windows_from_ids  # noqa: E402
+from slmlab.lm import window_perplexity  # noqa: E402
+from slmlab.quant import Int8Linear, dequantize_nf4, pack_bits, quantize, quantize_nf4  # noqa: E402
+from slmlab.calibration import windows_from_ids  # noqa: E402
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 

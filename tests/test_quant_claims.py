@@ -24,7 +24,7 @@ def base():
         from slmlab.data import corpus_text
     except ImportError:
         pytest.skip("slmlab.data.corpus_text is not available")
-    from slmlab.quant import windows_from_ids
+    from slmlab.calibration import windows_from_ids
 
     calib = windows_from_ids(tok.encode(corpus_text("train", 300_000)), 32, 128, seed=0)
     evals = windows_from_ids(tok.encode(corpus_text("val", 300_000)), 64, 128, seed=1)
@@ -33,7 +33,7 @@ def base():
 
 
 def _ppl(model, windows):
-    from slmlab.quant import window_perplexity
+    from slmlab.lm import window_perplexity
 
     return window_perplexity(model, windows)
 
@@ -49,7 +49,8 @@ def test_w8_rtn_within_one_percent(base):
 def test_gptq_and_awq_move_the_predictions_less_than_rtn(base, bits):
     """Measured as KL to the float model: on this model perplexity at 3-4 bits moves by well under
     1%, within the noise of the evaluation text (3-bit RTN even scored below float once)."""
-    from slmlab.quant import quantize, window_kl
+    from slmlab.lm import window_kl
+    from slmlab.quant import quantize
 
     m, calib, ev, _ = base
     kl = {meth: window_kl(quantize(m, meth, bits=bits, group_size=64, calib=calib), m, ev)

@@ -4,8 +4,10 @@ import torch
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.quant import (NF4_CODEBOOK, QuantLinear, cast_roundtrip, check_bits, check_group_size, fake_quantize,
-                          fake_quantize_nf4, load_quantized, model_nbytes, nf4_codebook_from_normal, pack_bits, quantize,
-                          quantize_tensor, save_quantized, saved_nbytes, unpack_bits, window_perplexity)
+                          fake_quantize_nf4, load_quantized, nf4_codebook_from_normal, pack_bits, quantize,
+                          quantize_tensor, save_quantized, saved_nbytes, unpack_bits)
+from slmlab.lm import window_perplexity
+from slmlab.surgery import model_nbytes
 from slmlab.quant.formats import qrange
 
 

@@ -5,10 +5,12 @@ import torch.nn as nn
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.quant import (Int8Linear, QuantLinear, W8A8Linear, awq_quantize_weight, awq_search_scale, fake_quantize,
-                          fake_quantize_ste, find_blocks, find_linears, gptq_quantize_weight, hessian_from_inputs,
-                          kv_cache_bytes, output_error, quantize, quantized_kv_cache, smoothing_factors, ste_round,
-                          window_perplexity)
-from slmlab.quant.calibration import windows_from_ids
+                          fake_quantize_ste, gptq_quantize_weight, hessian_from_inputs, output_error, quantize,
+                          quantized_kv_cache, smoothing_factors, ste_round)
+from slmlab.lm import window_perplexity
+from slmlab.quant.kv_cache import cache_nbytes
+from slmlab.surgery import find_blocks, find_linears
+from slmlab.calibration import windows_from_ids
 
 
 def _tiny_model(seed=0, **kw):
@@ -205,9 +207,9 @@ def test_quantize_errors(model_and_windows):
         quantize(m, "gptq", bits=4, calib=torch.zeros(0, 32, dtype=torch.long))
     with pytest.raises(ValueError, match="needs a calibration set"):
         quantize(m, "awq", bits=4)
-    with pytest.raises(ValueError, match="has no nn.Linear layers"):
+    with pytest.raises(ValueError, match="has no linear layers"):
         quantize(nn.Sequential(nn.Embedding(4, 4), nn.ReLU()), "rtn")
-    with pytest.raises(ValueError, match="no nn.Linear layer of TinyLM is left"):
+    with pytest.raises(ValueError, match="no linear layer of TinyLM is left"):
         quantize(m, "rtn", include=["nothing*"])
     with pytest.raises(ValueError, match="unknown quantization method"):
         quantize(m, "gtpq")
@@ -244,9 +246,9 @@ def test_quantized_kv_cache_logits_and_memory():
             out = m(ids, cache)
             rel = ((out - ref).norm() / ref.norm()).item()
             assert rel < tol, (bits, axis, rel)
-    full = kv_cache_bytes(m.config, 1024)
-    assert kv_cache_bytes(m.config, 1024, quantized_kv_cache(8, key_axis="token")) < full / 3.5
-    assert kv_cache_bytes(m.config, 1024, quantized_kv_cache(4, key_axis="token")) < full / 6
+    full = cache_nbytes(m.config, 1024)
+    assert cache_nbytes(m.config, 1024, quantized_kv_cache(8, key_axis="token")) < full / 3.5
+    assert cache_nbytes(m.config, 1024, quantized_kv_cache(4, key_axis="token")) < full / 6
 
 
 def test_kivi_chunks_give_the_same_keys_streamed_or_at_once():
@@ -299,7 +301,7 @@ def test_window_kl_is_zero_on_itself_and_matches_a_hand_computation():
 
     import torch.nn.functional as F
 
-    from slmlab.quant import window_kl
+    from slmlab.lm import window_kl
 
     m = _tiny_model()
     windows = torch.randint(0, 96, (3, 17), generator=torch.Generator().manual_seed(0))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from slmlab import TinyLM
-from slmlab.checkpoint import CheckpointError, load_pretrained
+from slmlab.checkpoint import CheckpointError
+from slmlab.models import load_model as load_pretrained
 from slmlab.train import TrainConfig, lr_at, train
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from slmlab import model as core
+from slmlab import models as core
 from slmlab import zoo
 from slmlab.hf import OfflineError, config_from_hf
-from slmlab.model import TinyLMConfig
+from slmlab.models import TinyLMConfig
 
 FIX = Path(__file__).parent / "fixtures" / "hf_configs"
 QWEN2, SMOL2, PHI2, GPT2 = (FIX / n for n in ("qwen2-0.5b", "smollm2-135m", "phi-2", "gpt2"))
@@ -115,25 +115,33 @@ def test_tokens_per_param():
     assert len(cerebras) == 5 and cerebras["tokens_per_param"].between(19, 21).all()
 
 
-# ----------------------------------------------------------------------------- agreement with slmlab.model
+# ----------------------------------------------------------------------------- agreement with slmlab.models
 GRID = list(itertools.product(("swiglu", "gelu", "relu"), ("rmsnorm", "layernorm"), ("rope", "learned", "none"),
                               (True, False), (True, False), (1, 2, 4)))
 
 
 @pytest.mark.parametrize("ffn,norm,pos,tie,bias,kv", GRID)
-def test_breakdown_matches_slmlab_model(ffn, norm, pos, tie, bias, kv):
+def test_one_formula_counts_what_tinylm_allocates(ffn, norm, pos, tie, bias, kv):
+    """slmlab.models.estimates is the one set of formulas (zoo uses it): checked against the tensors
+    a TinyLM of every configuration allocates, and against the by-hand FLOPs and KV-cache counts."""
+    from slmlab.models import TinyLM
+
     c = TinyLMConfig(vocab_size=97, block_size=33, n_layer=3, n_head=4, n_kv_head=kv, d_model=32, ffn=ffn,
                      ffn_ratio=2.5, norm=norm, pos=pos, tie_embeddings=tie, bias=bias)
+    m = TinyLM(c)
     a = zoo.Arch.from_tinylm(c)
-    assert zoo.param_breakdown(a)["total"] == core.num_params(c)
-    assert zoo.num_params(a, non_embedding=True) == core.num_params(c, non_embedding=True)
-    assert zoo._flops_general(a, 17) == core.flops_per_token(c, 17)
-    assert zoo.kv_cache_bytes_per_token(a, 16) == core.kv_cache_bytes_per_token(c, 16)
+    total = sum(p.numel() for p in m.parameters())
+    body = total - c.vocab_size * c.d_model * (1 if tie else 2) - (c.block_size * c.d_model if pos == "learned" else 0)
+    assert zoo.param_breakdown(a)["total"] == core.num_params(c) == zoo.num_params(c) == total
+    assert zoo.num_params(a, non_embedding=True) == core.num_params(c, non_embedding=True) == body
+    assert core.flops_per_token(c, 17) == zoo.flops_per_token(a, 17) == 2 * (body + c.vocab_size * c.d_model) + 2 * 3 * 17 * 32
+    assert core.flops_per_token(c, 17, training=True) == 3 * core.flops_per_token(c, 17)
+    assert zoo.kv_cache_bytes_per_token(a, 16) == core.kv_cache_bytes_per_token(c, 16) == 2 * 3 * kv * 8 * 2
     assert a.to_tinylm() == TinyLMConfig(**{**c.to_dict(), "ffn_ratio": 4.0, "d_ff": c.hidden_dim})
 
 
 def test_breakdown_matches_instantiated_tinylm():
-    from slmlab.model import TinyLM
+    from slmlab.models import TinyLM
 
     c = TinyLMConfig(vocab_size=64, block_size=16, n_layer=2, n_head=4, n_kv_head=2, d_model=32, tie_embeddings=True)
     m = TinyLM(c)
@@ -294,7 +302,7 @@ def test_other_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="unknown precision"):
         zoo.weight_bytes(QWEN2, "int3")
     with pytest.raises(ValueError, match="context"):
-        zoo.kv_cache_bytes(QWEN2, -1)
+        zoo.kv_cache_bytes(QWEN2, -1, "fp16")
     with pytest.raises(FileNotFoundError, match="build_zoo.py"):
         zoo.load_zoo(tmp_path / "missing.csv")
 

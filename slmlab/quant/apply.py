@@ -13,9 +13,10 @@ import time
 import torch
 import torch.nn as nn
 
-from .calibration import as_windows
+from ..calibration import as_windows
+from ..lm import window_perplexity
+from ..surgery import DEFAULT_SKIP, find_linears, model_nbytes, set_module
 from .formats import check_bits, check_group_size
-from .modules import DEFAULT_SKIP, find_linears, set_module
 from .packing import QuantLinear
 
 METHODS = {
@@ -93,6 +94,9 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
     qmodel.eval()
     layers = find_linears(qmodel, skip, include)
     for name, lin in layers.items():
+        if not isinstance(lin, nn.Linear):
+            raise TypeError(f"layer {name!r} is a {type(lin).__name__}, not an nn.Linear: quantize the float "
+                            "model (the model given is left unchanged)")
         if method == "nf4":
             if (lin.in_features * lin.out_features) % group_size:
                 raise ValueError(f"NF4 blocksize {group_size} must divide the {lin.in_features * lin.out_features} "
@@ -193,9 +197,6 @@ def compare_methods(model: nn.Module, eval_windows, runs: list[dict], calib=None
     stored bits per quantized weight, and the seconds quantization took. ``pandas.DataFrame(rows)``
     makes it a table.
     """
-    from .calibration import window_perplexity
-    from .modules import model_nbytes
-
     rows = []
     ppl_float = window_perplexity(model, eval_windows)
     if baseline:

@@ -142,8 +142,7 @@ def awq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Te
     """AWQ every layer in ``layers`` with inputs from the float model (block by block).
 
     Returns name -> (QTensor of ``W * s``, ``s``, info with ``alpha``)."""
-    from .gptq import collect_input_stats
-    from .modules import run_blocks
+    from ..calibration import collect_input_stats, run_blocks
 
     results: dict[str, tuple[QTensor, torch.Tensor, dict]] = {}
     bar = None

@@ -22,11 +22,10 @@ The practical recipe of the paper, all here:
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
+from ..calibration import collect_input_stats, run_blocks
 from .formats import QTensor, check_bits, check_group_size, compute_qparams, qrange
 
 
@@ -35,62 +34,6 @@ def hessian_from_inputs(x: torch.Tensor) -> torch.Tensor:
     """``2 X^T X / n`` for inputs ``x`` (..., in_features)."""
     x = x.reshape(-1, x.shape[-1]).float()
     return 2.0 * x.t() @ x / max(1, x.shape[0])
-
-
-class HessianAccumulator:
-    """Running mean of ``2 x x^T`` (and optionally of ``|x|``) over all calibration tokens seen at a layer's input."""
-
-    def __init__(self, in_features: int, device=None, absmean: bool = False):
-        self.H = torch.zeros(in_features, in_features, device=device)
-        self.absmean = torch.zeros(in_features, device=device) if absmean else None
-        self.n = 0
-
-    @torch.no_grad()
-    def add(self, x: torch.Tensor) -> None:
-        x = x.reshape(-1, x.shape[-1]).float()
-        m = x.shape[0]
-        keep = self.n / (self.n + m)
-        self.H *= keep
-        if self.absmean is not None:
-            self.absmean.mul_(keep).add_(x.abs().sum(dim=0) / (self.n + m))
-        self.n += m
-        x = math.sqrt(2.0 / self.n) * x
-        self.H += x.t() @ x
-
-
-@torch.no_grad()
-def collect_input_stats(layers: dict[str, nn.Linear], run, absmean: bool = False) -> dict[str, HessianAccumulator]:
-    """Call ``run()`` with hooks that accumulate each layer's input Hessian (and mean |x|).
-
-    Layers fed the very same tensor (q/k/v after one norm, gate/up after another) share one
-    accumulator, so each distinct input is accumulated once."""
-    accs: dict[str, HessianAccumulator] = {}
-    owner: dict[str, str] = {}
-    last = {"x": None, "name": None}
-
-    def hook(mod, args, name):
-        x = args[0]
-        if name not in owner:  # first call: does this layer share its input with the previous one?
-            if last["x"] is not None and x is last["x"]:
-                owner[name] = owner[last["name"]]
-            else:
-                owner[name] = name
-                accs[name] = HessianAccumulator(mod.in_features, x.device, absmean)
-            last["x"], last["name"] = x, name
-        if owner[name] == name:
-            accs[name].add(x.detach())
-
-    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n)) for n, m in layers.items()]
-    try:
-        run()
-    finally:
-        for h in handles:
-            h.remove()
-        last["x"] = None
-    missing = [n for n in layers if n not in owner]
-    if missing:
-        raise RuntimeError(f"layer(s) {missing} saw no calibration input; are they used in the forward pass?")
-    return {n: accs[owner[n]] for n in layers}
 
 
 def _cholesky_inverse_upper(H: torch.Tensor, percdamp: float) -> torch.Tensor:
@@ -203,7 +146,6 @@ def gptq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.T
     Each transformer block sees calibration inputs that went through the already-quantized
     blocks before it (the weights of ``model`` are overwritten with their dequantized
     values as it goes). Returns name -> :class:`QTensor`."""
-    from .modules import run_blocks
 
     results: dict[str, QTensor] = {}
     bar = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model import KVCache, TinyLMConfig
+from ..models import KVCache, TinyLMConfig
 
 KV_BITS = (2, 4, 8)
 
@@ -175,7 +175,8 @@ Int8KVCache = quantized_kv_cache(8)
 Int4KVCache = quantized_kv_cache(4)
 
 
-def kv_cache_bytes(config: TinyLMConfig, context: int, cache_cls=KVCache, batch_size: int = 1,
-                   dtype=torch.float32) -> int:
-    """Measured bytes of a cache of ``cache_cls`` holding ``context`` positions (allocated, not estimated)."""
+def cache_nbytes(config: TinyLMConfig, context: int, cache_cls=KVCache, batch_size: int = 1,
+                 dtype=torch.float32) -> int:
+    """Measured bytes of a cache of ``cache_cls`` holding ``context`` positions (allocated, not estimated;
+    :func:`slmlab.models.kv_cache_bytes` is the formula)."""
     return cache_cls(config, batch_size, context, "cpu", dtype).nbytes()

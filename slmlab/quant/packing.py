@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .formats import (FLOAT_FORMATS, QTensor, check_bits, check_group_size, dequantize_nf4, qrange,
                       quantize_nf4, quantize_tensor)
-from .modules import model_nbytes, set_module
+from ..surgery import model_nbytes, set_module
 
 QUANT_CONFIG = "quant_config.json"
 WEIGHTS = "model.safetensors"
@@ -220,8 +220,8 @@ def quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def _base_description(model: nn.Module) -> dict:
-    from ..model import TinyLM
-    from .modules import is_transformers_model
+    from ..lm import is_transformers_model
+    from ..models import TinyLM
 
     if isinstance(model, TinyLM):
         return {"type": "tinylm", "config": model.config.to_dict()}
@@ -263,7 +263,7 @@ def save_quantized(model: nn.Module, directory, tokenizer=None, info: dict | Non
 def load_quantized(directory, device=None) -> nn.Module:
     """Load a model written by :func:`save_quantized` (no pickle: safetensors + JSON only)."""
     from ..checkpoint import CheckpointError, load_tensors
-    from ..model import TinyLM, TinyLMConfig
+    from ..models import TinyLM, TinyLMConfig
 
     directory = Path(directory)
     path = directory / QUANT_CONFIG

@@ -21,6 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..calibration import as_windows
+from ..lm import lm_loss, logits
+from ..surgery import DEFAULT_SKIP, find_linears, set_module
 from .formats import check_bits, check_group_size, fake_quantize
 
 
@@ -75,7 +78,6 @@ class QATLinear(nn.Linear):
 def prepare_qat(model: nn.Module, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
                 skip=None, include=None) -> nn.Module:
     """A deep copy of ``model`` whose linear layers (except ``skip``) are :class:`QATLinear`."""
-    from .modules import DEFAULT_SKIP, find_linears, set_module
 
     check_bits(bits)
     model = copy.deepcopy(model)
@@ -87,7 +89,6 @@ def prepare_qat(model: nn.Module, bits: int = 4, group_size: int | None = 64, sy
 
 def strip_qat(model: nn.Module) -> nn.Module:
     """Replace every :class:`QATLinear` by a plain ``nn.Linear`` holding its latent float weights (in place)."""
-    from .modules import set_module
 
     for name, m in list(model.named_modules()):
         if isinstance(m, QATLinear):
@@ -96,10 +97,7 @@ def strip_qat(model: nn.Module) -> nn.Module:
 
 
 def _lm_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    from .modules import model_forward
-
-    logits = model_forward(model, batch[:, :-1])
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+    return lm_loss(logits(model, batch[:, :-1]), batch[:, 1:])
 
 
 def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_size: int | None = 64,
@@ -113,8 +111,6 @@ def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_s
     with ``quantize(m, "rtn", bits, group_size, symmetric=symmetric)``, give the trained
     quantized model. AdamW, linear warm-up then cosine decay to 10% of ``lr``.
     """
-    from .calibration import as_windows
-
     windows = as_windows(windows, name="QAT training windows")
     qmodel = prepare_qat(model, bits, group_size, symmetric, skip, include)
     qmodel.train()

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..calibration import collect_input_stats
+from ..lm import logits, model_device
 from .formats import check_bits, quantize_activations_per_tensor, quantize_activations_per_token
 from .llm_int8 import int8_matmul, int8_vectorwise_quant
 
@@ -113,22 +115,12 @@ class W8A8Linear(nn.Module):
 def collect_act_absmax(model: nn.Module, windows: torch.Tensor, layers: dict[str, nn.Module],
                        batch_size: int = 8) -> dict[str, torch.Tensor]:
     """Per-input-channel max |x| seen at the input of each layer over the calibration windows."""
-    from .modules import model_device, model_forward
 
-    stats: dict[str, torch.Tensor] = {}
-    handles = []
-    for name, mod in layers.items():
-        def hook(m, args, name=name):
-            a = args[0].detach().reshape(-1, args[0].shape[-1]).abs().amax(dim=0).float()
-            stats[name] = a if name not in stats else torch.maximum(stats[name], a)
-        handles.append(mod.register_forward_pre_hook(hook))
-    try:
+    def run():
         for batch in windows.split(batch_size):
-            model_forward(model, batch.to(model_device(model)))
-    finally:
-        for h in handles:
-            h.remove()
-    return stats
+            logits(model, batch.to(model_device(model)))
+
+    return {n: st.absmax for n, st in collect_input_stats(layers, run, hessian=False, absmax=True).items()}
 
 
 def smoothquant_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor, alpha: float = 0.5,
@@ -137,8 +129,6 @@ def smoothquant_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: 
     absmax = collect_act_absmax(model, windows, layers, batch_size)
     out = {}
     for name, lin in layers.items():
-        if name not in absmax:
-            raise RuntimeError(f"layer {name} saw no calibration input; is it used in the model's forward pass?")
         s = smoothing_factors(absmax[name], lin.weight, alpha)
         out[name] = W8A8Linear.from_linear(lin, s, act_granularity, act_bits)
     return out

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import Attention, Block, FeedForward, KVCache, RMSNorm, TinyLM, apply_rope, causal_mask
+from .layers import Attention, Block, FeedForward, KVCache, RMSNorm, apply_rope, causal_mask
 
 
 def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -42,11 +42,18 @@ def rope_matrix(cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor 
     return torch.diag(cos) + rotate_half * sin
 
 
-def unsupported(model: TinyLM) -> str | None:
+def _own_forward(model: nn.Module) -> bool:
+    """Is ``model``'s forward TinyLM's own (not a subclass's)? Checked by name, so that this module
+    need not import the model that imports it."""
+    forward = type(model).forward
+    return forward.__qualname__ == "TinyLM.forward" and forward.__module__ == f"{__package__}.tinylm"
+
+
+def unsupported(model: nn.Module) -> str | None:
     """Why :class:`Decoder` cannot run ``model`` (then ``TinyLM.forward`` does), or None."""
     if model.training:
         return "the model is in training mode"
-    if type(model) is not TinyLM or type(model.embed) is not nn.Embedding or any(
+    if not _own_forward(model) or type(model.embed) is not nn.Embedding or any(
             type(b) is not Block or type(b.attn) is not Attention or type(b.ffn) is not FeedForward
             for b in model.blocks):
         return "a module's forward was replaced (a subclass): only forward knows what it does"
@@ -97,7 +104,7 @@ def _residual(projection: nn.Module):
 
 
 # the module types a TinyLM is built of
-_OWN_MODULES = (TinyLM, nn.ModuleList, Block, Attention, FeedForward, RMSNorm, nn.LayerNorm, nn.Linear,
+_OWN_MODULES = (nn.ModuleList, Block, Attention, FeedForward, RMSNorm, nn.LayerNorm, nn.Linear,
                 nn.Embedding, nn.Dropout)
 
 
@@ -107,7 +114,12 @@ class Decoder:
     Packing copies the stacked projections once (the model's own weights are untouched), so build a
     Decoder per generation, after any change to the weights."""
 
-    def __init__(self, model: TinyLM):
+    @classmethod
+    def for_model(cls, model: nn.Module) -> "Decoder":
+        """The decoder of ``model``."""
+        return cls(model)
+
+    def __init__(self, model: nn.Module):
         reason = unsupported(model)
         if reason is not None:
             raise ValueError(f"Decoder cannot run this model: {reason}; use model(ids, cache) instead")
@@ -125,7 +137,7 @@ class Decoder:
         # call than no_grad. But a tensor made under it can never enter autograd later, and a foreign
         # layer (a quantized or bitsandbytes one) may cache state on its first call, so models with
         # any module of another kind step under no_grad.
-        own = all(type(m) in _OWN_MODULES for m in model.modules())
+        own = all(type(m) in _OWN_MODULES for m in model.modules() if m is not model)
         self.mode = torch.inference_mode if own else torch.no_grad
         w = model.embed.weight
         self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None

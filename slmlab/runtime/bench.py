@@ -9,14 +9,14 @@ machine's measured float32 matmul FLOP/s. Repetitions of the two peers are inter
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
-from .hf import to_hf
-from .model import TinyLM, TinyLMConfig, flops_per_token
+from ..hf import to_hf
+from ..lm import lm_loss
+from ..models import TinyLM, TinyLMConfig, flops_per_token
+from ..timing import interleaved
 
 BENCH_CONFIG = dict(vocab_size=2048, block_size=256, n_layer=6, n_head=6, n_kv_head=2, d_model=192, d_ff=512)
 TARGETS = {"train_speedup": 1.3, "decode_speedup": 2.0}
@@ -44,7 +44,7 @@ def _train_step_fn(model, batch: int, seq: int, vocab: int, hf: bool):
     def step():
         out = model(x)
         logits = out.logits if hf else out
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss = lm_loss(logits, y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -73,24 +73,6 @@ def kernel_share(step, reps: int = 2) -> float:
     total = sum(e.self_cpu_time_total for e in events)
     kernels = sum(e.self_cpu_time_total for e in events if e.key.startswith(KERNELS))
     return kernels / total
-
-
-def _time(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved round-robin."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            times[k].append(_time(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def run(config: TinyLMConfig | None = None, batch: int = 8, seq: int = 256, new_tokens: int = 200,

@@ -1,0 +1,93 @@
+"""Generating text with a TinyLM: sampling one token from logits, and the loop that feeds tokens
+back through a KV cache (the lean decode step of :mod:`slmlab.models.decoder` when it applies)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .decoder import Decoder, unsupported
+from .layers import KVCache
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick the next token from logits (B, V): greedy when temperature == 0, else sample from the
+    temperature-scaled distribution restricted to the top-k tokens and/or the top-p nucleus."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the smallest prefix whose mass reaches top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def decode_step(model):
+    """``step(ids, cache) -> logits (B, vocab)`` of the last position: the lean :class:`Decoder`
+    when it supports ``model`` (see :func:`~slmlab.models.decoder.unsupported`), else the model's
+    own ``forward``."""
+    if unsupported(model) is None:
+        return Decoder.for_model(model)
+    return lambda ids, cache: model(ids, cache, last_only=True)[:, -1]
+
+
+@torch.no_grad()
+def stream(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
+           cache_cls=KVCache) -> Iterator[torch.Tensor]:
+    """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache. When the
+    context (``block_size``) is full, the window slides by half and the cache is refilled."""
+    idx = torch.as_tensor(idx, device=model.device)
+    if idx.dim() == 1:
+        idx = idx[None]
+    if idx.shape[1] == 0:
+        raise ValueError("generate needs a prompt of at least one token (e.g. a BOS/EOS id).")
+    was_training = model.training
+    model.eval()
+    L = model.config.block_size
+    ctx = idx[:, -L:]
+    done = torch.zeros(idx.shape[0], dtype=torch.bool, device=model.device)
+    step = decode_step(model)
+    try:
+        cache = cache_cls(model.config, idx.shape[0], L, model.device, model.embed.weight.dtype)
+        logits = step(ctx, cache)
+        for _ in range(max_new_tokens):
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)
+            yield nxt
+            ctx = torch.cat([ctx, nxt[:, None]], dim=1)
+            if eos_id is not None:
+                done |= nxt == eos_id
+                if bool(done.all()):
+                    return
+            if cache.pos >= L:  # context full: slide the window and re-fill the cache
+                ctx = ctx[:, -(L // 2):]
+                cache = cache_cls(model.config, idx.shape[0], L, model.device, model.embed.weight.dtype)
+                logits = step(ctx, cache)
+            else:
+                logits = step(nxt[:, None], cache)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, eos_id: int | None = None, generator=None, **kw) -> torch.Tensor:
+    """``idx`` (B, T) with up to ``max_new_tokens`` sampled tokens appended; temperature 0 is greedy."""
+    idx = torch.as_tensor(idx, device=model.device)
+    squeeze = idx.dim() == 1
+    idx = idx[None] if squeeze else idx
+    new = stream(model, idx, max_new_tokens, temperature, top_k, top_p, eos_id, generator, **kw)
+    out = torch.cat([idx] + [t[:, None] for t in new], dim=1)
+    return out[0] if squeeze else out

@@ -1,0 +1,63 @@
+"""The training objectives :func:`~slmlab.train.fit` can optimise, by name.
+
+A loss function is ``loss_fn(model, batch) -> (loss, metrics)``: ``loss`` a scalar tensor to
+minimise (the mean over the batch, so gradient accumulation can average micro-batches),
+``metrics`` a dict of extra numbers to log (floats or 0-d tensors; ``{}`` for none). ``model``
+is the model as the loop runs it, wrapped in ``DistributedDataParallel`` under ``torchrun``:
+call it, don't reach inside it.
+
+Pre-training is :func:`causal_lm_loss`. Supervised fine-tuning (answers scored, prompts
+ignored), DPO (a preference margin against a frozen reference) and distillation (the
+teacher's distribution as the target) are further entries of :data:`LOSSES` to come; QAT
+needs no loss of its own (it trains the fake-quantized model with :func:`causal_lm_loss`).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..lm import is_transformers_model, lm_loss, logits
+
+LossFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, dict]"]
+
+
+def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    # a transformers model inside DDP: call the wrapper (so the gradients are averaged) the
+    # way transformers models are called
+    if isinstance(model, DistributedDataParallel) and is_transformers_model(model.module):
+        return model(input_ids=ids, use_cache=False).logits
+    return logits(model, ids)
+
+
+def causal_lm_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+    """Next-token cross-entropy (:func:`slmlab.lm.lm_loss`) of a TinyLM or a transformers causal LM.
+
+    ``batch`` is ``(inputs, targets)``, both (B, T) with ``targets[:, t]`` the token after
+    ``inputs[:, t]`` (targets equal to -100 are not scored), as :func:`~slmlab.train.get_batch`
+    gives; or token windows (B, T+1), each scored on its tokens 2..T+1 given the ones before."""
+    if torch.is_tensor(batch):
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+    else:
+        inputs, targets = batch
+    return lm_loss(_logits(model, inputs), targets), {}
+
+
+LOSSES: dict[str, LossFn] = {
+    "causal_lm": causal_lm_loss,
+}
+"""The named losses: ``fit(model, batches, "causal_lm", config)`` is ``fit(..., causal_lm_loss, ...)``."""
+
+
+def get_loss(loss: str | LossFn) -> LossFn:
+    """The loss function named ``loss`` in :data:`LOSSES` (a function is returned as it is)."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        close = difflib.get_close_matches(str(loss), LOSSES, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(f"unknown loss {loss!r}; the known losses are {sorted(LOSSES)}.{hint}")
+    return LOSSES[loss]
