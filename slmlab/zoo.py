@@ -458,10 +458,8 @@ def show_source(obj) -> None:
 
 
 __all__ = [
-    "Arch", "Device", "DEVICES", "BITS", "CHINCHILLA_TOKENS_PER_PARAM", "UnknownModelError", "load_zoo",
-    "load_ondevice_runs", "load_runtime_findings", "load_configs", "find_model", "get_arch", "get_device",
-    "arch_from_hf", "param_breakdown", "num_params", "weight_bytes", "decode_weight_params",
+    "CHINCHILLA_TOKENS_PER_PARAM", "UnknownModelError", "load_zoo",
+    "load_ondevice_runs", "load_runtime_findings", "load_configs", "find_model", "get_arch", "arch_from_hf", "param_breakdown", "num_params", "weight_bytes", "decode_weight_params",
     "kv_cache_bytes_per_token", "kv_cache_bytes", "flops_per_token", "tokens_per_param",
     "decode_bytes_per_token", "decode_tokens_per_s", "estimate", "memory_table", "derive_zoo",
-    "ondevice_comparison", "bits_of",
-]
+    "ondevice_comparison", ]

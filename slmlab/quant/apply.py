@@ -1,14 +1,19 @@
 """One entry point for every method: ``quantize(model, method, bits, group_size, calib=...)``.
 
-It deep-copies the model, finds its ``nn.Linear`` layers by type (skipping the LM head and
+:data:`METHODS` is the registry: one :class:`Method` record per method (bits, options, whether it
+needs calibration data, the function that makes its layers). :func:`quantize` checks the
+arguments against it, deep-copies the model, finds its ``nn.Linear`` layers by type (skipping the LM head and
 embeddings unless told otherwise), quantizes them with the chosen method and returns the
 copy with quantized layers in their place. The same call works for a TinyLM and for a
 transformers causal LM.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -19,32 +24,117 @@ from ..surgery import DEFAULT_SKIP, find_linears, model_nbytes, set_module
 from .formats import check_bits, check_group_size
 from .packing import QuantLinear
 
-METHODS = {
-    # method: (default bits, allowed bits, needs calibration, options with defaults)
-    "rtn": (4, (2, 3, 4, 8), False, {}),
-    "nf4": (4, (4,), False, {}),
-    "fp16": (16, (16,), False, {}),
-    "bf16": (16, (16,), False, {}),
-    "gptq": (4, (2, 3, 4, 8), True, {"act_order": False, "percdamp": 0.01, "blocksize": 128, "batch_size": 8}),
-    "awq": (4, (2, 3, 4, 8), True, {"n_grid": 20, "clip": True, "batch_size": 8}),
-    "llm_int8": (8, (8,), False, {"threshold": 6.0}),
-    "w8a8": (8, (8,), False, {"act_granularity": "token", "act_bits": 8}),
-    "smoothquant": (8, (8,), True, {"alpha": 0.5, "act_granularity": "token", "act_bits": 8, "batch_size": 8}),
-    "qat": (3, (2, 3, 4, 8), True, {"steps": 100, "batch_size": 8, "lr": 3e-4, "warmup": 10, "seed": 0}),
-}
-"""Every method :func:`quantize` knows, with its default bit width, allowed bit widths,
-whether it needs ``calib`` and its extra keyword options (and their defaults)."""
+@dataclass(frozen=True)
+class Method:
+    """One quantization method as :func:`quantize` runs it.
 
-WEIGHT_ONLY = ("rtn", "nf4", "fp16", "bf16", "gptq", "awq", "qat")
+    ``apply(model, layers, windows, bits, group_size, symmetric, options, progress)`` returns the
+    new layers by name (and may fill ``info``); it may change ``model`` (the deep copy being
+    quantized), never the model the caller gave."""
+
+    name: str
+    default_bits: int
+    allowed_bits: tuple[int, ...]
+    apply: Callable[..., dict[str, nn.Module]]
+    needs_calib: bool = False
+    options: dict = field(default_factory=dict)  # extra keyword options and their defaults
+    grouped: bool = True  # uses group_size (False: per channel or per token only)
+    weight_only: bool = True  # False: activations are quantized too (W8A8, SmoothQuant, LLM.int8)
+    default_group_size: int | None = None
+    summary: str = ""
 
 
-def _check_options(method: str, options: dict) -> dict:
-    allowed = METHODS[method][3]
-    unknown = sorted(set(options) - set(allowed))
+def _rtn(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    return {n: QuantLinear.from_linear(m, bits, group_size, symmetric) for n, m in layers.items()}
+
+
+def _float_format(fmt):
+    def apply(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+        return {n: QuantLinear.from_linear(m, 4, group_size, False, fmt=fmt) for n, m in layers.items()}
+    return apply
+
+
+def _gptq(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    from .gptq import gptq_layers
+
+    qts = gptq_layers(model, layers, windows, bits, group_size, symmetric, opts["act_order"], opts["percdamp"],
+                      opts["blocksize"], opts["batch_size"], progress)
+    return {n: QuantLinear.from_qtensor(qt, layers[n].bias) for n, qt in qts.items()}
+
+
+def _awq(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    from .awq import awq_layers
+
+    res = awq_layers(model, layers, windows, bits, group_size, symmetric, opts["n_grid"], opts["clip"],
+                     opts["batch_size"], progress)
+    info["awq_alpha"] = {n: r[2]["alpha"] for n, r in res.items()}
+    return {n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s) for n, (qt, s, _) in res.items()}
+
+
+def _llm_int8(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    from .llm_int8 import Int8Linear
+
+    return {n: Int8Linear.from_linear(m, opts["threshold"]) for n, m in layers.items()}
+
+
+def _w8a8(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    from .smoothquant import W8A8Linear
+
+    return {n: W8A8Linear.from_linear(m, None, opts["act_granularity"], opts["act_bits"]) for n, m in layers.items()}
+
+
+def _smoothquant(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    from .smoothquant import smoothquant_layers
+
+    return smoothquant_layers(model, layers, windows, opts["alpha"], opts["act_granularity"], opts["act_bits"],
+                              opts["batch_size"])
+
+
+def _qat(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
+    """Fine-tune through fake-quantized weights, copy the trained weights into ``model``'s layers,
+    then round them to nearest (the layers keep their place and names)."""
+    from .qat import qat_finetune
+
+    names = list(layers)
+    trained, losses = qat_finetune(model, windows, bits, group_size, symmetric, opts["steps"], opts["batch_size"],
+                                   opts["lr"], opts["warmup"], opts["seed"], (), names, progress)
+    with torch.no_grad():
+        model.load_state_dict(trained.state_dict())
+        info["final_train_loss"] = losses[-1] if losses else None
+        return _rtn(model, layers, windows, bits, group_size, symmetric, opts, progress, info)
+
+
+_INT_BITS = (2, 3, 4, 8)
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("rtn", 4, _INT_BITS, _rtn, summary="round to nearest, per channel or per group"),
+    Method("nf4", 4, (4,), _float_format("nf4"), default_group_size=64, summary="4-bit NormalFloat, blocks of 64"),
+    Method("fp16", 16, (16,), _float_format("fp16"), grouped=False, summary="16-bit float storage"),
+    Method("bf16", 16, (16,), _float_format("bf16"), grouped=False, summary="bfloat16 storage"),
+    Method("gptq", 4, _INT_BITS, _gptq, needs_calib=True,
+           options={"act_order": False, "percdamp": 0.01, "blocksize": 128, "batch_size": 8},
+           summary="second-order error compensation on the input Hessian"),
+    Method("awq", 4, _INT_BITS, _awq, needs_calib=True, options={"n_grid": 20, "clip": True, "batch_size": 8},
+           summary="activation-aware per-channel scales (+ clipping)"),
+    Method("llm_int8", 8, (8,), _llm_int8, options={"threshold": 6.0}, grouped=False, weight_only=False,
+           summary="int8 with floating-point outlier columns"),
+    Method("w8a8", 8, (8,), _w8a8, options={"act_granularity": "token", "act_bits": 8}, grouped=False,
+           weight_only=False, summary="int8 weights and int8 activations, naive"),
+    Method("smoothquant", 8, (8,), _smoothquant, needs_calib=True, grouped=False, weight_only=False,
+           options={"alpha": 0.5, "act_granularity": "token", "act_bits": 8, "batch_size": 8},
+           summary="W8A8 after migrating activation outliers into the weights"),
+    Method("qat", 3, _INT_BITS, _qat, needs_calib=True,
+           options={"steps": 100, "batch_size": 8, "lr": 3e-4, "warmup": 10, "seed": 0},
+           summary="quantization-aware fine-tune on calib, then RTN"),
+]}
+"""Every method :func:`quantize` knows, by name (see :class:`Method`)."""
+
+
+def _check_options(method: Method, options: dict) -> dict:
+    unknown = sorted(set(options) - set(method.options))
     if unknown:
-        raise TypeError(f"quantize(method={method!r}) got unknown option(s) {unknown}; "
-                        f"its options are {allowed or 'none'}.")
-    return {**allowed, **options}
+        raise TypeError(f"quantize(method={method.name!r}) got unknown option(s) {unknown}; "
+                        f"its options are {method.options or 'none'}.")
+    return {**method.options, **options}
 
 
 def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, group_size: int | None = None, *,
@@ -54,46 +144,42 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
 
     Parameters
     ----------
-    method : ``"rtn"`` round-to-nearest; ``"nf4"`` 4-bit NormalFloat (blocks of ``group_size``,
-        default 64); ``"fp16"``/``"bf16"`` 16-bit float storage; ``"gptq"``; ``"awq"``;
-        ``"llm_int8"`` (int8 with fp outlier columns); ``"w8a8"`` (int8 weights and per-token
-        int8 activations, naive); ``"smoothquant"`` (W8A8 after smoothing); ``"qat"``
-        (quantization-aware fine-tune on ``calib``, then RTN). See :data:`METHODS`.
+    method : a name of :data:`METHODS`: ``"rtn"`` round-to-nearest; ``"nf4"`` 4-bit NormalFloat
+        (blocks of ``group_size``, default 64); ``"fp16"``/``"bf16"`` 16-bit float storage;
+        ``"gptq"``; ``"awq"``; ``"llm_int8"`` (int8 with fp outlier columns); ``"w8a8"`` (int8
+        weights and per-token int8 activations, naive); ``"smoothquant"`` (W8A8 after smoothing);
+        ``"qat"`` (quantization-aware fine-tune on ``calib``, then RTN).
     bits : integer bit width (default per method: 4 for weight-only methods, 8 for W8A8/LLM.int8, 3 for QAT).
     group_size : inputs per quantization group (must divide every layer's input dimension);
         ``None`` = one scale per output channel.
     symmetric : absmax (True) or zero-point (False, default: what GPTQ and AWQ use) integer grid.
-    calib : calibration token windows (N, T), e.g. :func:`calibration_windows`; needed by gptq, awq,
-        smoothquant (and qat, as training data).
+    calib : calibration token windows (N, T), e.g. :func:`slmlab.calibration.calibration_windows`;
+        needed by gptq, awq, smoothquant (and qat, as training data).
     skip, include : glob patterns of layer names to leave out / to restrict to (default: skip the LM head).
     pack : store weight-only results as packed :class:`QuantLinear` layers (real low-bit storage,
         dequantized on the fly). ``pack=False`` keeps plain ``nn.Linear`` layers holding the
         dequantized weights (same outputs, faster to evaluate, no memory saved).
     options : per-method options (``act_order``, ``percdamp``, ``alpha``, ``threshold``, ``steps`` ...).
 
-    The returned model has a ``quant_info`` dict: method, settings, layers and seconds taken.
+    The returned model has a ``quant_info`` dict: method, settings, layers and seconds taken. Every
+    check runs before anything is copied, so a bad argument leaves ``model`` as it was.
     """
     if method not in METHODS:
         raise ValueError(f"unknown quantization method {method!r}; choose one of {sorted(METHODS)}.")
-    default_bits, allowed_bits, needs_calib, _ = METHODS[method]
-    bits = default_bits if bits is None else bits
-    if bits not in allowed_bits:
-        if method in ("fp16", "bf16"):
+    spec = METHODS[method]
+    bits = spec.default_bits if bits is None else bits
+    if bits not in spec.allowed_bits:
+        if spec.default_bits == 16:
             raise ValueError(f"method={method!r} stores 16-bit floats; leave bits unset (got {bits}).")
         check_bits(bits)  # says which integer widths exist at all
-        raise ValueError(f"method={method!r} supports bits in {allowed_bits}, got {bits}.")
-    opts = _check_options(method, options)
-    if method == "nf4" and group_size is None:
-        group_size = 64
-    if method in ("llm_int8", "w8a8", "smoothquant", "fp16", "bf16") and group_size is not None:
+        raise ValueError(f"method={method!r} supports bits in {spec.allowed_bits}, got {bits}.")
+    opts = _check_options(spec, options)
+    if group_size is None:
+        group_size = spec.default_group_size
+    if not spec.grouped and group_size is not None:
         raise ValueError(f"method={method!r} does not use groups; leave group_size=None.")
-    windows = as_windows(calib) if needs_calib else None
-
-    t0 = time.perf_counter()
-    qmodel = copy.deepcopy(model)
-    qmodel.eval()
-    layers = find_linears(qmodel, skip, include)
-    for name, lin in layers.items():
+    windows = as_windows(calib) if spec.needs_calib else None
+    for name, lin in find_linears(model, skip, include).items():
         if not isinstance(lin, nn.Linear):
             raise TypeError(f"layer {name!r} is a {type(lin).__name__}, not an nn.Linear: quantize the float "
                             "model (the model given is left unchanged)")
@@ -103,52 +189,15 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
                                  f"weights of layer {name!r}.")
         else:
             check_group_size(lin.in_features, group_size, name)
+
+    t0 = time.perf_counter()
+    qmodel = copy.deepcopy(model)
+    qmodel.eval()
+    layers = find_linears(qmodel, skip, include)
     info = {"method": method, "bits": bits, "group_size": group_size, "symmetric": symmetric,
             "options": {k: v for k, v in opts.items() if k != "batch_size"}, "layers": list(layers)}
-
-    new: dict[str, nn.Module] = {}
-    with torch.no_grad():
-        if method == "rtn":
-            new = {n: QuantLinear.from_linear(m, bits, group_size, symmetric) for n, m in layers.items()}
-        elif method in ("nf4", "fp16", "bf16"):
-            new = {n: QuantLinear.from_linear(m, 4, group_size, False, fmt=method) for n, m in layers.items()}
-        elif method == "gptq":
-            from .gptq import gptq_layers
-
-            qts = gptq_layers(qmodel, layers, windows, bits, group_size, symmetric, opts["act_order"], opts["percdamp"],
-                              opts["blocksize"], opts["batch_size"], progress)
-            new = {n: QuantLinear.from_qtensor(qt, layers[n].bias) for n, qt in qts.items()}
-        elif method == "awq":
-            from .awq import awq_layers
-
-            res = awq_layers(qmodel, layers, windows, bits, group_size, symmetric, opts["n_grid"], opts["clip"],
-                             opts["batch_size"], progress)
-            new = {n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s) for n, (qt, s, _) in res.items()}
-            info["awq_alpha"] = {n: r[2]["alpha"] for n, r in res.items()}
-        elif method == "llm_int8":
-            from .llm_int8 import Int8Linear
-
-            new = {n: Int8Linear.from_linear(m, opts["threshold"]) for n, m in layers.items()}
-        elif method == "w8a8":
-            from .smoothquant import W8A8Linear
-
-            new = {n: W8A8Linear.from_linear(m, None, opts["act_granularity"], opts["act_bits"]) for n, m in layers.items()}
-        elif method == "smoothquant":
-            from .smoothquant import smoothquant_layers
-
-            new = smoothquant_layers(qmodel, layers, windows, opts["alpha"], opts["act_granularity"], opts["act_bits"],
-                                     opts["batch_size"])
-    if method == "qat":
-        from .qat import qat_finetune
-
-        trained, losses = qat_finetune(qmodel, windows, bits, group_size, symmetric, opts["steps"], opts["batch_size"],
-                                       opts["lr"], opts["warmup"], opts["seed"], skip, include, progress)
-        qmodel = trained
-        layers = find_linears(qmodel, skip, include)
-        with torch.no_grad():
-            new = {n: QuantLinear.from_linear(m, bits, group_size, symmetric) for n, m in layers.items()}
-        info["final_train_loss"] = losses[-1] if losses else None
-
+    with torch.no_grad() if method != "qat" else contextlib.nullcontext():
+        new = spec.apply(qmodel, layers, windows, bits, group_size, symmetric, opts, progress, info)
     for name, layer in new.items():
         if not pack and isinstance(layer, QuantLinear):
             layer = dequantized_linear(layer)
@@ -209,7 +258,7 @@ def compare_methods(model: nn.Module, eval_windows, runs: list[dict], calib=None
     for run in it:
         run = dict(run)
         method = run.pop("method")
-        if METHODS.get(method, (0, 0, False))[2] and "calib" not in run:
+        if method in METHODS and METHODS[method].needs_calib and "calib" not in run:
             run["calib"] = calib
         q = quantize(model, method, **run)
         ppl = window_perplexity(q, eval_windows)
