@@ -18,4 +18,5 @@ def __getattr__(name):  # lazy: transformers is imported only when needed
 
 
 __all__ = ["TinyLMConfig", "TinyLM", "KVCache", "to_hf", "from_hf", "export_hf", "load_reference",
-           "num_params", "flops_per_token", "weight_bytes", "kv_cache_bytes_per_token", "pick_device", "set_seed"]
+           "num_params", "flops_per_token", "weight_bytes", "kv_cache_bytes_per_token", "pick_device",
+           "set_seed"]

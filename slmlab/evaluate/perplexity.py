@@ -5,10 +5,9 @@ import math
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 
 from ..data import iter_documents
-from ..lm import eval_mode
+from ..lm import IGNORE_INDEX, eval_mode, lm_loss
 from .scoring import LM, _pad_batch
 
 
@@ -65,12 +64,12 @@ def perplexity(model, tokenizer, texts: str | Iterable[str] | None = None, split
         for i in range(0, len(windows), batch_size):
             chunk = windows[i : i + batch_size]
             x = _pad_batch([stream[b:e] for b, e, _ in chunk], pad=stream[0])
-            logp = F.log_softmax(lm.logits(x), dim=-1)
+            # targets: the next tokens; padding and the positions an earlier window scored are ignored
+            y = torch.full(x.shape, IGNORE_INDEX, dtype=torch.long)
             for row, (b, e, skip) in enumerate(chunk):
-                tgt = torch.tensor(stream[b + 1 : e + 1], device=logp.device)
-                lp = logp[row, : e - b].gather(-1, tgt[:, None])[:, 0]
-                total_nll -= lp[skip:].sum().item()
+                y[row, skip : e - b] = torch.tensor(stream[b + 1 + skip : e + 1])
                 total_n += e - b - skip
+            total_nll += lm_loss(lm.logits(x), y.to(lm.device), reduction="sum").item()
     nll = total_nll / total_n
     return {"ppl": math.exp(nll), "nll": nll, "bits_per_token": nll / math.log(2),
             "bits_per_byte": total_nll / math.log(2) / max(1, n_bytes), "n_tokens": total_n,
