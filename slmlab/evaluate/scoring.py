@@ -1,6 +1,6 @@
 """Scoring any causal LM the way lm-evaluation-harness does: the log-likelihood of a
 continuation, multiple choice by comparing the options' log-likelihoods (``acc``, and
-``acc_norm`` per byte of the option as the harness normalises), and greedy generation with stop
+``acc_norm`` per character of the option, as the harness normalises), and greedy generation with stop
 strings.
 
 :class:`LM` adapts slmlab's :class:`~slmlab.TinyLM` with an slmlab tokenizer, or a transformers
