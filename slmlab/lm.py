@@ -6,7 +6,8 @@ transformers model (whose output has ``.logits``).
   pre-training, SFT's masked answers, QAT and the benchmarks all use it);
 - over token windows (N, T): :func:`window_nll` (summed negative log-likelihood and count),
   :func:`window_perplexity` and :func:`window_kl` (how far one model's predictions moved from
-  another's).
+  another's); :class:`ReferenceComparison` gives both for many models against one reference,
+  scoring the reference once.
 """
 from __future__ import annotations
 
@@ -120,3 +121,28 @@ def window_kl(model: nn.Module, reference: nn.Module, windows: torch.Tensor, bat
             total += (ref.exp() * (ref - got)).sum().item()
             count += x.numel()
     return total / count
+
+
+class ReferenceComparison:
+    """Perplexity and KL(reference || model) over fixed token windows, for many models against one
+    reference: the reference's log-probabilities are computed once, here, and each call then runs
+    only the model being compared. ``compare(model)`` gives what :func:`window_perplexity` and
+    :func:`window_kl` give, in one pass of ``model`` instead of three."""
+
+    def __init__(self, reference: nn.Module, windows: torch.Tensor, batch_size: int = 16):
+        self.windows, self.batch_size = _as_windows(windows), batch_size
+        self.reference_logprobs = self._logprobs(reference)  # (N, T - 1, V) on the CPU
+
+    @torch.no_grad()
+    def _logprobs(self, model: nn.Module) -> torch.Tensor:
+        with eval_mode(model):
+            return torch.cat([F.log_softmax(logits(model, b[:, :-1].to(model_device(model))).float(), -1).cpu()
+                              for b in self.windows.split(self.batch_size)])
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        """``{"ppl": perplexity of model, "kl": mean KL(reference || model) per prediction, nats}``."""
+        got = self._logprobs(model)
+        ref = self.reference_logprobs
+        nll = -got.gather(-1, self.windows[:, 1:, None]).mean().item()
+        kl = (ref.exp() * (ref - got)).sum(-1).mean().item()
+        return {"ppl": math.exp(nll), "kl": kl}

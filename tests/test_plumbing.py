@@ -171,3 +171,27 @@ def test_logits_returns_plain_tensors_for_other_modules():
     x = torch.randn(4, 3)
     assert torch.equal(logits(lin, x), lin(x))
     assert F.softmax(logits(lin, x), -1).shape == (4, 2)
+
+
+def test_reference_comparison_equals_the_window_functions(model):
+    from slmlab.lm import ReferenceComparison
+
+    torch.manual_seed(1)
+    other = TinyLM(model.config).eval()
+    w = torch.randint(0, model.config.vocab_size, (5, 12))
+    compare = ReferenceComparison(model, w, batch_size=2)
+    got = compare(other)
+    assert got["ppl"] == pytest.approx(window_perplexity(other, w), rel=1e-5)
+    assert got["kl"] == pytest.approx(window_kl(other, model, w), rel=1e-4)
+    assert compare(model)["kl"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_dequantize_model_equals_quantize_unpacked(model):
+    from slmlab.quant import dequantize_model, quantize
+
+    x = torch.randint(0, model.config.vocab_size, (2, 10))
+    packed = quantize(model, "rtn", bits=4, group_size=16)
+    plain = dequantize_model(packed)
+    assert all(type(m) is nn.Linear for m in find_linears(plain, skip=()).values())
+    assert torch.allclose(plain(x), quantize(model, "rtn", bits=4, group_size=16, pack=False)(x), atol=1e-6)
+    assert torch.allclose(plain(x), packed(x), atol=1e-5)

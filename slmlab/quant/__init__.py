@@ -26,7 +26,7 @@ Typical use::
     calib = calibration_windows(tok, n_samples=32, seq_len=128)
     q = quantize(model, "gptq", bits=4, group_size=64, calib=calib)
 """
-from .apply import METHODS, compare_methods, dequantized_linear, quantize, weight_bits_per_param
+from .apply import METHODS, compare_methods, dequantize_model, dequantized_linear, quantize, weight_bits_per_param
 from .awq import awq_quantize_weight, awq_search_scale
 from .formats import (NF4_CODEBOOK, SUPPORTED_BITS, QTensor, cast_roundtrip, check_bits, check_group_size,
                       dequantize_nf4, fake_quantize, fake_quantize_nf4, float_format_info, nf4_codebook_from_normal,
@@ -40,7 +40,7 @@ from .qat import QATLinear, fake_quantize_ste, prepare_qat, qat_finetune, ste_ro
 from .smoothquant import W8A8Linear, collect_act_absmax, smoothing_factors
 
 __all__ = [
-    "quantize", "METHODS", "compare_methods", "dequantized_linear", "weight_bits_per_param",
+    "quantize", "METHODS", "compare_methods", "dequantize_model", "dequantized_linear", "weight_bits_per_param",
     "SUPPORTED_BITS", "NF4_CODEBOOK", "QTensor", "check_bits", "check_group_size", "valid_group_sizes",
     "quantize_tensor", "fake_quantize", "quantize_nf4", "dequantize_nf4", "fake_quantize_nf4",
     "nf4_codebook_from_normal", "cast_roundtrip", "float_format_info", "quant_error",
