@@ -92,12 +92,14 @@ def _smoothquant(model, layers, windows, bits, group_size, symmetric, opts, prog
 
 def _qat(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
     """Fine-tune through fake-quantized weights, copy the trained weights into ``model``'s layers,
-    then round them to nearest (the layers keep their place and names)."""
+    then round them to nearest (the layers keep their place and names). A warm-up longer than
+    ``steps`` (the default 10 in a shorter run) is shortened to ``steps``."""
     from .qat import qat_finetune
 
     names = list(layers)
+    warmup = min(opts["warmup"], opts["steps"])
     trained, losses = qat_finetune(model, windows, bits, group_size, symmetric, opts["steps"], opts["batch_size"],
-                                   opts["lr"], opts["warmup"], opts["seed"], (), names, progress)
+                                   opts["lr"], warmup, opts["seed"], (), names, progress)
     with torch.no_grad():
         model.load_state_dict(trained.state_dict())
         info["final_train_loss"] = losses[-1] if losses else None
@@ -219,6 +221,19 @@ def dequantized_linear(layer: nn.Module) -> nn.Linear:
         if layer.bias is not None:
             lin.bias.copy_(layer.bias)
     return lin
+
+
+def dequantize_model(model: nn.Module) -> nn.Module:
+    """A copy of a quantized model with every weight-only quantized layer replaced by a plain
+    ``nn.Linear`` holding its dequantized weights (:func:`dequantized_linear`): the same function,
+    faster to evaluate, no memory saved (what ``quantize(..., pack=False)`` returns)."""
+    from .packing import quantized_layers
+
+    out = copy.deepcopy(model)
+    for name, layer in quantized_layers(out).items():
+        if isinstance(layer, QuantLinear):
+            set_module(out, name, dequantized_linear(layer))
+    return out
 
 
 def weight_bits_per_param(model: nn.Module) -> float:
