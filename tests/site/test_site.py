@@ -1,12 +1,18 @@
 """The built book, checked the way a reader sees it: in a real (headless) browser.
 
-Builds the site once per session with warnings as errors (``jupyter-book build . -W
---keep-going``), serves ``_build/html`` on a free local port and drives Debian's Chromium through
-selenium. Checks: every page of the table of contents loads with its title; no broken internal
-links or anchors; no missing images; the search page finds results; an exercise solution opens
-on click; every notebook page has an "Open in Colab" link; no page overflows a phone screen.
-Screenshots go to ``artifacts/screenshots/``. A second test builds the student edition (reusing
-the execution cache) and checks that it has the exercises but none of the solutions.
+The book renders the outputs stored in the notebooks and executes nothing (``_config.yml``:
+``execute_notebooks: "off"``; ``make notebooks`` stores the outputs, nbval checks them). So first
+every notebook of the table of contents must have been executed and saved with its outputs — a
+notebook committed without them would render as code only, and the session fails at once,
+naming it and the command that fixes it. Then the site is built once per session with warnings
+as errors (``jupyter-book build . -W --keep-going``, a few minutes at most), served from
+``_build/html`` on a free local port, and Debian's Chromium drives it through selenium. Checks:
+every page of the table of contents loads with its title; every notebook page shows its stored
+figures and tables; no broken internal links or anchors; no missing images; the search page
+finds results; an exercise solution opens on click; every notebook page has an "Open in Colab"
+link; no page overflows a phone screen. Screenshots go to ``artifacts/screenshots/``. A second
+test builds the student edition (from the same stored outputs) and checks that it has the
+exercises but none of the solutions.
 
 Run:  python -m pytest -q -m site tests/site
 Reuse an existing build while working on the tests:  SLM_SITE_REUSE_BUILD=1 python -m pytest ...
@@ -39,7 +45,9 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = Path(os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("SLM_CHROMEDRIVER", "/usr/bin/chromedriver"))
 COLAB_PREFIX = "https://colab.research.google.com/github/slm-book/slm-book/blob/main/"
-BUILD_TIMEOUT = 1800  # seconds: a cold build executes every notebook
+BUILD_TIMEOUT = 600  # seconds: a build renders stored outputs and executes nothing (target: 5 min)
+# Cells whose outputs the book does not show (myst-nb tags).
+REMOVED_OUTPUT_TAGS = {"remove-cell", "remove-output"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -120,6 +128,66 @@ def is_notebook(doc: str) -> bool:
     return source_of(doc).suffix == ".ipynb"
 
 
+def notebook_json(doc: str) -> dict:
+    return json.loads(source_of(doc).read_text(encoding="utf-8"))
+
+
+def code_source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def unexecuted_cells(nb: dict) -> list[int]:
+    """Code cells that would run (code, no skip-execution tag) but were not stored executed."""
+    return [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        and code_source(cell).strip()
+        and "skip-execution" not in cell.get("metadata", {}).get("tags", [])
+        and cell.get("execution_count") is None
+    ]
+
+
+def notebooks_without_outputs() -> list[str]:
+    """One line per notebook of the table of contents that was not stored with its outputs."""
+    problems = []
+    for doc in toc_files():
+        if not is_notebook(doc):
+            continue
+        nb = notebook_json(doc)
+        missing = unexecuted_cells(nb)
+        n_code = sum(cell["cell_type"] == "code" for cell in nb["cells"])
+        if missing:
+            what = "no stored outputs" if len(missing) == n_code else "unexecuted cells"
+            problems.append(
+                f"{doc}.ipynb: {what} ({len(missing)} of {n_code} code cells never executed, "
+                f"e.g. cell {missing[0]}) -> run  make notebooks NB={doc}.ipynb  and commit it"
+            )
+    return problems
+
+
+def stored_figures_and_tables(nb: dict) -> tuple[int, int]:
+    """How many PNG figures and HTML tables the page of ``nb`` must show from its outputs."""
+    figures = tables = 0
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        if REMOVED_OUTPUT_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data:
+                continue  # rendered as a widget (its state is not stored), not as its fallback
+            html = data.get("text/html", "")
+            html = "".join(html) if isinstance(html, list) else html
+            if "<table" in html:
+                tables += 1
+            elif "image/png" in data:
+                figures += 1
+    return figures, tables
+
+
 @functools.lru_cache(maxsize=None)
 def ids_in(path: Path) -> frozenset[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -129,6 +197,13 @@ def ids_in(path: Path) -> frozenset[str]:
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
 def built_site() -> Path:
+    problems = notebooks_without_outputs()
+    if problems:
+        pytest.fail(
+            "the book renders the outputs stored in its notebooks and executes none of them, so "
+            "these pages would show code without results:\n  " + "\n  ".join(problems),
+            pytrace=False,
+        )
     if os.environ.get("SLM_SITE_REUSE_BUILD") == "1" and (HTML / "index.html").exists():
         return HTML
     elapsed = run_build([])
@@ -238,6 +313,24 @@ def test_every_toc_page_loads_with_title_links_and_images(browser, server, built
     assert not problems, "site problems:\n" + "\n".join(problems)
 
 
+def test_notebook_pages_show_their_stored_figures_and_tables(built_site):
+    """Each notebook page has at least as many images and tables as its stored outputs hold."""
+    problems = []
+    notebooks = [doc for doc in toc_files() if is_notebook(doc)]
+    for doc in notebooks:
+        figures, tables = stored_figures_and_tables(notebook_json(doc))
+        page = (built_site / f"{doc}.html").read_text(encoding="utf-8")
+        article = page[page.find("<main") :] if "<main" in page else page
+        shown_figures, shown_tables = article.count("<img"), article.count("<table")
+        if shown_figures < figures:
+            problems.append(f"{doc}: {shown_figures} images on the page, {figures} stored figures")
+        if shown_tables < tables:
+            problems.append(f"{doc}: {shown_tables} tables on the page, {tables} stored tables")
+        if figures + tables == 0:
+            problems.append(f"{doc}: no stored figure or table at all")
+    assert not problems, "notebook pages missing their stored outputs:\n" + "\n".join(problems)
+
+
 def test_screenshots_of_key_pages(browser, server):
     for name, doc in [
         ("preface", "book/00-preface/index"),
@@ -324,7 +417,7 @@ def test_phone_viewport_has_no_horizontal_overflow(browser, server):
 
 
 def test_student_edition_has_exercises_but_no_solutions(built_site):
-    """make student-book: same pages, solutions removed; notebooks come from the shared cache."""
+    """make student-book: same pages, solutions removed; both render the stored outputs."""
     elapsed = run_build(["--path-output", "_build/student"], {"SLM_STUDENT_BUILD": "1"})
     print(f"\nstudent edition built in {elapsed:.0f} s")
     exercise_pages = 0
