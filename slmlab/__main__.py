@@ -19,6 +19,16 @@ def main(argv=None) -> int:
     s.add_argument("--n-per-task", type=int, default=200, help="probe items per task for the shipped metrics")
     b = sub.add_parser("bench", help="TinyLM vs transformers: training and decode throughput, achieved FLOP/s")
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    hub = b.add_mutually_exclusive_group()
+    hub.add_argument("--checkpoint", metavar="DIR",
+                     help="instead: generate of this transformers save_pretrained directory (Llama family), "
+                          "loaded by transformers and by slmlab.from_hf")
+    hub.add_argument("--config", metavar="CONFIG_JSON",
+                     help="instead: generate of a random model of this transformers config.json (e.g. "
+                          "tests/fixtures/hf_configs/smollm2-135m/config.json), saved to a temporary directory")
+    b.add_argument("--new-tokens", type=int, nargs="+", default=[8, 128], metavar="N",
+                   help="with --checkpoint/--config: the numbers of new tokens to generate (default 8 128)")
+    b.add_argument("--reps", type=int, help="repetitions of each timed call (default 5, 2 with --quick)")
     args = p.parse_args(argv)
     if args.cmd == "train":
         from .train import main_train
@@ -35,7 +45,8 @@ def main(argv=None) -> int:
     elif args.cmd == "bench":
         from .runtime.bench import main as bench_main
 
-        bench_main(quick=args.quick)
+        bench_main(quick=args.quick, checkpoint=args.checkpoint, config=args.config,
+                   new_tokens=tuple(args.new_tokens), reps=args.reps)
     return 0
 
 

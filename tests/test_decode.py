@@ -8,8 +8,8 @@ from slmlab import TinyLM, TinyLMConfig
 from slmlab.models.decoder import Decoder, rope_matrix, unsupported
 from slmlab.models.layers import Attention, KVCache, apply_rope, rope_cos_sin
 
-CONFIGS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"], ["rope", "learned", "none"],
-                                 [4, 2, 1], [False, True]))
+CONFIGS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"],
+                                 ["rope", "learned", "none"], [4, 2, 1], [False, True]))
 
 
 def make(**kw):
@@ -23,14 +23,20 @@ def make(**kw):
     return m
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "in-place"])
 @pytest.mark.parametrize("ffn,norm,pos,n_kv_head,bias", CONFIGS)
-def test_decoder_logits_equal_forward(ffn, norm, pos, n_kv_head, bias):
+def test_decoder_logits_equal_forward(ffn, norm, pos, n_kv_head, bias, packed, monkeypatch):
+    """Both ways of building a step: small projections packed (copied, stacked, norm gains folded) as the
+    base model's are, and all read in place as a hub-sized model's large ones are."""
+    if not packed:
+        monkeypatch.setattr("slmlab.models.decoder.PACK_MAX_ELEMENTS", 0)
     m = make(ffn=ffn, norm=norm, pos=pos, n_kv_head=n_kv_head, bias=bias, tie_embeddings=bias)
     ids = torch.randint(0, 97, (2, 20))
     full = m(ids)
     dec, cache = Decoder(m), KVCache(m.config, 2, 64, "cpu", torch.float32)
     # a prompt, single tokens, then a chunk after cached positions (the masked case)
-    got = [dec(ids[:, :12], cache)] + [dec(ids[:, t : t + 1], cache) for t in range(12, 17)] + [dec(ids[:, 17:], cache)]
+    got = ([dec(ids[:, :12], cache)] + [dec(ids[:, t : t + 1], cache) for t in range(12, 17)]
+           + [dec(ids[:, 17:], cache)])
     want = [full[:, 11]] + [full[:, t] for t in range(12, 17)] + [full[:, 19]]
     torch.testing.assert_close(torch.stack(got, 1), torch.stack(want, 1), atol=1e-5, rtol=1e-5)
     assert cache.pos == 20
@@ -50,7 +56,9 @@ def test_generate_uses_the_decoder_and_matches_the_module_path(monkeypatch):
     original = Decoder.__call__
     monkeypatch.setattr(Decoder, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
     fast = m.generate(prompt, 70, temperature=0)  # 75 > block_size 64: the window slides once
-    assert len(calls) == 1 + 70  # the prompt, then one step per new token (one of them re-fills the slid window)
+    # the prompt, then one step per new token but the last, which is never fed back (one of the steps
+    # re-fills the slid window)
+    assert len(calls) == 1 + 69
     monkeypatch.setattr("slmlab.models.generation.unsupported", lambda model: "forced")
     slow = m.generate(prompt, 70, temperature=0)
     assert torch.equal(fast, slow)
@@ -103,7 +111,8 @@ def test_decoder_does_not_touch_the_model_weights():
 
 
 def test_decoding_leaves_nothing_that_breaks_training_afterwards():
-    """The plain model steps under inference_mode; whatever it caches (RoPE tables) must still serve autograd."""
+    """The plain model steps under inference_mode; whatever it caches (RoPE tables) must still serve
+    autograd."""
     m = make()
     m._rope = None
     m.generate(torch.randint(0, 97, (1, 5)), 4, temperature=0)
@@ -119,4 +128,87 @@ def test_only_models_of_our_own_modules_step_under_inference_mode():
 
     m = make()
     assert Decoder(m).mode is torch.inference_mode
-    assert Decoder(quantize(m, "rtn", bits=4, group_size=8)).mode is torch.no_grad  # foreign layers may cache state
+    # foreign layers may cache state
+    assert Decoder(quantize(m, "rtn", bits=4, group_size=8)).mode is torch.no_grad
+
+
+# ------------------------------------------------------------------------ the support table, by config values
+def test_the_support_table_lists_every_config_field_and_choice():
+    """A field added to TinyLMConfig makes generation fall back to forward (correct, but slower) until the
+    decoder's author adds it to SUPPORTED: this test is the reminder."""
+    import dataclasses
+
+    from slmlab.models.config import CHOICES
+    from slmlab.models.decoder import SUPPORTED
+
+    assert set(SUPPORTED) == {f.name for f in dataclasses.fields(TinyLMConfig)}
+    for name, choices in CHOICES.items():
+        assert set(SUPPORTED[name]) == set(choices), name
+
+
+def test_a_config_field_the_decoder_does_not_know_falls_back_to_forward(monkeypatch):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class SlidingConfig(TinyLMConfig):  # a later chapter's switch: attention over the last `window` positions
+        window: int = 8
+
+    m = make()
+    prompt = torch.randint(0, 97, (1, 5))
+    want = m.generate(prompt, 6, temperature=0)
+    m.config = SlidingConfig(**m.config.to_dict())
+    for b in m.blocks:
+        b.attn.c = m.config
+    assert "window" in unsupported(m) and "SUPPORTED" in unsupported(m)
+    with pytest.raises(ValueError, match="window"):
+        Decoder.for_model(m)
+    monkeypatch.setattr(Decoder, "__call__", lambda *a: pytest.fail("the decoder ran an unknown config"))
+    assert torch.equal(m.generate(prompt, 6, temperature=0), want)  # forward ran (and ignores the field)
+
+
+def test_an_attribute_set_on_the_config_counts_as_an_unknown_field():
+    m = make()
+    m.config.attention_sink = True  # monkeypatched onto one config object
+    assert "attention_sink" in unsupported(m)
+    del m.config.attention_sink
+    assert unsupported(m) is None
+
+
+def test_a_value_outside_the_table_falls_back_to_forward(monkeypatch):
+    """Values are checked one by one: drop "gelu" from the table and a gelu model runs through forward."""
+    from slmlab.models import decoder
+
+    m = make(ffn="gelu")
+    monkeypatch.setitem(decoder.SUPPORTED, "ffn", ("swiglu", "relu"))
+    assert "ffn='gelu'" in unsupported(m)
+    prompt = torch.randint(0, 97, (1, 5))
+    monkeypatch.setattr(Decoder, "__call__", lambda *a: pytest.fail("the decoder ran an unsupported value"))
+    assert m.generate(prompt, 4, temperature=0).shape == (1, 9)
+
+
+def test_the_any_marker_admits_every_value():
+    from slmlab.models.decoder import ANY, SUPPORTED
+
+    assert 0.1 in ANY and None in ANY and repr(ANY) == "ANY"
+    assert SUPPORTED["dropout"] is ANY  # dropout is the identity in eval mode: any rate decodes alike
+    m = make(dropout=0.3)
+    assert unsupported(m) is None
+    ids = torch.randint(0, 97, (1, 9))
+    torch.testing.assert_close(Decoder(m)(ids, KVCache(m.config, 1, 64, "cpu", torch.float32)), m(ids)[:, -1],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_replaced_embedding_dropout_or_global_hooks_fall_back():
+    m = make(pos="learned")
+    m.pos_embed.__class__ = type("ScaledEmbedding", (torch.nn.Embedding,), {})
+    assert "replaced" in unsupported(m)
+    m = make()
+    m.blocks[0].drop = torch.nn.Identity()
+    assert "replaced" in unsupported(m)
+    m = make()
+    h = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:
+        assert "hooks" in unsupported(m)
+    finally:
+        h.remove()
+    assert unsupported(m) is None

@@ -296,6 +296,63 @@ def test_qat_lowers_the_quantized_loss(model_and_windows):
     assert window_perplexity(qat, calib) < window_perplexity(ptq, calib)
 
 
+def test_qat_finetune_takes_the_steps_of_the_plain_qat_loop(model_and_windows):
+    """qat_finetune runs on slmlab.train.fit; its trajectory is the loop it had before, written out here
+    (AdamW, warm-up then cosine to 10% of lr, clipping at 1, the s-th draw of a seeded generator)."""
+    import math
+
+    import torch.nn.functional as F
+
+    from slmlab.quant import prepare_qat, qat_finetune
+    from slmlab.quant.qat import strip_qat
+
+    m, calib, _ = model_and_windows
+    steps, warmup, lr = 12, 3, 3e-3
+    latent, losses = qat_finetune(m, calib, bits=3, group_size=32, steps=steps, batch_size=4, lr=lr,
+                                  warmup=warmup, seed=1)
+    q = prepare_qat(m, 3, 32).train()
+    params = [p for p in q.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(1)
+    ref = []
+    for step in range(steps):
+        cos = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+        for g in opt.param_groups:
+            g["lr"] = lr * ((step + 1) / warmup if step < warmup else cos)
+        batch = calib[torch.randint(0, calib.shape[0], (4,), generator=gen)]
+        loss = F.cross_entropy(q(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ref.append(loss.item())
+    assert losses == ref
+    for (k, a), b in zip(latent.state_dict().items(), q.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    # the caller's RNG moves only as far as building the layers moves it (their overwritten initial
+    # weights), as before: the training's per-step seeding does not leak out
+    torch.manual_seed(5)
+    qat_finetune(m, calib, bits=3, group_size=32, steps=2, warmup=1)
+    after = torch.get_rng_state()
+    torch.manual_seed(5)
+    strip_qat(prepare_qat(m, 3, 32))
+    assert torch.equal(after, torch.get_rng_state())
+
+
+def test_qat_refuses_a_warmup_longer_than_the_run(model_and_windows):
+    from slmlab.quant import qat_finetune
+
+    m, calib, _ = model_and_windows
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match=r"warm-up of 10 steps is longer than the run \(steps=5\)"):
+        qat_finetune(m, calib, bits=3, group_size=32, steps=5, warmup=10)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    same, losses = qat_finetune(m, calib, bits=3, group_size=32, steps=0)  # no fine-tune: the model as it is
+    assert losses == [] and all(torch.equal(before[k], v) for k, v in same.state_dict().items())
+    q = quantize(m, "qat", bits=3, group_size=32, calib=calib, steps=2)  # quantize shortens its default warm-up
+    assert q.quant_info["final_train_loss"] is not None
+
+
 def test_window_kl_is_zero_on_itself_and_matches_a_hand_computation():
     import copy
 

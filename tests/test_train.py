@@ -6,11 +6,13 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from slmlab import TinyLM
+from slmlab import TinyLM, TinyLMConfig
 from slmlab.checkpoint import CheckpointError
 from slmlab.models import load_model as load_pretrained
-from slmlab.train import TrainConfig, lr_at, train
+from slmlab.train import TrainConfig, causal_lm_loss, fit, get_batch, lr_at, prepare_data, train
+from slmlab.utils import set_seed
 
 
 def run_config(toy_text, out_dir=None, **train_kw):
@@ -40,7 +42,7 @@ def test_resume_continues_the_exact_same_trajectory(toy_text, tmp_path):
     assert json.loads((tmp_path / "resumed/checkpoint/state.json").read_text())["step"] == 6
     resumed = train(cfg)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
-    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     log = [json.loads(line) for line in (tmp_path / "resumed/log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [3, 6, 9, 12]
@@ -50,9 +52,149 @@ def test_resume_continues_the_exact_same_trajectory(toy_text, tmp_path):
 
 
 def test_grad_accumulation_matches_a_bigger_batch(toy_text):
-    """Accumulating 2 micro-batches of 4 ~ one batch of 8 (the same windows, as the sampler is per micro-step)."""
+    """Accumulating 2 micro-batches of 4 ~ one batch of 8 (the same windows, as the sampler is per
+    micro-step)."""
     a = train(run_config(toy_text, batch_size=4, grad_accum=2, max_steps=4, eval_every=0))
     assert len(a.history) >= 1 and a.history[-1]["tokens"] == 4 * 2 * 32 * 4
+
+
+def test_train_takes_the_steps_of_a_plain_reference_loop(toy_text):
+    """train() is a driver over fit(); its trajectory is the pre-refactor loop's, written out here:
+    the same losses at every step and bit-identical weights (dropout on, accumulation, WSD)."""
+    cfg = run_config(toy_text, max_steps=8, grad_accum=2, log_every=1, eval_every=0, schedule="wsd",
+                     decay_frac=0.5)
+    tok, train_ids, val_ids = prepare_data(cfg["data"])
+    res = train(cfg, data=(tok, train_ids, val_ids))
+    c = TrainConfig.from_dict(cfg["train"])
+    set_seed(c.seed)
+    model = TinyLM(TinyLMConfig.from_dict({**cfg["model"], "vocab_size": tok.vocab_size,
+                                           "block_size": c.seq_len}))
+    params = list(model.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
+                             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                            betas=(c.beta1, c.beta2))
+    model.train()
+    losses = []
+    for step in range(c.max_steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, c)
+        torch.manual_seed(c.seed * 7_919 + step)  # dropout noise of step `step`
+        total = 0.0
+        for micro in range(c.grad_accum):
+            x, y = get_batch(train_ids, step * c.grad_accum + micro, c.seed, c.batch_size, c.seq_len)
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten()) / c.grad_accum
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+        opt.step()
+        opt.zero_grad()
+        losses.append(total)
+    assert [h["loss"] for h in res.history] == losses
+    for (k, a), b in zip(res.model.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def _tiny_llama():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return transformers.LlamaForCausalLM(cfg)
+
+
+def _pattern_batches(seed=0, batch=8, T=24, V=64):
+    """Windows of a learnable pattern (i, i+3, i+6, ... mod V); the batch of step s is a function
+    of (seed, s)."""
+    def batches(step):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        start = torch.randint(0, V, (batch, 1), generator=g)
+        return (start + 3 * torch.arange(T + 1)) % V
+    return batches
+
+
+def test_fit_trains_a_transformers_causal_lm_and_resumes_exactly(tmp_path):
+    c = TrainConfig(max_steps=10, warmup_steps=2, lr=3e-3, min_lr=3e-4, log_every=2, eval_every=0,
+                    progress=False, grad_accum=2, device="cpu")
+    full = _tiny_llama()
+    history = fit(full, _pattern_batches(), "causal_lm", c)
+    assert history[-1]["loss"] < history[0]["loss"] - 0.5
+    assert history[-1]["tokens"] == 10 * 8 * 25  # every entry of the windows, over 10 steps
+    c.out_dir = str(tmp_path / "run")
+    resumed = _tiny_llama()
+    fit(resumed, _pattern_batches(), causal_lm_loss, c, stop_at=5)
+    assert json.loads((tmp_path / "run/checkpoint/state.json").read_text())["step"] == 5
+    again = _tiny_llama().eval()  # a fresh process: a new model, filled from the checkpoint
+    rest = fit(again, _pattern_batches(), causal_lm_loss, c)
+    assert [h["loss"] for h in rest] == [h["loss"] for h in history]
+    assert [h["tokens"] for h in rest] == [h["tokens"] for h in history]
+    for (k, a), b in zip(full.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert not again.training  # back in the mode it came in
+
+
+def test_fit_trains_only_parameters_with_requires_grad_and_logs_metrics():
+    m = TinyLM(TinyLMConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, block_size=32))
+    m.embed.weight.requires_grad_(False)  # a frozen part (a LoRA base, say)
+    frozen, before = m.embed.weight.clone(), {k: v.clone() for k, v in m.state_dict().items()}
+    seen = []
+
+    def loss_and_rows(model, batch):
+        seen.append(batch.shape[0])
+        loss, _ = causal_lm_loss(model, batch)
+        return loss, {"rows": batch.shape[0], "loss_x2": 2 * loss.detach()}
+
+    c = TrainConfig(max_steps=3, warmup_steps=1, log_every=1, eval_every=0, grad_accum=2, progress=False,
+                    device="cpu")
+    history = fit(m, _pattern_batches(batch=6), loss_and_rows, c)
+    assert torch.equal(m.embed.weight, frozen) and m.embed.weight.grad is None
+    assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items() if k != "embed.weight")
+    assert seen == [3] * 6  # two micro-batches of 3 rows per step
+    assert all(h["rows"] == 3 and h["loss_x2"] == pytest.approx(2 * h["loss"], rel=1e-6) for h in history)
+
+
+def _bad_fit(model, monkeypatch, what):
+    c = TrainConfig(max_steps=4, warmup_steps=1, eval_every=0, progress=False, device="cpu")
+    loss, batches = causal_lm_loss, _pattern_batches(batch=4)
+    if what == "unknown loss":
+        loss = "causal"
+    elif what == "decay_frac":
+        c.decay_frac = 1.5  # changed after the config was made: fit checks again
+    elif what == "grad_accum":
+        c.grad_accum = 3
+    elif what == "bf16":
+        import slmlab.train.loop as loop
+
+        monkeypatch.setattr(loop, "bf16_supported", lambda device: False)
+        c.dtype = "bfloat16"
+    elif what == "frozen":
+        model.requires_grad_(False)
+    fit(model, batches, loss, c)
+
+
+@pytest.mark.parametrize("what,match", [
+    ("unknown loss", r"unknown loss 'causal'; the known losses are \['causal_lm'\]\. Did you mean"),
+    ("decay_frac", r"decay_frac must be in \(0, 1\]"),
+    ("grad_accum", r"grad_accum=3 must divide .* shape \(4, 25\)"),
+    ("bf16", r"bfloat16.*cannot run bfloat16 autocast"),
+    ("frozen", "nothing to train"),
+])
+def test_fit_errors_leave_the_model_unchanged(monkeypatch, what, match):
+    m = TinyLM(TinyLMConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, block_size=32)).eval()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match=match):
+        _bad_fit(m, monkeypatch, what)
+    assert not m.training and all(p.grad is None for p in m.parameters())
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"decay_frac must be in \(0, 1\], got 0"):
+        TrainConfig(schedule="wsd", decay_frac=0)
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+        TrainConfig(warmup_steps=-1)
+    # a warm-up longer than the run is a run cut short in its warm-up (notebook 21's one-step check)
+    c = TrainConfig(max_steps=1, warmup_steps=30, lr=3.0)
+    assert lr_at(0, c) == pytest.approx(0.1)
 
 
 def test_schedules():
@@ -82,7 +224,7 @@ def test_bad_run_configs(toy_text, cfg, match):
 
 
 def test_missing_and_corrupt_checkpoints(toy_text, tmp_path):
-    res = train(run_config(toy_text, tmp_path / "run"))
+    train(run_config(toy_text, tmp_path / "run"))
     model_dir = tmp_path / "run/model"
     with pytest.raises(CheckpointError, match="no model directory"):
         load_pretrained(tmp_path / "nowhere")

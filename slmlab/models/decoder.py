@@ -3,8 +3,8 @@
 Generating one token with a ~3M-parameter model multiplies one vector by 43 small matrices.
 Each product takes microseconds, so a step's time goes to *calling* operators (Python, the
 dispatcher, waking threads), not to arithmetic. :class:`Decoder` packs a :class:`~slmlab.TinyLM`
-once per generation and runs each step with about half the operator calls of ``TinyLM.forward``
-(202 against 380 per token for the base model), computing the same function:
+and runs each step with about half the operator calls of ``TinyLM.forward``, computing the same
+function:
 
 - q|k|v and gate|up weights are stacked, so each block runs 4 matrix products instead of 7, and
   each RMSNorm's gain is folded into the stacked matrix that follows it;
@@ -13,13 +13,34 @@ once per generation and runs each step with about half the operator calls of ``T
   linear maps), applied to queries and keys together;
 - keys and values go through the cache's own ``update``, so quantized caches still work.
 
+Packing copies weights, and it only pays while matrices are small: then a saved call is worth
+more than the bytes. A large model's step is bound by reading its weights, where a copy would
+only double the memory and the time to build the decoder, so projections with more than
+:data:`PACK_MAX_ELEMENTS` weights are used in place (as are o_proj and down_proj always:
+``addmm(x, y, W.t())`` reads the module's own weight through a transposed view, a copy-free
+layout that is just as fast).
+
+**What it runs is declared.** :data:`SUPPORTED` lists every :class:`~slmlab.models.TinyLMConfig`
+field with the values of it the decoder computes as ``forward`` does (or :data:`ANY` value); a
+config with a value outside the table, or with a field the table does not know (one added after
+this decoder was written), runs through ``TinyLM.forward``, as do models that are training, have
+forward hooks, or have a module whose forward was replaced (:func:`unsupported` says which).
 Quantized or otherwise replaced projections keep their own forward (and their norms stay
-unfolded), so quantized models decode through the same lean step. ``TinyLM.stream`` (and so
-``generate``) uses it unless the model has forward hooks, is training, or has a module whose
-forward was replaced; those run through ``TinyLM.forward``. Tests check that both give the same
-logits for every configuration.
+unfolded), so quantized models decode through the same lean step. Tests check that both paths
+give the same logits for every supported configuration.
+
+**Built once per model.** :meth:`Decoder.for_model` keeps the decoder of each model (in a weak
+dictionary: it neither keeps the model alive nor travels with it through ``state_dict``,
+``deepcopy`` or pickling) and builds a new one when what it was built from changed: a parameter
+or buffer updated in place (every in-place write bumps a tensor's version counter: optimizer
+steps, ``copy_``, ``load_state_dict``), replaced, or moved to another dtype or device, a module
+replaced (a layer swapped for a quantized one), or a config value changed. Writes through
+``tensor.data`` bypass the version counter: after those, call :func:`forget`.
 """
 from __future__ import annotations
+
+import dataclasses
+import weakref
 
 import torch
 import torch.nn as nn
@@ -28,13 +49,57 @@ import torch.nn.functional as F
 from .layers import Attention, Block, FeedForward, KVCache, RMSNorm, apply_rope, causal_mask
 
 
+class AnyValue:
+    """In :data:`SUPPORTED`: every value of the field is supported (``value in ANY`` is always true)."""
+
+    def __contains__(self, value) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY = AnyValue()
+
+# Every TinyLMConfig field, with the values the decoder computes exactly as TinyLM.forward does. A field
+# missing here (a switch added to TinyLMConfig later) sends generation through forward until it is added.
+SUPPORTED: dict[str, object] = {
+    # sizes: the decoder reads them from the config or from the weights' shapes, as the modules do
+    "vocab_size": ANY,
+    "block_size": ANY,
+    "n_layer": ANY,
+    "n_head": ANY,
+    "n_kv_head": ANY,  # MHA, GQA and MQA alike: scaled_dot_product_attention(enable_gqa=...)
+    "d_model": ANY,
+    "ffn": ("swiglu", "gelu", "relu"),
+    "ffn_ratio": ANY,  # the hidden width only sizes the weights, used as they are
+    "d_ff": ANY,
+    "norm": ("rmsnorm", "layernorm"),
+    "norm_eps": ANY,  # read from each norm module
+    "pos": ("rope", "learned", "none"),
+    "rope_theta": ANY,  # RoPE tables come from model.rope_tables, as forward's do
+    "tie_embeddings": (False, True),
+    "bias": (False, True),
+    "dropout": ANY,  # the decoder never runs a training model, and in eval mode dropout is the identity
+    "init_std": ANY,  # initialization only
+}
+
+# Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix, with the
+# RMSNorm gain before them folded in, only while it has at most this many elements (256K: 1 MB in float32).
+# Measured on a 2-core CPU: the base model's (at most 196K, gate|up) make its step 13% faster packed than
+# read in place; SmolLM2-135M's (at least 553K, q|k|v) step equally fast either way, where packing would
+# cost 66-390 MB more memory and 0.1-0.3 s to build (benchmarks/README.md).
+PACK_MAX_ELEMENTS = 1 << 18
+
+
 def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """The matrix P with x @ P == rotate_half(x) == cat([-x2, x1])."""
     eye = torch.eye(head_dim, dtype=dtype, device=device)
     return torch.cat([-eye[:, head_dim // 2:], eye[:, : head_dim // 2]], dim=-1)
 
 
-def rope_matrix(cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor | None = None) -> torch.Tensor:
+def rope_matrix(cos: torch.Tensor, sin: torch.Tensor,
+                rotate_half: torch.Tensor | None = None) -> torch.Tensor:
     """The (head_dim, head_dim) matrix R with x @ R == apply_rope(x, cos, sin) for one position:
     x * cos + rotate_half(x) * sin == x @ (diag(cos) + P diag(sin))."""
     if rotate_half is None:
@@ -49,60 +114,181 @@ def _own_forward(model: nn.Module) -> bool:
     return forward.__qualname__ == "TinyLM.forward" and forward.__module__ == f"{__package__}.tinylm"
 
 
+def unsupported_config(config) -> str | None:
+    """Why :data:`SUPPORTED` does not cover ``config`` (a field it does not list, or a value outside
+    the listed ones), or None. Attributes set on the config object count as fields too."""
+    if not dataclasses.is_dataclass(config):
+        return f"its config is a {type(config).__name__}, not a TinyLMConfig"
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    values.update(getattr(config, "__dict__", {}))
+    unknown = sorted(set(values) - set(SUPPORTED))
+    if unknown:
+        return (f"config field(s) {unknown} are not in the decoder's SUPPORTED table: only forward "
+                "knows what they change")
+    missing = sorted(set(SUPPORTED) - set(values))
+    if missing:
+        return f"the config lacks the field(s) {missing} that the decoder reads"
+    for name, allowed in SUPPORTED.items():
+        if values[name] not in allowed:
+            return f"config {name}={values[name]!r} is not among the values the decoder supports, {allowed}"
+    return None
+
+
 def unsupported(model: nn.Module) -> str | None:
     """Why :class:`Decoder` cannot run ``model`` (then ``TinyLM.forward`` does), or None."""
     if model.training:
         return "the model is in training mode"
-    if not _own_forward(model) or type(model.embed) is not nn.Embedding or any(
-            type(b) is not Block or type(b.attn) is not Attention or type(b.ffn) is not FeedForward
-            for b in model.blocks):
+    reason = unsupported_config(model.config)
+    if reason is not None:
+        return reason
+    # the modules whose forward the decoder does not call but re-implements must be exactly TinyLM's
+    pos_embed = getattr(model, "pos_embed", None)
+    if (not _own_forward(model) or type(model.embed) is not nn.Embedding
+            or (pos_embed is not None and type(pos_embed) is not nn.Embedding)
+            or type(model.drop) is not nn.Dropout
+            or any(type(b) is not Block or type(b.attn) is not Attention or type(b.ffn) is not FeedForward
+                   or type(b.drop) is not nn.Dropout for b in model.blocks)):
         return "a module's forward was replaced (a subclass): only forward knows what it does"
-    if any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
+    global_hooks = (getattr(nn.modules.module, "_global_forward_hooks", None),
+                    getattr(nn.modules.module, "_global_forward_pre_hooks", None))
+    if any(global_hooks) or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return "the model has forward hooks"
     return None
 
 
-def _norm(module: nn.Module):
-    """(normalize, gain): an RMSNorm's gain g is folded into the next matrix, (x * g) @ W == x @ (g W),
-    so normalizing takes one multiplication fewer; other norms run as they are (gain None)."""
-    if type(module) is RMSNorm and module.weight.dtype == torch.float32:
-        eps = module.eps
-        return (lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)), module.weight.detach()
-    return module, None
+# ------------------------------------------------------------------------------------------ building blocks
+def _gainless_rms(norm: RMSNorm):
+    """x / rms(x): an RMSNorm without its gain, for when the gain is folded into the next matrix."""
+    return lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
 
 
-def _stack(*linears: nn.Linear, gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weights of linears stacked along their outputs, transposed for x @ W (rows scaled by a folded
-    norm gain); and their biases."""
-    weight = torch.cat([m.weight.detach() for m in linears]).t()
-    if gain is not None:
-        weight = gain[:, None] * weight
-    bias = None if linears[0].bias is None else torch.cat([m.bias.detach() for m in linears])
-    return weight, bias
+def _packable(projections: tuple[nn.Module, ...]) -> bool:
+    """Are these projections (which read the same normalized input) worth copying into one packed matrix?"""
+    return (all(type(m) is nn.Linear for m in projections)
+            and sum(m.weight.numel() for m in projections) <= PACK_MAX_ELEMENTS)
 
 
 def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
-    """(normalize, project) for a norm followed by projections that read the same input: plain
-    ``nn.Linear`` layers become one stacked matrix with the norm's gain folded in; anything else (a
-    quantized layer) keeps its own forward, and the outputs are concatenated."""
-    if all(type(m) is nn.Linear for m in projections):
-        normalize, gain = _norm(norm)
-        w, b = _stack(*projections, gain=gain)
-        return normalize, (lambda h: h @ w) if b is None else (lambda h: torch.addmm(b, h, w))
+    """x -> the outputs of ``projections`` on ``norm(x)``, concatenated along the last dimension.
+
+    Small plain ``nn.Linear`` layers are copied into one stacked matrix, transposed for x @ W, with an
+    RMSNorm's gain g folded in ((x * g) @ W == x @ (g W), one multiplication fewer per step); large ones
+    are used in place, and anything else (a quantized layer) keeps its own forward."""
+    if _packable(projections):
+        weight = torch.cat([m.weight.detach() for m in projections]).t()
+        bias = None if projections[0].bias is None else torch.cat([m.bias.detach() for m in projections])
+        normalize = norm
+        if type(norm) is RMSNorm and norm.weight.dtype == torch.float32:  # forward computes it in float32
+            normalize, weight = _gainless_rms(norm), norm.weight.detach()[:, None] * weight
+        if bias is None:
+            return lambda x: normalize(x) @ weight
+        return lambda x: torch.addmm(bias, normalize(x), weight)
+    projections = [_project(m) for m in projections]
     if len(projections) == 1:
-        return norm, projections[0]
-    return norm, lambda h: torch.cat([m(h) for m in projections], dim=-1)
+        project = projections[0]
+        return lambda x: project(norm(x))
+
+    def project_all(x):
+        h = norm(x)
+        return torch.cat([project(h) for project in projections], dim=-1)
+
+    return project_all
+
+
+def _project(projection: nn.Module):
+    """h -> projection(h); a plain ``nn.Linear`` reads its weight in place, in one call (``addmm`` or a
+    product with the transposed view), without the module's own call around it."""
+    if type(projection) is not nn.Linear:
+        return projection
+    weight, bias = projection.weight.detach(), projection.bias
+    if bias is None:
+        return lambda h: h @ weight.t()
+    bias = bias.detach()
+    return lambda h: torch.addmm(bias, h, weight.t())
 
 
 def _residual(projection: nn.Module):
     """(x, y) -> x + projection(y); for a plain ``nn.Linear`` the addition rides in the matrix product
-    (``addmm``)."""
+    (``addmm``), which reads the module's own weight through a transposed view."""
     if type(projection) is not nn.Linear:
         return lambda x, y: x + projection(y)
-    w, b = _stack(projection)
-    return (lambda x, y: torch.addmm(x, y, w)) if b is None else (lambda x, y: torch.addmm(x, y, w) + b)
+    weight, bias = projection.weight.detach(), projection.bias
+    if bias is None:
+        return lambda x, y: torch.addmm(x, y, weight.t())
+    bias = bias.detach()
+    return lambda x, y: torch.addmm(x, y, weight.t()) + bias
 
 
+def _feed_forward(norm: nn.Module, ffn: FeedForward):
+    """x -> x + ffn(norm(x)): the up projection(s) as :func:`_normalize_and_project` builds them, the
+    activation, and the down projection with the residual addition inside it."""
+    down = _residual(ffn.down_proj)
+    if ffn.kind == "swiglu" and _packable((ffn.gate_proj, ffn.up_proj)):
+        gate_up = _normalize_and_project(norm, ffn.gate_proj, ffn.up_proj)
+
+        def packed_swiglu(x):
+            gate, up = gate_up(x).chunk(2, dim=-1)
+            return down(x, F.silu(gate) * up)
+
+        return packed_swiglu
+    if ffn.kind == "swiglu":  # two products read in place: no need to concatenate their outputs
+        gate, up = _project(ffn.gate_proj), _project(ffn.up_proj)
+
+        def swiglu(x):
+            h = norm(x)
+            return down(x, F.silu(gate(h)) * up(h))
+
+        return swiglu
+    up = _normalize_and_project(norm, ffn.up_proj)
+    activation = F.gelu if ffn.kind == "gelu" else F.relu
+    return lambda x: down(x, activation(up(x)))
+
+
+# ------------------------------------------------------------------------------------------ the cache
+def _sources(model: nn.Module) -> list:
+    """Everything a decoder of ``model`` is built from, in order: its config, its submodules and their
+    parameters and buffers (the model itself is left out: a decoder must not keep it alive)."""
+    found = [model.config]
+    for module in model.modules():
+        if module is not model:
+            found.append(module)
+        # the registries themselves (parameters(recurse=False) costs 4x as much on a 30-layer model)
+        found.extend(module._parameters.values())
+        found.extend(module._buffers.values())
+    return found
+
+
+def _fingerprint(sources: list) -> tuple | None:
+    """What must stay the same for a decoder built from ``sources`` to be current, in a form that
+    compares with ==: every object's identity (a replaced module or parameter), each tensor's storage
+    address, dtype, device, shape and version counter (in-place updates), and the config's values.
+    None when a tensor has no version counter (one made under ``torch.inference_mode``): then nothing
+    could tell that it changed, and the decoder is not kept.
+
+    Identities only mean something while the objects live: the decoder holds ``sources``, so no new
+    object can take an old one's id while the decoder is cached."""
+    key = [tuple(vars(sources[0]).items())]
+    for obj in sources:
+        if isinstance(obj, torch.Tensor):
+            if obj.is_inference():
+                return None
+            key.append((id(obj), obj.data_ptr(), obj._version, obj.dtype, obj.device, obj.shape))
+        else:
+            key.append(id(obj))
+    return tuple(key)
+
+
+# model -> its Decoder; weak keys: a model that is gone takes its decoder with it
+_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forget(model: nn.Module) -> None:
+    """Drop the kept decoder of ``model`` (the next generation builds a new one): needed only after
+    writing its weights through ``.data``, which leaves no trace a decoder could check."""
+    _DECODERS.pop(model, None)
+
+
+# ------------------------------------------------------------------------------------------ the decoder
 # the module types a TinyLM is built of
 _OWN_MODULES = (nn.ModuleList, Block, Attention, FeedForward, RMSNorm, nn.LayerNorm, nn.Linear,
                 nn.Embedding, nn.Dropout)
@@ -111,43 +297,75 @@ _OWN_MODULES = (nn.ModuleList, Block, Attention, FeedForward, RMSNorm, nn.LayerN
 class Decoder:
     """``model`` packed for generation; ``decoder(ids, cache)`` -> logits (B, vocab) of the last position.
 
-    Packing copies the stacked projections once (the model's own weights are untouched), so build a
-    Decoder per generation, after any change to the weights."""
+    Packing copies the small stacked projections (the model's own weights are untouched and the
+    others are read in place). :meth:`for_model` keeps one decoder per model and builds a new one
+    when the model changed; a Decoder built directly is not checked, so build it after any change to
+    the weights."""
+
+    builds = 0  # Decoders built so far (all models): lets tests see that packing happened once
 
     @classmethod
-    def for_model(cls, model: nn.Module) -> "Decoder":
-        """The decoder of ``model``."""
-        return cls(model)
+    def for_model(cls, model: nn.Module) -> Decoder:
+        """The decoder of ``model``: the one built before when nothing it was built from has changed
+        since, else a new one (kept for the next call)."""
+        reason = unsupported(model)
+        if reason is not None:
+            raise ValueError(f"Decoder cannot run this model: {reason}; use model(ids, cache) instead")
+        decoder = _DECODERS.get(model)
+        if decoder is not None and decoder.current():
+            return decoder
+        decoder = cls(model)
+        if decoder.fingerprint is not None:
+            _DECODERS[model] = decoder
+        else:
+            _DECODERS.pop(model, None)
+        return decoder
 
     def __init__(self, model: nn.Module):
         reason = unsupported(model)
         if reason is not None:
             raise ValueError(f"Decoder cannot run this model: {reason}; use model(ids, cache) instead")
-        self.model, c = model, model.config
-        self.layers = []
-        with torch.no_grad():
-            for b in model.blocks:
-                a, f = b.attn, b.ffn
-                up = (f.gate_proj, f.up_proj) if c.ffn == "swiglu" else (f.up_proj,)
-                self.layers.append((*_normalize_and_project(b.attn_norm, a.q_proj, a.k_proj, a.v_proj),
-                                    _residual(a.o_proj), *_normalize_and_project(b.ffn_norm, *up),
-                                    _residual(f.down_proj)))
-            self.norm, self.head = _normalize_and_project(model.norm, model.lm_head)
+        type(self).builds += 1
+        self._model = weakref.ref(model)  # the cache's value must not keep its key alive
+        self.config = c = model.config
+        self._sources = _sources(model)
+        self.fingerprint = _fingerprint(self._sources)
+        # packed tensors are ordinary ones (not inference tensors) even if built under inference_mode, so
+        # a decoder built there can also step under no_grad later
+        with torch.inference_mode(False), torch.no_grad():
+            self.layers = [(_normalize_and_project(b.attn_norm, b.attn.q_proj, b.attn.k_proj, b.attn.v_proj),
+                            _residual(b.attn.o_proj), _feed_forward(b.ffn_norm, b.ffn)) for b in model.blocks]
+            self.head = _normalize_and_project(model.norm, model.lm_head)
+            w = model.embed.weight
+            self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
         # inference_mode skips autograd's bookkeeping (version counters, view tracking): fewer costs per
         # call than no_grad. But a tensor made under it can never enter autograd later, and a foreign
         # layer (a quantized or bitsandbytes one) may cache state on its first call, so models with
         # any module of another kind step under no_grad.
         own = all(type(m) in _OWN_MODULES for m in model.modules() if m is not model)
         self.mode = torch.inference_mode if own else torch.no_grad
-        w = model.embed.weight
-        self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
+
+    @property
+    def model(self) -> nn.Module:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the model of this Decoder no longer exists")
+        return model
+
+    def current(self) -> bool:
+        """Is this decoder still the model's: nothing it was built from changed since (see the module
+        docstring for what is checked)?"""
+        model = self._model()
+        if model is None or self.fingerprint is None:
+            return False
+        return _fingerprint(_sources(model)) == self.fingerprint
 
     def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         with self.mode():
             return self.step(idx, cache)
 
     def step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        m, c = self.model, self.model.config
+        m, c = self.model, self.config
         B, T = idx.shape
         nq, nkv, hd, d = c.n_head, c.n_kv_head, c.head_dim, c.d_model
         pos = cache.pos
@@ -162,8 +380,8 @@ class Decoder:
                 cos, sin = cos[pos : pos + T], sin[pos : pos + T]
         mask, causal = causal_mask(pos, T, x.device)
         x = x.reshape(B * T, d)
-        for i, (norm1, qkv_proj, o_residual, norm2, up_proj, down_residual) in enumerate(self.layers):
-            qkv = qkv_proj(norm1(x))
+        for i, (qkv_proj, o_residual, feed_forward) in enumerate(self.layers):
+            qkv = qkv_proj(x)
             if T == 1:  # one new token: (B, 1, heads, hd) and (B, heads, 1, hd) are the same memory
                 qkv = qkv.view(B, nq + 2 * nkv, 1, hd)
             else:
@@ -175,15 +393,9 @@ class Decoder:
                 qk = apply_rope(qk, cos, sin)
             q, k = qk.split([nq, nkv], dim=1)
             k, v = cache.update(i, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=nkv != nq)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                               enable_gqa=nkv != nq)
             y = y.reshape(B, d) if T == 1 else y.transpose(1, 2).reshape(B * T, d)
-            x = o_residual(x, y)
-            h = up_proj(norm2(x))
-            if c.ffn == "swiglu":
-                gate, up = h.chunk(2, dim=-1)
-                h = F.silu(gate) * up
-            else:
-                h = F.gelu(h) if c.ffn == "gelu" else F.relu(h)
-            x = down_residual(x, h)
+            x = feed_forward(o_residual(x, y))
         cache.advance(T)
-        return self.head(self.norm(x.view(B, T, d)[:, -1]))
+        return self.head(x.view(B, T, d)[:, -1])

@@ -36,8 +36,8 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 
 def decode_step(model):
     """``step(ids, cache) -> logits (B, vocab)`` of the last position: the lean :class:`Decoder`
-    when it supports ``model`` (see :func:`~slmlab.models.decoder.unsupported`), else the model's
-    own ``forward``."""
+    when it supports ``model`` (see :func:`~slmlab.models.decoder.unsupported`), kept from the
+    previous call while the model's weights are unchanged, else the model's own ``forward``."""
     if unsupported(model) is None:
         return Decoder.for_model(model)
     return lambda ids, cache: model(ids, cache, last_only=True)[:, -1]
@@ -48,24 +48,38 @@ def stream(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int
            top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
            cache_cls=KVCache) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache. When the
-    context (``block_size``) is full, the window slides by half and the cache is refilled."""
+    context (``block_size``) is full, the window slides by half and the cache is refilled.
+
+    The cache holds only the positions this call can fill (prompt + new tokens, at most
+    ``block_size``): a hub model's context of thousands of positions would otherwise be allocated
+    and zeroed on every call. No step runs after the last token (its logits would go unused)."""
     idx = torch.as_tensor(idx, device=model.device)
     if idx.dim() == 1:
         idx = idx[None]
     if idx.shape[1] == 0:
         raise ValueError("generate needs a prompt of at least one token (e.g. a BOS/EOS id).")
+    if max_new_tokens <= 0:
+        return
     was_training = model.training
     model.eval()
     L = model.config.block_size
     ctx = idx[:, -L:]
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=model.device)
     step = decode_step(model)
+
+    def new_cache(length: int):
+        return cache_cls(model.config, idx.shape[0], length, model.device, model.embed.weight.dtype)
+
     try:
-        cache = cache_cls(model.config, idx.shape[0], L, model.device, model.embed.weight.dtype)
+        # the last new token is never fed back, so ctx + max_new_tokens - 1 positions are all that is stored
+        cache = new_cache(min(L, ctx.shape[1] + max_new_tokens - 1))
         logits = step(ctx, cache)
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             nxt = sample_next(logits, temperature, top_k, top_p, generator)
             yield nxt
+            left = max_new_tokens - 1 - i  # tokens still to come
+            if left == 0:
+                return
             ctx = torch.cat([ctx, nxt[:, None]], dim=1)
             if eos_id is not None:
                 done |= nxt == eos_id
@@ -73,7 +87,7 @@ def stream(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int
                     return
             if cache.pos >= L:  # context full: slide the window and re-fill the cache
                 ctx = ctx[:, -(L // 2):]
-                cache = cache_cls(model.config, idx.shape[0], L, model.device, model.embed.weight.dtype)
+                cache = new_cache(min(L, ctx.shape[1] + left - 1))
                 logits = step(ctx, cache)
             else:
                 logits = step(nxt[:, None], cache)

@@ -14,16 +14,15 @@ exporting them with round-to-nearest gives exactly the model that was trained.
 from __future__ import annotations
 
 import copy
-import math
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..calibration import as_windows
-from ..lm import lm_loss, logits
+from ..lm import model_device
 from ..surgery import DEFAULT_SKIP, find_linears, set_module
+from ..train import TrainConfig, causal_lm_loss, fit
 from .formats import check_bits, check_group_size, fake_quantize
 
 
@@ -32,7 +31,8 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def fake_quantize_ste(w: torch.Tensor, bits: int, group_size: int | None = 64, symmetric: bool = False) -> torch.Tensor:
+def fake_quantize_ste(w: torch.Tensor, bits: int, group_size: int | None = 64,
+                      symmetric: bool = False) -> torch.Tensor:
     """Fake quantization whose gradient is the identity (straight-through) w.r.t. ``w``.
 
     The scales are computed from the current weights and treated as constants."""
@@ -47,12 +47,14 @@ class QATLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int = 4,
                  group_size: int | None = 64, symmetric: bool = False, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
-        self.bits, self.group_size, self.symmetric = check_bits(bits), check_group_size(in_features, group_size), symmetric
+        self.bits, self.symmetric = check_bits(bits), symmetric
+        self.group_size = check_group_size(in_features, group_size)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int, group_size: int | None, symmetric: bool) -> "QATLinear":
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size, symmetric,
-                    device=linear.weight.device, dtype=linear.weight.dtype)
+    def from_linear(cls, linear: nn.Linear, bits: int, group_size: int | None,
+                    symmetric: bool) -> "QATLinear":
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size,
+                    symmetric, device=linear.weight.device, dtype=linear.weight.dtype)
         with torch.no_grad():
             layer.weight.copy_(linear.weight)
             if linear.bias is not None:
@@ -60,7 +62,8 @@ class QATLinear(nn.Linear):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, fake_quantize_ste(self.weight, self.bits, self.group_size, self.symmetric), self.bias)
+        w = fake_quantize_ste(self.weight, self.bits, self.group_size, self.symmetric)
+        return F.linear(x, w, self.bias)
 
     def to_linear(self) -> nn.Linear:
         lin = nn.Linear(self.in_features, self.out_features, self.bias is not None,
@@ -72,7 +75,8 @@ class QATLinear(nn.Linear):
         return lin
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", bits={self.bits}, group_size={self.group_size}, symmetric={self.symmetric}"
+        return (super().extra_repr()
+                + f", bits={self.bits}, group_size={self.group_size}, symmetric={self.symmetric}")
 
 
 def prepare_qat(model: nn.Module, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
@@ -88,16 +92,13 @@ def prepare_qat(model: nn.Module, bits: int = 4, group_size: int | None = 64, sy
 
 
 def strip_qat(model: nn.Module) -> nn.Module:
-    """Replace every :class:`QATLinear` by a plain ``nn.Linear`` holding its latent float weights (in place)."""
+    """Replace every :class:`QATLinear` by a plain ``nn.Linear`` holding its latent float weights
+    (in place)."""
 
     for name, m in list(model.named_modules()):
         if isinstance(m, QATLinear):
             set_module(model, name, m.to_linear())
     return model
-
-
-def _lm_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    return lm_loss(logits(model, batch[:, :-1]), batch[:, 1:])
 
 
 def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_size: int | None = 64,
@@ -106,36 +107,46 @@ def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_s
                  log_every: int = 0) -> tuple[nn.Module, list[float]]:
     """Fine-tune a copy of ``model`` through fake-quantized weights (straight-through estimator).
 
-    ``windows`` (N, T) are training token windows (batches are drawn from them at random).
-    Returns ``(model_with_latent_weights, losses)``: a float model whose weights, quantized
-    with ``quantize(m, "rtn", bits, group_size, symmetric=symmetric)``, give the trained
-    quantized model. AdamW, linear warm-up then cosine decay to 10% of ``lr``.
+    ``windows`` (N, T) are training token windows; step ``s`` trains on ``batch_size`` of them
+    drawn at random (the ``s``-th draw of a generator seeded with ``seed``). Returns
+    ``(model_with_latent_weights, losses)``: a float model whose weights, quantized with
+    ``quantize(m, "rtn", bits, group_size, symmetric=symmetric)``, give the trained quantized
+    model, and the training loss of every step. ``model`` itself is not changed.
+
+    The training is :func:`slmlab.train.fit` with :func:`~slmlab.train.causal_lm_loss`: AdamW
+    (no weight decay), ``warmup`` steps of linear warm-up then cosine decay to 10% of ``lr``,
+    gradients clipped to norm 1, on the device the model is on. ``steps=0`` returns the
+    model as it is (its RTN export is plain RTN); a warm-up longer than ``steps`` is refused.
+    ``log_every`` prints the loss every that many steps.
     """
     windows = as_windows(windows, name="QAT training windows")
+    if steps < 0 or batch_size < 1:
+        raise ValueError(f"QAT needs steps >= 0 and batch_size >= 1, got steps={steps}, "
+                         f"batch_size={batch_size}")
+    if steps and not 0 <= warmup <= steps:
+        raise ValueError(f"QAT warm-up of {warmup} steps is longer than the run (steps={steps}): the "
+                         f"learning rate would never reach lr={lr}; pass 0 <= warmup <= steps")
     qmodel = prepare_qat(model, bits, group_size, symmetric, skip, include)
-    qmodel.train()
-    params = [p for p in qmodel.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
-    gen = torch.Generator().manual_seed(seed)
-    device = next(qmodel.parameters()).device
-    losses = []
-    bar = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(bar, desc=f"QAT {bits}-bit", leave=False)
-    t0 = time.perf_counter()
-    for step in bar:
-        f = (step + 1) / max(1, warmup) if step < warmup else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, f)
-        idx = torch.randint(0, windows.shape[0], (min(batch_size, windows.shape[0]),), generator=gen)
-        loss = _lm_loss(qmodel, windows[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"step {step:4d}  loss {loss.item():.4f}  ({time.perf_counter() - t0:.0f}s)")
+    losses: list[float] = []
+    if steps:
+        n = windows.shape[0]
+        gen = torch.Generator().manual_seed(seed)
+        picks = [torch.randint(0, n, (min(batch_size, n),), generator=gen) for _ in range(steps)]
+        device = model_device(qmodel)
+        config = TrainConfig(batch_size=min(batch_size, n), seq_len=windows.shape[1] - 1, max_steps=steps,
+                             lr=lr, min_lr=0.1 * lr, warmup_steps=warmup, schedule="cosine", weight_decay=0.0,
+                             beta1=0.9, beta2=0.95, grad_clip=1.0, eval_every=0, log_every=1, seed=seed,
+                             device=str(device), progress=progress)
+
+        def record(r: dict) -> None:
+            losses.append(r["loss"])
+            step = r["step"] - 1
+            if log_every and (step % log_every == 0 or step == steps - 1):
+                print(f"step {step:4d}  loss {r['loss']:.4f}  ({r['elapsed_s']:.0f}s)")
+
+        # fit seeds torch's global RNG every step (dropout noise); the caller's RNG is left as it was
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            fit(qmodel, lambda step: windows[picks[step]], causal_lm_loss, config, callback=record,
+                progress_kw={"desc": f"QAT {bits}-bit", "leave": False})
     qmodel.eval()
     return strip_qat(qmodel), losses

@@ -5,15 +5,25 @@ Reported, never asserted (machines are shared and noisy): training tokens/s of b
 tokens/s with a KV cache of both, and the training step's achieved FLOP/s as a fraction of the
 machine's measured float32 matmul FLOP/s. Repetitions of the two peers are interleaved
 (A B A B ...) and the medians compared, so a burst of load hits both alike.
+
+``python -m slmlab bench --checkpoint DIR`` (a transformers ``save_pretrained`` directory of the
+Llama family) or ``--config config.json`` (a random model of that configuration, written by
+``save_pretrained`` to a temporary directory first) compares ``generate`` of a hub-sized model
+instead: the same checkpoint loaded by ``AutoModelForCausalLM`` and by :func:`slmlab.from_hf`,
+greedy, batch 1, for each number of new tokens. Each call is timed as a user makes it: the first
+call on a freshly loaded model (for TinyLM, that includes building its lean decoder) and the
+median of repeated calls (which reuse it).
 """
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from ..hf import to_hf
+from ..hf import from_hf, to_hf
 from ..lm import lm_loss
 from ..models import TinyLM, TinyLMConfig, flops_per_token
 from ..timing import interleaved
@@ -82,15 +92,16 @@ def run(config: TinyLMConfig | None = None, batch: int = 8, seq: int = 256, new_
     config = config or TinyLMConfig(**BENCH_CONFIG)
     ours = TinyLM(config)
     theirs = to_hf(ours)
-    report = {"config": config.to_dict(), "parameters": ours.num_params(), "batch": batch, "seq_len": seq,
-              "threads": torch.get_num_threads()}
+    report = {"config": config.to_dict(), "parameters": ours.num_params(), "batch": batch,
+              "seq_len": seq, "threads": torch.get_num_threads()}
 
     # training: forward + backward + AdamW step, same weights, same batch
     t = interleaved({"tinylm": _train_step_fn(ours, batch, seq, config.vocab_size, hf=False),
                      "transformers": _train_step_fn(theirs, batch, seq, config.vocab_size, hf=True)}, reps)
     report["train_tokens_per_s"] = {k: batch * seq / v for k, v in t.items()}
     report["train_speedup"] = t["transformers"] / t["tinylm"]
-    report["train_kernel_share"] = kernel_share(_train_step_fn(theirs, batch, seq, config.vocab_size, hf=True))
+    report["train_kernel_share"] = kernel_share(
+        _train_step_fn(theirs, batch, seq, config.vocab_size, hf=True))
 
     # the same TinyLM with its input embedding and LM head tied: one weight, two uses
     tied = TinyLM(TinyLMConfig(**{**config.to_dict(), "tie_embeddings": True}))
@@ -107,13 +118,10 @@ def run(config: TinyLMConfig | None = None, batch: int = 8, seq: int = 256, new_
     theirs.generation_config.eos_token_id = None
     prompt = torch.randint(0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
     n = min(new_tokens, config.block_size - prompt.shape[1])
-    hf_kw = dict(max_new_tokens=n, do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(prompt))
+    calls = _generate_calls(ours, theirs, prompt, n)
     with torch.no_grad():
-        report["decode_same_tokens"] = torch.equal(ours.generate(prompt, n, temperature=0), theirs.generate(prompt, **hf_kw))
-        t = interleaved({
-            "tinylm": lambda: ours.generate(prompt, n, temperature=0),
-            "transformers": lambda: theirs.generate(prompt, **hf_kw),
-        }, max(3, 2 * reps))
+        report["decode_same_tokens"] = torch.equal(calls["tinylm"](), calls["transformers"]())
+        t = interleaved(calls, max(3, 2 * reps))
     report["decode_tokens_per_s"] = {k: n / v for k, v in t.items()}
     report["decode_speedup"] = t["transformers"] / t["tinylm"]
 
@@ -126,9 +134,19 @@ def run(config: TinyLMConfig | None = None, batch: int = 8, seq: int = 256, new_
     return report
 
 
+def _generate_calls(ours, theirs, prompt: torch.Tensor, n: int) -> dict:
+    """Greedy ``generate`` of ``n`` new tokens after ``prompt`` by TinyLM and by transformers (which
+    gets its leanest setting: no end-of-sequence token, so no logits processor forces the length)."""
+    theirs.generation_config.eos_token_id = None
+    hf_kw = {"max_new_tokens": n, "do_sample": False, "pad_token_id": 0,
+             "attention_mask": torch.ones_like(prompt)}
+    return {"tinylm": lambda: ours.generate(prompt, n, temperature=0),
+            "transformers": lambda: theirs.generate(prompt, **hf_kw)}
+
+
 def format_report(r: dict) -> str:
-    lines = [f"TinyLM vs transformers LlamaForCausalLM, same config ({r['parameters'] / 1e6:.2f}M parameters), "
-             f"batch {r['batch']} x seq {r['seq_len']}, {r['threads']} threads",
+    lines = [(f"TinyLM vs transformers LlamaForCausalLM, same config ({r['parameters'] / 1e6:.2f}M "
+              f"parameters), batch {r['batch']} x seq {r['seq_len']}, {r['threads']} threads"),
              f"{'':28}{'TinyLM':>14}{'transformers':>14}{'ratio':>9}  target"]
     for key, label, target in [("train", "training tokens/s", "train_speedup"),
                                ("decode", "decode tokens/s (KV cache)", "decode_speedup")]:
@@ -137,21 +155,120 @@ def format_report(r: dict) -> str:
         verdict = "PASS" if ratio >= TARGETS[target] else "MISS"
         lines.append(f"{label:28}{a:14,.0f}{b:14,.0f}{ratio:8.2f}x  >= {TARGETS[target]}x {verdict}")
     share = r["train_kernel_share"]
-    lines.append(f"matrix products + attention kernels: {100 * share:.0f}% of transformers' training step; with "
-                 f"these kernels no implementation of this model can train more than {1 / share:.2f}x faster here")
-    lines.append("greedy decode: " + ("the same tokens from both" if r["decode_same_tokens"] else "the tokens DIFFER"))
-    lines.append(f"tied embedding / LM head: a training step takes {r['tied_step_slowdown']:.2f}x the untied one")
+    lines.append(f"matrix products + attention kernels: {100 * share:.0f}% of transformers' training step; "
+                 f"with these kernels no implementation of this model can train more than {1 / share:.2f}x "
+                 "faster here")
+    same = r["decode_same_tokens"]
+    lines.append("greedy decode: " + ("the same tokens from both" if same else "the tokens DIFFER"))
+    lines.append(f"tied embedding / LM head: a training step takes {r['tied_step_slowdown']:.2f}x the "
+                 "untied one")
     lines.append(f"training step: {r['train_flops'] / 1e9:.1f} GFLOP/s achieved = "
                  f"{100 * r['train_flops_fraction']:.1f}% of this machine's fp32 matmul "
                  f"({r['matmul_flops'] / 1e9:.1f} GFLOP/s)")
     return "\n".join(lines)
 
 
-def main(quick: bool = False) -> dict:
+# ------------------------------------------------------------------------------ a hub-sized checkpoint
+CHECKPOINT_NEW_TOKENS = (8, 128)
+CHECKPOINT_TARGET = 1.0  # TinyLM's generate faster than transformers'
+
+
+def write_random_checkpoint(config_path, directory, seed: int = 0) -> Path:
+    """``directory`` with a randomly initialised float32 model of a transformers ``config.json``
+    (e.g. SmolLM2-135M's), written by ``save_pretrained``: a checkpoint of the real shape without a
+    download."""
+    import json
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    d = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    d.pop("torch_dtype", None)
+    d.pop("dtype", None)
+    config = AutoConfig.for_model(d.pop("model_type"), **d)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(directory)
+    return Path(directory)
+
+
+def run_checkpoint(path, new_tokens=CHECKPOINT_NEW_TOKENS, prompt_len: int = 16, reps: int = 5) -> dict:
+    """``generate`` of the checkpoint at ``path`` by TinyLM (``from_hf``) and by transformers
+    (``AutoModelForCausalLM``): greedy, batch 1, transformers without an end-of-sequence token (its
+    leanest setting, as in :func:`run`).
+
+    For each number of new tokens: the first call of each (for TinyLM, on a model whose decoder is not
+    built yet: :func:`~slmlab.models.decoder.forget` makes every first call pay for packing), then
+    ``reps`` repeated calls, interleaved, and their medians."""
+    from transformers import AutoModelForCausalLM
+
+    from ..models.decoder import Decoder, forget
+
+    theirs = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    ours = from_hf(path)
+    config = ours.config
+    prompt = torch.randint(0, config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1))
+    report = {"checkpoint": str(path), "parameters": sum(p.numel() for p in ours.parameters()),
+              "prompt_len": prompt_len, "threads": torch.get_num_threads(), "reps": reps, "generate": {}}
+    with torch.no_grad():
+        for n in new_tokens:
+            calls = _generate_calls(ours, theirs, prompt, n)
+            forget(ours)
+            out, first = {}, {}
+            for name, call in calls.items():
+                t = time.perf_counter()
+                out[name] = call()
+                first[name] = time.perf_counter() - t
+            repeated = interleaved(calls, reps, warmup=0)
+            report["generate"][n] = {
+                "same_tokens": torch.equal(out["tinylm"], out["transformers"]),
+                "first_s": first, "first_speedup": first["transformers"] / first["tinylm"],
+                "repeated_s": repeated, "repeated_speedup": repeated["transformers"] / repeated["tinylm"],
+            }
+        forget(ours)
+        t = time.perf_counter()
+        Decoder.for_model(ours)
+        report["decoder_build_s"] = time.perf_counter() - t
+    return report
+
+
+def format_checkpoint_report(r: dict) -> str:
+    lines = [(f"generate: TinyLM (slmlab.from_hf) vs transformers (AutoModelForCausalLM), the same "
+              f"checkpoint ({r['parameters'] / 1e6:.1f}M parameters), {r['prompt_len']}-token prompt, "
+              f"greedy, batch 1, {r['threads']} threads"),
+             f"{'new tokens':>10}  {'call':<24}{'TinyLM s':>10}{'transformers s':>16}{'ratio':>9}  target"]
+    for n, g in r["generate"].items():
+        for key, label in (("first", "first call (cold)"), ("repeated", f"repeated (median of {r['reps']})")):
+            a, b, ratio = g[f"{key}_s"]["tinylm"], g[f"{key}_s"]["transformers"], g[f"{key}_speedup"]
+            verdict = "PASS" if ratio > CHECKPOINT_TARGET else "MISS"
+            lines.append(f"{n:>10}  {label:<24}{a:10.3f}{b:16.3f}{ratio:8.2f}x  > {CHECKPOINT_TARGET}x "
+                         f"{verdict}")
+    same = all(g["same_tokens"] for g in r["generate"].values())
+    lines.append("greedy generate: " + ("the same tokens from both" if same else "the tokens DIFFER")
+                 + f" ({' and '.join(str(n) for n in r['generate'])} new tokens)")
+    lines.append("TinyLM's decoder (built once per model, in its first call): "
+                 f"{r['decoder_build_s']:.3f} s to build")
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, checkpoint=None, config=None, new_tokens=CHECKPOINT_NEW_TOKENS,
+         reps: int | None = None) -> dict:
+    """Print and return a report: the base-model-shaped comparison by default, or ``generate`` of a
+    checkpoint directory (``checkpoint``) or of a random model of a transformers ``config.json``."""
+    if checkpoint is not None or config is not None:
+        reps = reps or (2 if quick else 5)
+        if checkpoint is not None:
+            report = run_checkpoint(checkpoint, new_tokens, reps=reps)
+        else:
+            with tempfile.TemporaryDirectory(prefix="slmlab-bench-") as tmp:
+                report = run_checkpoint(write_random_checkpoint(config, tmp), new_tokens, reps=reps)
+                report["config"] = str(config)
+        print(format_checkpoint_report(report))
+        return report
     if quick:
-        cfg = TinyLMConfig(**{**BENCH_CONFIG, "n_layer": 2, "d_model": 96, "n_head": 3, "n_kv_head": 1, "d_ff": 256})
-        report = run(cfg, batch=2, seq=128, new_tokens=40, reps=2, matmul_n=512)
+        cfg = TinyLMConfig(**{**BENCH_CONFIG, "n_layer": 2, "d_model": 96, "n_head": 3, "n_kv_head": 1,
+                              "d_ff": 256})
+        report = run(cfg, batch=2, seq=128, new_tokens=40, reps=reps or 2, matmul_n=512)
     else:
-        report = run()
+        report = run(reps=reps or 5)
     print(format_report(report))
     return report

@@ -1,16 +1,23 @@
-"""Training: from a notebook (``train(config)``) or a shell (``python -m slmlab train CONFIG``).
+"""Training: one loop for every objective, and pre-training from a run config.
 
-==============  ================================================================
-``config``      :class:`TrainConfig` and the learning-rate schedule
-``data``        tokenizer, token stream, the batch of each step, validation loss
-``checkpoints`` model + optimizer checkpoints, written atomically, for exact resumption
-``loop``        :func:`train`: one loop (autocast, accumulation, clipping, DDP, resume)
-==============  ================================================================
+================  ==============================================================================
+``config``        :class:`TrainConfig` and the learning-rate schedule :func:`lr_at`
+``data``          tokenizer, token stream, the batch of each step, validation loss
+``losses``        the objectives by name (:data:`LOSSES`): :func:`causal_lm_loss` (pre-training, QAT)
+``loop``          :func:`fit`: the loop (schedule, autocast, accumulation, clipping, DDP, resume)
+``distributed``   which ``torchrun`` process this is, its device, averaging over processes
+``checkpoints``   model + optimizer checkpoints, written atomically, for exact resumption
+``run``           :func:`train`: a TinyLM pre-trained from a run config (``python -m slmlab train``)
+================  ==============================================================================
 """
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig, lr_at
 from .data import build_tokenizer, encode_docs, evaluate_loss, get_batch, prepare_data
-from .loop import TrainResult, load_run_config, main_train, train
+from .distributed import dist_info
+from .loop import fit
+from .losses import LOSSES, causal_lm_loss, get_loss
+from .run import TrainResult, load_run_config, main_train, pretraining_batches, train
 
-__all__ = ["TrainConfig", "lr_at", "train", "main_train", "TrainResult", "load_run_config", "prepare_data",
-           "build_tokenizer", "encode_docs", "get_batch", "evaluate_loss", "save_checkpoint", "load_checkpoint"]
+__all__ = ["TrainConfig", "lr_at", "fit", "LOSSES", "causal_lm_loss", "get_loss", "train", "main_train",
+           "TrainResult", "load_run_config", "pretraining_batches", "prepare_data", "build_tokenizer",
+           "encode_docs", "get_batch", "evaluate_loss", "save_checkpoint", "load_checkpoint", "dist_info"]

@@ -7,6 +7,11 @@ from dataclasses import dataclass, fields
 
 @dataclass
 class TrainConfig:
+    """The ``train`` section of a run config. :func:`~slmlab.train.fit` reads the schedule,
+    optimizer, accumulation, clipping, precision, logging, checkpoint and device options;
+    ``batch_size`` and ``seq_len`` describe the batches (pre-training draws them with
+    :func:`~slmlab.train.get_batch`; QAT sets them from its windows)."""
+
     out_dir: str | None = None  # None: keep everything in memory (notebooks)
     batch_size: int = 16  # sequences per process per micro-step
     seq_len: int = 256

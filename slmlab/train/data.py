@@ -46,7 +46,8 @@ def encode_docs(tokenizer, docs: list[str]) -> torch.Tensor:
 
 def prepare_data(data: dict):
     """(tokenizer, train_ids, val_ids) for a run's ``data`` section."""
-    unknown = sorted(set(data) - {"corpus", "text_file", "train_chars", "val_chars", "seed", "mix", "tokenizer"})
+    known = {"corpus", "text_file", "train_chars", "val_chars", "seed", "mix", "tokenizer"}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"Unknown data option(s) {unknown}")
     seed = int(data.get("seed", 0))
@@ -57,7 +58,8 @@ def prepare_data(data: dict):
         sample = lambda n: text[:n]  # noqa: E731
     else:
         if data.get("corpus", "tinytales") != "tinytales":
-            raise ValueError(f"data.corpus={data.get('corpus')!r}: only 'tinytales' or a data.text_file is supported")
+            raise ValueError(f"data.corpus={data.get('corpus')!r}: only 'tinytales' or a data.text_file "
+                             "is supported")
         mix = data.get("mix")
         train_docs = _tinytales_docs("train", int(data.get("train_chars", 20_000_000)), seed, mix)
         val_docs = _tinytales_docs("val", int(data.get("val_chars", 200_000)), seed, mix)
@@ -79,8 +81,10 @@ def get_batch(ids: torch.Tensor, step: int, seed: int, batch_size: int, seq_len:
     return x, y
 
 
-def evaluate_loss(model, ids: torch.Tensor, seq_len: int, n_batches: int, batch_size: int, device=None) -> float:
-    """Mean next-token loss on fixed, evenly spaced windows of ``ids`` (the same every call)."""
+def evaluate_loss(model, ids: torch.Tensor, seq_len: int, n_batches: int, batch_size: int,
+                  device=None) -> float:
+    """Mean next-token loss on fixed, evenly spaced windows of ``ids`` (the same every call), on
+    the model's device (``device`` is accepted for old callers and not used)."""
     n = min(n_batches * batch_size, max(1, (len(ids) - 1) // seq_len))
     starts = torch.linspace(0, len(ids) - seq_len - 1, n).long().tolist()
     windows = torch.stack([ids[j : j + seq_len + 1] for j in starts]).long()

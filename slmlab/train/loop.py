@@ -1,134 +1,185 @@
-"""The training loop: from a notebook (``train(config)``) or a shell (``python -m slmlab train CONFIG``).
+"""The training loop every objective shares: :func:`fit`.
 
-A run is described by one JSON-able dict with three sections::
+``fit(model, batches, loss_fn, config)`` trains any ``nn.Module`` (a TinyLM, a transformers
+causal LM, a QAT model) on the batches ``batches(step)`` gives, minimising
+``loss_fn(model, batch) -> (loss, metrics)``. It owns everything a loss should not have to
+know about: the learning-rate schedule (:func:`~slmlab.train.lr_at`), bf16 autocast, gradient
+accumulation, clipping, data parallelism under ``torchrun``, logging, evaluation, checkpoints,
+resumption and the progress bar. Pre-training (:func:`~slmlab.train.train`) and QAT
+(:func:`slmlab.quant.qat_finetune`) are two callers; SFT, DPO and distillation are new losses
+(:mod:`slmlab.train.losses`) over the same loop.
 
-    {"model": {...TinyLMConfig fields...},           # vocab_size may be omitted: taken from the tokenizer
-     "data":  {"corpus": "tinytales", "train_chars": 20e6, "val_chars": 2e5, "seed": 0,
-               "tokenizer": {"kind": "bpe", "vocab_size": 2048, "train_chars": 4e6}},
-     "train": {...TrainConfig fields...}}
+It is called ``fit`` (as in Keras and scikit-learn: fit a model to data under an objective)
+because ``train`` is taken twice over: by the run-config entry point, and by ``nn.Module.train()``,
+which only switches dropout on.
 
-``data.text_file`` (one UTF-8 file, split 95/5) replaces the synthetic corpus, and
-``data.tokenizer.path`` loads an existing tokenizer instead of training one.
-
-Reproducibility: the batch of step ``s`` and the dropout noise of step ``s`` are functions of
-``(seed, s)`` only, so a run resumed from a checkpoint follows the same loss trajectory. Under
-``torchrun`` each of the ``W`` processes takes its slice of the same global batch, so a
-2-process run computes the gradient of the 1-process run with twice the batch size.
+Reproducibility: the batch of step ``s`` is ``batches(s)`` and the dropout noise of step ``s`` is
+seeded from ``(config.seed, s)``, so nothing depends on the steps before: a run resumed from a
+checkpoint follows the same loss trajectory as one never interrupted. Under ``torchrun`` each of
+the ``W`` processes trains on its own slice of the same global batch (``batches`` must return
+this process's slice: see :func:`~slmlab.train.distributed.dist_info`), so a 2-process run
+computes the gradient of the 1-process run with twice the batch.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..checkpoint import save_pretrained
-from ..lm import lm_loss
-from ..models import TinyLM, TinyLMConfig
-from ..utils import atomic_write_json, atomic_write_text, pick_device, set_seed
+from ..lm import eval_mode
+from ..utils import atomic_write_json, atomic_write_text
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig, lr_at
-from .data import evaluate_loss, get_batch, prepare_data
+from .distributed import dist_info, init_process_group, mean_over_processes, train_device
+from .losses import LossFn, get_loss
 
 
-@dataclass
-class TrainResult:
-    model: TinyLM
-    tokenizer: object
-    history: list[dict]
-    out_dir: Path | None
-
-    @property
-    def final_val_loss(self) -> float | None:
-        vals = [h["val_loss"] for h in self.history if "val_loss" in h]
-        return vals[-1] if vals else None
-
-
-def _dist_info():
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    return 0, 1, 0
-
-
-def load_run_config(path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no training config at {path}")
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` can run bfloat16 autocast (every CPU; CUDA from Ampere on; MPS on macOS 14+)."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+        torch.ones(1, dtype=torch.bfloat16, device=device) + 1
+        return True
+    except (RuntimeError, TypeError):
+        return False
 
 
-def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[dict], None] | None = None,
-          stop_at: int | None = None) -> TrainResult:
-    """Train a TinyLM as ``run_config`` says; returns the model, tokenizer and the logged history.
+def micro_batches(batch, n: int) -> list:
+    """``batch`` cut into ``n`` equal micro-batches along the first dimension of every tensor in it
+    (a tensor, or tuples, lists and dicts of them; other values go to every micro-batch)."""
+    if n == 1:
+        return [batch]
+    if torch.is_tensor(batch):
+        if batch.dim() == 0 or batch.shape[0] % n:
+            raise ValueError(f"train.grad_accum={n} must divide the number of rows of every tensor in a "
+                             f"batch, got a tensor of shape {tuple(batch.shape)}")
+        return list(batch.split(batch.shape[0] // n))
+    if isinstance(batch, (tuple, list)):
+        parts = [micro_batches(b, n) for b in batch]
+        return [type(batch)(p[i] for p in parts) for i in range(n)]
+    if isinstance(batch, dict):
+        parts = {k: micro_batches(v, n) for k, v in batch.items()}
+        return [{k: v[i] for k, v in parts.items()} for i in range(n)]
+    return [batch] * n
 
-    ``data=(tokenizer, train_ids, val_ids)`` skips data preparation (notebooks reuse it);
-    ``callback(record)`` is called with every log record (for live plots). With ``train.out_dir``
-    set and a checkpoint there, training resumes from it (``resume=False`` starts over).
-    ``stop_at`` ends the run early at that step, with a checkpoint, as if it were interrupted."""
-    unknown = sorted(set(run_config) - {"model", "data", "train", "name", "description"})
-    if unknown:
-        raise ValueError(f"Unknown top-level section(s) {unknown}; a run config has 'model', 'data', 'train'")
-    tc = TrainConfig.from_dict(dict(run_config.get("train", {})))
-    rank, world, local_rank = _dist_info()
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    if world > 1 and torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-    device = pick_device(tc.device if world == 1 or not torch.cuda.is_available() else f"cuda:{local_rank}")
-    if world > 1 and device.type == "mps":
-        device = torch.device("cpu")
 
-    tokenizer, train_ids, val_ids = data if data is not None else prepare_data(run_config.get("data", {}))
-    mdict = dict(run_config.get("model", {}))
-    mdict.setdefault("vocab_size", tokenizer.vocab_size)
-    mdict.setdefault("block_size", tc.seq_len)
-    mconf = TinyLMConfig.from_dict(mdict)
-    if mconf.vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"model.vocab_size={mconf.vocab_size} < tokenizer vocabulary {tokenizer.vocab_size}")
-    if tc.seq_len > mconf.block_size:
-        raise ValueError(f"train.seq_len={tc.seq_len} exceeds model.block_size={mconf.block_size}")
+def _to(batch, device: torch.device):
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
 
-    set_seed(tc.seed)
-    model = TinyLM(mconf).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=tc.lr, betas=(tc.beta1, tc.beta2), foreach=True)
 
-    out_dir = Path(tc.out_dir) if tc.out_dir else None
-    step, history = 0, []
+def _n_tokens(batch) -> int | None:
+    """The number of entries of the batch's first tensor (its input token ids)."""
+    if torch.is_tensor(batch):
+        return batch.numel()
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else ()
+    for b in values:
+        if (n := _n_tokens(b)) is not None:
+            return n
+    return None
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    # weight decay on matrices and embeddings only (not on gains and biases); frozen parameters
+    # (a LoRA base, say) are left out entirely
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.dim() >= 2]
+    no_decay = [p for p in trainable if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=config.lr, betas=(config.beta1, config.beta2), foreach=True)
+
+
+def fit(model: nn.Module, batches: Callable[[int], Any], loss_fn: LossFn | str, config: TrainConfig, *,
+        evaluate: Callable[[nn.Module], dict] | None = None, callback: Callable[[dict], None] | None = None,
+        resume: bool = True, stop_at: int | None = None, run_config: dict | None = None, tokenizer=None,
+        progress_kw: dict | None = None) -> list[dict]:
+    """Train ``model`` in place for ``config.max_steps`` optimizer steps; returns the log records.
+
+    Parameters
+    ----------
+    model : any ``nn.Module``; only its parameters with ``requires_grad`` are trained (AdamW,
+        weight decay on parameters of 2 or more dimensions). It is moved to the training device
+        (``config.device``, else the best available) and comes back in the mode it came in.
+    batches : ``batches(step)`` -> the batch of that optimizer step for this process (a tensor,
+        or tuples, lists, dicts of tensors); a function of ``(seed, step)`` only, so that resumption
+        is exact. With ``config.grad_accum = k`` it is cut into ``k`` micro-batches along the
+        first dimension, whose gradients add up to the whole batch's.
+    loss_fn : ``loss_fn(model, batch) -> (loss, metrics)``, or the name of one in
+        :data:`~slmlab.train.losses.LOSSES` (``"causal_lm"``). ``metrics`` (a dict of numbers) are
+        averaged over micro-batches and processes and logged.
+    config : the schedule (``lr``, ``min_lr``, ``warmup_steps``, ``schedule``, ``decay_frac``),
+        optimizer (``weight_decay``, ``beta1``, ``beta2``), ``grad_accum``, ``grad_clip`` (0: none),
+        ``dtype`` ("bfloat16": autocast), ``log_every``, ``eval_every``, ``save_every``, ``seed``,
+        ``device``, ``progress`` and ``out_dir``. ``batch_size`` and ``seq_len`` are not read here:
+        they describe what ``batches`` gives.
+    evaluate : ``evaluate(model) -> dict`` of numbers to add to the log record (e.g. ``val_loss``),
+        run in eval mode without gradients on log steps that are multiples of ``eval_every``, and
+        at the last step.
+    callback : called with every log record, as it is made (live plots).
+    resume : with ``config.out_dir`` holding a checkpoint, continue from it (``False``: start over).
+    stop_at : end at this step, with a checkpoint, as if interrupted there.
+    run_config, tokenizer : written into ``out_dir`` (``config.json``; ``tokenizer.json`` in each
+        checkpoint) so a run can be resumed and its model used.
+    progress_kw : options for the tqdm bar (``desc``, ``leave``).
+
+    A log record (every ``log_every`` steps and at the last) holds ``step``, ``loss`` (the mean
+    over the step's batch), ``lr``, ``grad_norm`` (before clipping), ``tokens_per_s``, ``tokens``
+    (entries of the input tensors trained on so far), ``elapsed_s``, then the metrics and the
+    evaluation. With ``config.out_dir`` set, process 0 appends each record to
+    ``out_dir/log.jsonl`` and writes ``out_dir/checkpoint`` (atomically) every ``save_every``
+    steps and at the end.
+
+    Every error of the arguments (an unknown loss, an option out of range, bfloat16 on a device
+    without it, ``grad_accum`` not dividing the batch, nothing to train) is raised before the
+    model is touched.
+    """
+    loss_fn = get_loss(loss_fn)
+    config.validate()
+    rank, world, local_rank = dist_info()
+    device = train_device(config.device, world, local_rank)
+    if config.dtype == "bfloat16" and not bf16_supported(device):
+        raise ValueError(f"train.dtype='bfloat16' but {device} cannot run bfloat16 autocast; use 'float32'")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has no parameters with requires_grad=True: nothing to train")
+    first = batches(0)
+    micro_batches(first, config.grad_accum)  # raises when grad_accum does not divide the batch
+
+    init_process_group(world, device)
+    model.to(device)
+    opt = _optimizer(model, config)
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    step, history, tokens = 0, [], 0
     if out_dir and resume and (out_dir / "checkpoint").exists():
         state = load_checkpoint(out_dir / "checkpoint", model, opt)
         step, history = state["step"], state["history"]
+        # a checkpoint from before the count was kept: every step had as many tokens as the first
+        tokens = state.get("tokens", step * (_n_tokens(first) or 0) * world)
     ddp_model = model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if out_dir and rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / "config.json", run_config)
+        if run_config is not None:
+            atomic_write_json(out_dir / "config.json", run_config)
         # the log holds exactly the history up to the step we (re)start from
         atomic_write_text(out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-
-    amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.dtype == "bfloat16")  # noqa: E731
-    tokens_per_step = tc.batch_size * tc.seq_len * tc.grad_accum * world
-    bar = tqdm(total=tc.max_steps, initial=step, disable=not tc.progress or rank != 0, desc="train", dynamic_ncols=True)
-    model.train()
-    t0, last_log_step = time.perf_counter(), step
-    t_start = time.perf_counter() - (history[-1].get("elapsed_s", 0.0) if history else 0.0)
 
     def log(record):
         history.append(record)
@@ -138,70 +189,65 @@ def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[
         if callback is not None and rank == 0:
             callback(record)
 
-    end = tc.max_steps if stop_at is None else min(stop_at, tc.max_steps)
-    while step < end:
-        lr = lr_at(step, tc)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        torch.manual_seed(tc.seed * 7_919 + step * world + rank)  # dropout noise depends on the step only
-        loss_sum = 0.0
-        for micro in range(tc.grad_accum):
-            x, y = get_batch(train_ids, step * tc.grad_accum + micro, tc.seed, tc.batch_size, tc.seq_len, rank, world)
-            x, y = x.to(device), y.to(device)
-            sync = micro == tc.grad_accum - 1 or world == 1
-            ctx = ddp_model.no_sync() if (world > 1 and not sync) else nullcontext()
-            with ctx, amp():
-                logits = ddp_model(x)
-                loss = lm_loss(logits, y) / tc.grad_accum
-            loss.backward()
-            loss_sum += loss.item()
-        if tc.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip).item()
-        else:
-            grad_norm = float("nan")
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        bar.update(1)
-        if world > 1:
-            t = torch.tensor([loss_sum], device=device)
-            dist.all_reduce(t)
-            loss_sum = t.item() / world
-        if step % tc.log_every == 0 or step == tc.max_steps:
-            dt = time.perf_counter() - t0
-            tps = tokens_per_step * (step - last_log_step) / max(dt, 1e-9)
-            t0, last_log_step = time.perf_counter(), step
-            record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps,
-                      "tokens": step * tokens_per_step, "elapsed_s": round(time.perf_counter() - t_start, 2)}
-            if tc.eval_every and (step % tc.eval_every == 0 or step == tc.max_steps):
-                record["val_loss"] = evaluate_loss(model, val_ids, tc.seq_len, tc.eval_batches, tc.batch_size, device)
-                t0 = time.perf_counter()  # evaluation time is not training throughput
-            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
-            log(record)
-        if out_dir and rank == 0 and ((tc.save_every and step % tc.save_every == 0) or step == end):
-            save_checkpoint(out_dir, model, opt, step, run_config, tokenizer, history)
-    bar.close()
-    if out_dir and rank == 0:
-        save_pretrained(model, out_dir / "model", tokenizer)
+    bf16 = config.dtype == "bfloat16"
+    amp = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    params = [p for p in model.parameters() if p.requires_grad]
+    ga = config.grad_accum
+    end = config.max_steps if stop_at is None else min(stop_at, config.max_steps)
+    bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress or rank != 0,
+               **{"desc": "train", "dynamic_ncols": True, **(progress_kw or {})})
+    was_training = model.training
+    model.train()
+    t0, last_tokens = time.perf_counter(), tokens
+    t_start = time.perf_counter() - (history[-1].get("elapsed_s", 0.0) if history else 0.0)
+    try:
+        while step < end:
+            lr = lr_at(step, config)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            torch.manual_seed(config.seed * 7_919 + step * world + rank)  # dropout noise of this step
+            loss_sum, metric_sums = 0.0, {}
+            for micro, batch in enumerate(micro_batches(batches(step), ga)):
+                batch = _to(batch, device)
+                sync = micro == ga - 1 or world == 1
+                with ddp_model.no_sync() if not sync else nullcontext(), amp():
+                    loss, metrics = loss_fn(ddp_model, batch)
+                    loss = loss / ga
+                loss.backward()
+                loss_sum += loss.item()
+                for k, v in metrics.items():
+                    metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / ga
+                tokens += (_n_tokens(batch) or 0) * world
+            if config.grad_clip > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip).item()
+            else:
+                grad_norm = float("nan")
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            loss_sum, *means = mean_over_processes([loss_sum, *metric_sums.values()], world, device)
+            if step % config.log_every == 0 or step == config.max_steps:
+                dt = time.perf_counter() - t0
+                tps = (tokens - last_tokens) / max(dt, 1e-9)
+                t0, last_tokens = time.perf_counter(), tokens
+                record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
+                          "tokens_per_s": tps, "tokens": tokens,
+                          "elapsed_s": round(time.perf_counter() - t_start, 2),
+                          **dict(zip(metric_sums, means, strict=True))}
+                if evaluate is not None and config.eval_every and (step % config.eval_every == 0
+                                                                   or step == config.max_steps):
+                    with eval_mode(model), torch.no_grad():
+                        record.update(evaluate(model))
+                    t0 = time.perf_counter()  # evaluation time is not training throughput
+                bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
+                log(record)
+            save_now = (config.save_every and step % config.save_every == 0) or step == end
+            if out_dir and rank == 0 and save_now:
+                save_checkpoint(out_dir, model, opt, step, run_config, tokenizer, history, tokens)
+    finally:
+        bar.close()
+        model.train(was_training)
     if world > 1:
         dist.barrier()
-    return TrainResult(model=model.eval(), tokenizer=tokenizer, history=history, out_dir=out_dir)
-
-
-def main_train(config_path, out_dir=None, max_steps=None, resume=True) -> TrainResult:
-    """Entry point of ``python -m slmlab train CONFIG``."""
-    cfg = load_run_config(config_path)
-    cfg.setdefault("train", {})
-    if out_dir is not None:
-        cfg["train"]["out_dir"] = str(out_dir)
-    if max_steps is not None:
-        cfg["train"]["max_steps"] = int(max_steps)
-    if not cfg["train"].get("out_dir"):
-        cfg["train"]["out_dir"] = str(Path("runs") / Path(config_path).stem)
-    res = train(cfg, resume=resume)
-    rank, world, _ = _dist_info()
-    if rank == 0:
-        print(json.dumps({"out_dir": str(res.out_dir), "final": res.history[-1] if res.history else None}))
-    if world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
-    return res
+    return history

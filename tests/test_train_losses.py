@@ -1,0 +1,44 @@
+"""slmlab.train.losses: the named training objectives fit() optimises."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from slmlab import TinyLM, TinyLMConfig
+from slmlab.train import LOSSES, causal_lm_loss, get_loss
+
+
+def _model():
+    torch.manual_seed(0)
+    return TinyLM(TinyLMConfig(vocab_size=50, n_layer=1, n_head=2, d_model=16, block_size=32))
+
+
+def test_causal_lm_loss_is_next_token_cross_entropy_for_pairs_and_windows():
+    m = _model()
+    w = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(1))
+    hand = F.cross_entropy(m(w[:, :-1]).flatten(0, 1), w[:, 1:].flatten())
+    loss, metrics = causal_lm_loss(m, w)
+    assert metrics == {} and torch.equal(loss, hand)
+    assert torch.equal(causal_lm_loss(m, (w[:, :-1], w[:, 1:]))[0], hand)
+    y = w[:, 1:].clone()
+    y[:, :4] = -100  # unscored targets (SFT's prompt tokens)
+    masked = F.cross_entropy(m(w[:, :-1])[:, 4:].flatten(0, 1), w[:, 5:].flatten())
+    torch.testing.assert_close(causal_lm_loss(m, (w[:, :-1], y))[0], masked)
+
+
+def test_causal_lm_loss_on_a_transformers_model():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                                  bos_token_id=0, eos_token_id=0)
+    m = transformers.GPT2LMHeadModel(cfg).eval()  # no dropout: both calls see the same function
+    w = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(1))
+    out = m(input_ids=w, labels=w)  # transformers shifts the labels itself: the same 8 predictions per row
+    torch.testing.assert_close(causal_lm_loss(m, w)[0], out.loss)
+
+
+def test_the_registry_names_losses_and_says_which_exist():
+    assert get_loss("causal_lm") is causal_lm_loss is LOSSES["causal_lm"]
+    own = lambda model, batch: (torch.zeros(()), {})  # noqa: E731
+    assert get_loss(own) is own
+    with pytest.raises(ValueError, match=r"unknown loss 'sft'; the known losses are \['causal_lm'\]"):
+        get_loss("sft")
