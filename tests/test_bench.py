@@ -39,7 +39,8 @@ def test_kernel_share_counts_matrix_products():
 
 
 def tiny_hub_config(tmp_path):
-    """SmolLM2-135M's config.json with 1 layer and a 512-token vocabulary: the checkpoint mode's path, fast."""
+    """SmolLM2-135M's config.json with 1 layer and a 512-token vocabulary: the checkpoint mode's path,
+    fast."""
     import json
     from pathlib import Path
 
@@ -53,7 +54,8 @@ def tiny_hub_config(tmp_path):
 def test_bench_of_a_config_reports_first_and_repeated_generate(tmp_path, capsys):
     from slmlab.__main__ import main
 
-    assert main(["bench", "--config", str(tiny_hub_config(tmp_path)), "--new-tokens", "3", "5", "--reps", "1"]) == 0
+    config = str(tiny_hub_config(tmp_path))
+    assert main(["bench", "--config", config, "--new-tokens", "3", "5", "--reps", "1"]) == 0
     out = capsys.readouterr().out
     for label in ("first call (cold)", "repeated (median of 1)", "greedy generate: the same tokens from both",
                   "(3 and 5 new tokens)", "built once per model"):

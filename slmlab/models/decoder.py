@@ -13,12 +13,13 @@ function:
   linear maps), applied to queries and keys together;
 - keys and values go through the cache's own ``update``, so quantized caches still work.
 
-Packing copies weights, and it only pays while matrices are small: then a saved call is worth
-more than the bytes. A large model's step is bound by reading its weights, where a copy would
-only double the memory and the time to build the decoder, so projections with more than
-:data:`PACK_MAX_ELEMENTS` weights are used in place (as are o_proj and down_proj always:
-``addmm(x, y, W.t())`` reads the module's own weight through a transposed view, a copy-free
-layout that is just as fast).
+Packing copies weights, which pays only while matrices are small. The 3M-parameter base model's
+step is bound by operator calls, and every saved call counts; a 135M-parameter hub model's step
+is bound by reading its 540 MB of weights, where copies would double the memory and the time to
+build the decoder for no measurable gain. So projections with more than
+:data:`PACK_MAX_ELEMENTS` weights are read in place, through transposed views made once, with
+the RMSNorm before them in the few calls of Llama's formula; o_proj and down_proj always are
+(``addmm(x, y, W.t())`` reads the module's weight in the layout a copy would have).
 
 **What it runs is declared.** :data:`SUPPORTED` lists every :class:`~slmlab.models.TinyLMConfig`
 field with the values of it the decoder computes as ``forward`` does (or :data:`ANY` value); a
@@ -86,9 +87,9 @@ SUPPORTED: dict[str, object] = {
 
 # Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix, with the
 # RMSNorm gain before them folded in, only while it has at most this many elements (256K: 1 MB in float32).
-# Measured on a 2-core CPU: the base model's (at most 196K, gate|up) make its step 13% faster packed than
-# read in place; SmolLM2-135M's (at least 553K, q|k|v) step equally fast either way, where packing would
-# cost 66-390 MB more memory and 0.1-0.3 s to build (benchmarks/README.md).
+# Measured on the project's 2-core CPU: packing makes the base model's step (largest group 196K, gate|up)
+# 13% faster than reading in place; SmolLM2-135M's step (smallest group 553K, q|k|v) at most 3% faster,
+# for 66-390 MB more memory and 0.1-0.4 s more in the first call (benchmarks/README.md).
 PACK_MAX_ELEMENTS = 1 << 18
 
 
@@ -162,6 +163,16 @@ def _gainless_rms(norm: RMSNorm):
     return lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
 
 
+def _lean_norm(norm: nn.Module):
+    """``norm`` in as few calls as possible: a float32 RMSNorm as x * rsqrt(mean(x^2) + eps) * g, the
+    form Llama (and transformers) compute, without the module's call and float32 round trip (which
+    are no-ops for float32 inputs, but calls all the same); any other norm as it is."""
+    if type(norm) is RMSNorm and norm.weight.dtype == torch.float32:
+        normalize, gain = _gainless_rms(norm), norm.weight.detach()
+        return lambda x: normalize(x) * gain
+    return norm
+
+
 def _packable(projections: tuple[nn.Module, ...]) -> bool:
     """Are these projections (which read the same normalized input) worth copying into one packed matrix?"""
     return (all(type(m) is nn.Linear for m in projections)
@@ -183,6 +194,7 @@ def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
         if bias is None:
             return lambda x: normalize(x) @ weight
         return lambda x: torch.addmm(bias, normalize(x), weight)
+    norm = _lean_norm(norm)
     projections = [_project(m) for m in projections]
     if len(projections) == 1:
         project = projections[0]
@@ -196,15 +208,15 @@ def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
 
 
 def _project(projection: nn.Module):
-    """h -> projection(h); a plain ``nn.Linear`` reads its weight in place, in one call (``addmm`` or a
-    product with the transposed view), without the module's own call around it."""
+    """h -> projection(h); a plain ``nn.Linear`` reads its weight in place through a transposed view
+    made once here, in one call (``mm``, or ``addmm`` with a bias), without the module's own call."""
     if type(projection) is not nn.Linear:
         return projection
-    weight, bias = projection.weight.detach(), projection.bias
+    weight_t, bias = projection.weight.detach().t(), projection.bias
     if bias is None:
-        return lambda h: h @ weight.t()
+        return lambda h: h @ weight_t
     bias = bias.detach()
-    return lambda h: torch.addmm(bias, h, weight.t())
+    return lambda h: torch.addmm(bias, h, weight_t)
 
 
 def _residual(projection: nn.Module):
@@ -212,11 +224,11 @@ def _residual(projection: nn.Module):
     (``addmm``), which reads the module's own weight through a transposed view."""
     if type(projection) is not nn.Linear:
         return lambda x, y: x + projection(y)
-    weight, bias = projection.weight.detach(), projection.bias
+    weight_t, bias = projection.weight.detach().t(), projection.bias
     if bias is None:
-        return lambda x, y: torch.addmm(x, y, weight.t())
+        return lambda x, y: torch.addmm(x, y, weight_t)
     bias = bias.detach()
-    return lambda x, y: torch.addmm(x, y, weight.t()) + bias
+    return lambda x, y: torch.addmm(x, y, weight_t) + bias
 
 
 def _feed_forward(norm: nn.Module, ffn: FeedForward):
@@ -232,7 +244,7 @@ def _feed_forward(norm: nn.Module, ffn: FeedForward):
 
         return packed_swiglu
     if ffn.kind == "swiglu":  # two products read in place: no need to concatenate their outputs
-        gate, up = _project(ffn.gate_proj), _project(ffn.up_proj)
+        norm, gate, up = _lean_norm(norm), _project(ffn.gate_proj), _project(ffn.up_proj)
 
         def swiglu(x):
             h = norm(x)
