@@ -10,21 +10,10 @@ import weakref
 import pytest
 import torch
 
-from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import decoder as decoder_module
 from slmlab.models.decoder import Decoder, forget
 from slmlab.models.layers import KVCache
-
-
-def make(**kw):
-    base = dict(vocab_size=97, block_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=32)
-    base.update(kw)
-    torch.manual_seed(0)
-    m = TinyLM(TinyLMConfig(**base)).eval()
-    with torch.no_grad():  # move every weight (norm gains, biases too) away from its initial value
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return m
+from test_decode import make  # the same perturbed tiny TinyLM the decoder tests use
 
 
 IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(3))
