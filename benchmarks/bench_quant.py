@@ -20,6 +20,7 @@ The base model is slmlab.load_reference("base") when it is shipped, else --model
 TinyLM save_pretrained directory), else an untrained TinyLM of the base model's shape (sizes
 and speeds do not depend on training).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ import torch.nn as nn
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.calibration import calibration_windows, windows_from_ids
-from slmlab.quant import W8A8Linear, QuantLinear, quantize, save_quantized, saved_nbytes
+from slmlab.quant import QuantLinear, W8A8Linear, quantize, save_quantized, saved_nbytes
 from slmlab.surgery import find_linears, model_nbytes
 from slmlab.timing import interleaved
 
@@ -47,7 +48,9 @@ def torch_dynamic_int8(module: nn.Module, only=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return quantize_dynamic(module, set(only) if only is not None else {nn.Linear}, dtype=torch.qint8)
+            return quantize_dynamic(
+                module, set(only) if only is not None else {nn.Linear}, dtype=torch.qint8
+            )
         except Exception as e:  # pragma: no cover - engine missing on some builds
             print(f"  (torch dynamic int8 unavailable: {e})")
             return None
@@ -70,10 +73,18 @@ def load_base(model_dir):
     if model_dir:
         from slmlab.tokenizer import load_tokenizer
 
-        return TinyLM.from_pretrained(model_dir).eval(), load_tokenizer(f"{model_dir}/tokenizer.json"), model_dir
+        return (
+            TinyLM.from_pretrained(model_dir).eval(),
+            load_tokenizer(f"{model_dir}/tokenizer.json"),
+            model_dir,
+        )
     torch.manual_seed(0)
     cfg = TinyLMConfig(vocab_size=2048, block_size=256, n_layer=6, n_head=4, d_model=256, d_ff=768)
-    return TinyLM(cfg).eval(), None, f"untrained TinyLM of the base shape (no reference model: {reason})"
+    return (
+        TinyLM(cfg).eval(),
+        None,
+        f"untrained TinyLM of the base shape (no reference model: {reason})",
+    )
 
 
 def row(name, *cols):
@@ -81,24 +92,41 @@ def row(name, *cols):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", help="TinyLM directory to use when the reference model is not shipped")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--model", help="TinyLM directory to use when the reference model is not shipped"
+    )
     ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--quality", action="store_true", help="also print the perplexity table of all methods")
-    ap.add_argument("--text", help="held-out text file for --quality (default: the corpus' validation split)")
-    ap.add_argument("--calib-text", help="text file to cut calibration windows from (default: the corpus' train split)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    ap.add_argument(
+        "--quality", action="store_true", help="also print the perplexity table of all methods"
+    )
+    ap.add_argument(
+        "--text", help="held-out text file for --quality (default: the corpus' validation split)"
+    )
+    ap.add_argument(
+        "--calib-text",
+        help="text file to cut calibration windows from (default: the corpus' train split)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engine "
-          f"{torch.backends.quantized.engine}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engine "
+        f"{torch.backends.quantized.engine}"
+    )
 
     model, tok, source = load_base(args.model)
     c = model.config
-    print(f"base model: {source}: {model.num_params() / 1e6:.2f}M parameters, d_model={c.d_model}, "
-          f"n_layer={c.n_layer}, vocab={c.vocab_size}")
+    print(
+        f"base model: {source}: {model.num_params() / 1e6:.2f}M parameters, d_model={c.d_model}, "
+        f"n_layer={c.n_layer}, vocab={c.vocab_size}"
+    )
     calib = None
     if tok is not None:
         try:
@@ -143,21 +171,35 @@ def main(argv=None):
                 save_quantized(m, f"{d}/{len(name)}")
                 disk = saved_nbytes(f"{d}/{len(name)}")
             row(name, f"{b / 1e6:.2f}", f"{b / f_bytes:.3f}", f"{disk / 1e6:.2f}")
-    lin_f = sum(m.weight.numel() * 4 for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != "lm_head")
-    lin_q = sum(m.qweight.numel() + m.scales.numel() * 2 + m.zeros.numel()
-                for m in q_gptq.modules() if isinstance(m, QuantLinear))
-    print(f"  quantized layers alone, int4 g64 vs float32: {lin_q / lin_f:.3f} "
-          f"({8 * lin_q / (lin_f / 4):.2f} bits per weight incl. scales and zero-points)")
+    lin_f = sum(
+        m.weight.numel() * 4
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and n != "lm_head"
+    )
+    lin_q = sum(
+        m.qweight.numel() + m.scales.numel() * 2 + m.zeros.numel()
+        for m in q_gptq.modules()
+        if isinstance(m, QuantLinear)
+    )
+    print(
+        f"  quantized layers alone, int4 g64 vs float32: {lin_q / lin_f:.3f} "
+        f"({8 * lin_q / (lin_f / 4):.2f} bits per weight incl. scales and zero-points)"
+    )
 
     # ------------------------------------------------------------------ 2. matmul-bound layer
     print("\n2. A matmul-bound layer: nn.Linear(4096, 4096), batch of 64 tokens")
     lin = nn.Linear(4096, 4096, bias=False).eval()
     x = torch.randn(64, 4096)
-    fns = {"float32": lambda: lin(x), "int8 W8A8 (slmlab, torch._int_mm)": (lambda l: lambda: l(x))(W8A8Linear.from_linear(lin))}
+    fns = {
+        "float32": lambda: lin(x),
+        "int8 W8A8 (slmlab, torch._int_mm)": (lambda l: lambda: l(x))(W8A8Linear.from_linear(lin)),
+    }
     dyn = torch_dynamic_int8(nn.Sequential(lin))
     if dyn is not None:
         fns["int8 dynamic (torch.ao quantize_dynamic)"] = lambda: dyn(x)
-    fns["int4 g64 weight-only (dequant on the fly)"] = (lambda l: lambda: l(x))(QuantLinear.from_linear(lin, 4, 64))
+    fns["int4 g64 weight-only (dequant on the fly)"] = (lambda l: lambda: l(x))(
+        QuantLinear.from_linear(lin, 4, 64)
+    )
     times = race(fns, args.repeat)
     row("", "ms", "vs float32")
     for k, v in times.items():
@@ -165,21 +207,37 @@ def main(argv=None):
     layer_ratio = times["float32"] / times["int8 W8A8 (slmlab, torch._int_mm)"]
 
     # ------------------------------------------------------------------ 3. the model
-    print(f"\n3. The base model: prefill 8 x 128 tokens, and 32 decode steps (batch 1, KV cache)")
+    print("\n3. The base model: prefill 8 x 128 tokens, and 32 decode steps (batch 1, KV cache)")
     ids = calib[:8, :128]
     prompt = calib[:1, :16]
-    models = {"float32": model, "int8 W8A8 (slmlab, torch._int_mm)": variants["int8 W8A8 (per-channel)"]}
-    dyn_m = torch_dynamic_int8(_copy(model), only=find_linears(model))  # LM head stays float, as in the others
+    models = {
+        "float32": model,
+        "int8 W8A8 (slmlab, torch._int_mm)": variants["int8 W8A8 (per-channel)"],
+    }
+    dyn_m = torch_dynamic_int8(
+        _copy(model), only=find_linears(model)
+    )  # LM head stays float, as in the others
     if dyn_m is not None:
         models["int8 dynamic (torch.ao quantize_dynamic)"] = dyn_m
     models["int4 g64 weight-only (dequant on the fly)"] = q_rtn
     prefill = race({k: (lambda m: lambda: m(ids))(m) for k, m in models.items()}, args.repeat)
-    decode = race({k: (lambda m: lambda: m.generate(prompt, 32, temperature=0))(m) for k, m in models.items()},
-                  max(3, args.repeat // 3), warmup=1)
+    decode = race(
+        {
+            k: (lambda m: lambda: m.generate(prompt, 32, temperature=0))(m)
+            for k, m in models.items()
+        },
+        max(3, args.repeat // 3),
+        warmup=1,
+    )
     row("", "prefill ms", "vs float32", "decode ms/tok", "vs float32")
     for k in models:
-        row(k, f"{prefill[k] * 1e3:.1f}", f"{prefill['float32'] / prefill[k]:.2f}x",
-            f"{decode[k] / 32 * 1e3:.2f}", f"{decode['float32'] / decode[k]:.2f}x")
+        row(
+            k,
+            f"{prefill[k] * 1e3:.1f}",
+            f"{prefill['float32'] / prefill[k]:.2f}x",
+            f"{decode[k] / 32 * 1e3:.2f}",
+            f"{decode['float32'] / decode[k]:.2f}x",
+        )
     model_ratio = prefill["float32"] / prefill["int8 W8A8 (slmlab, torch._int_mm)"]
 
     print("\n4. Quantization time for the base model (calibration: 32 windows x 128 tokens)")
@@ -189,7 +247,9 @@ def main(argv=None):
 
     print("\nSummary (ratios, measured above):")
     print(f"  size int4-g64 model / float32 model        {model_nbytes(q_gptq) / f_bytes:.3f}")
-    print(f"  size int8 model / float32 model            {model_nbytes(variants['int8 W8A8 (per-channel)']) / f_bytes:.3f}")
+    print(
+        f"  size int8 model / float32 model            {model_nbytes(variants['int8 W8A8 (per-channel)']) / f_bytes:.3f}"
+    )
     print(f"  int8 speed-up, 4096x4096 layer (batch 64)   {layer_ratio:.2f}x")
     print(f"  int8 speed-up, base model prefill           {model_ratio:.2f}x")
     print(f"  GPTQ time for the base model                {t_gptq:.2f} s")
@@ -211,18 +271,28 @@ def quality(model, tok, calib, text_file=None):
 
         text = corpus_text("val", 300_000)
     evals = windows_from_ids(tok.encode(text), 64, 128, seed=1)
-    runs = [dict(method="rtn", bits=8, symmetric=True), dict(method="llm_int8"), dict(method="w8a8"),
-            dict(method="smoothquant", alpha=0.5), dict(method="nf4")]
+    runs = [
+        dict(method="rtn", bits=8, symmetric=True),
+        dict(method="llm_int8"),
+        dict(method="w8a8"),
+        dict(method="smoothquant", alpha=0.5),
+        dict(method="nf4"),
+    ]
     for bits, gs in [(4, 128), (4, 64), (4, 32), (3, 128), (3, 64), (3, 32), (2, 32)]:
         for meth in ("rtn", "gptq", "awq"):
             runs.append(dict(method=meth, bits=bits, group_size=gs))
     t = time.perf_counter()
     rows = compare_methods(model, evals, runs, calib=calib)
-    print(f"\n0. Quality: perplexity on {evals.numel()} held-out tokens ({time.perf_counter() - t:.0f} s for all)")
+    print(
+        f"\n0. Quality: perplexity on {evals.numel()} held-out tokens ({time.perf_counter() - t:.0f} s for all)"
+    )
     df = pd.DataFrame(rows)
     df["MB"] = df["bytes"] / 1e6
-    print(df[["method", "bits", "group_size", "ppl", "ppl_ratio", "bits_per_weight", "MB", "seconds"]]
-          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        df[
+            ["method", "bits", "group_size", "ppl", "ppl_ratio", "bits_per_weight", "MB", "seconds"]
+        ].to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    )
 
 
 def _copy(m):

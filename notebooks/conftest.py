@@ -36,13 +36,21 @@ SLOWEST_SHOWN = 10
 BUDGET_TEXT = (
     f"the notebook budget: about {AVERAGE_S:.0f} s on average, at most {TARGET_S:.0f} s per "
     "notebook; 3 minutes (180 s) is the hard CI limit"
-    + ("" if BUDGET_S == 180 else f", set to {BUDGET_S:.0f} s here by SLM_NOTEBOOK_BUDGET")
+    + (
+        ""
+        if BUDGET_S == 180
+        else f", set to {BUDGET_S:.0f} s here by SLM_NOTEBOOK_BUDGET"
+    )
 )
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a notebook never reaches a hub in the tests
+os.environ.setdefault(
+    "HF_HUB_OFFLINE", "1"
+)  # a notebook never reaches a hub in the tests
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-_spent: dict[str, float] = defaultdict(float)  # notebook -> seconds of its finished test phases
+_spent: dict[str, float] = defaultdict(
+    float
+)  # notebook -> seconds of its finished test phases
 _over_budget: dict[str, str] = {}  # notebook -> the cell that used up its budget
 
 
@@ -54,7 +62,9 @@ def _execute_as_jupyter(self, cell_input, allow_stdin=None):
 
 
 def pytest_configure(config):
-    if getattr(config.option, "nbval", False) or getattr(config.option, "nbval_lax", False):
+    if getattr(config.option, "nbval", False) or getattr(
+        config.option, "nbval_lax", False
+    ):
         from nbval.kernel import RunningKernel
 
         RunningKernel.execute_cell_input = _execute_as_jupyter
@@ -66,12 +76,18 @@ def _notebook(nodeid: str) -> str | None:
 
 
 def _is_nbval_cell(item) -> bool:
-    return _notebook(item.nodeid) is not None and hasattr(item, "cell") and hasattr(item, "options")
+    return (
+        _notebook(item.nodeid) is not None
+        and hasattr(item, "cell")
+        and hasattr(item, "options")
+    )
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if _is_nbval_cell(item) and "skip-execution" in item.cell.metadata.get("tags", []):
+        if _is_nbval_cell(item) and "skip-execution" in item.cell.metadata.get(
+            "tags", []
+        ):
             item.options["skip"] = True
 
 
@@ -85,7 +101,9 @@ def pytest_runtest_logreport(report):
 def pytest_runtest_setup(item):
     nb = _notebook(item.nodeid)
     if nb in _over_budget:
-        pytest.skip(f"not run: {nb} used up its {BUDGET_S:.0f} s budget in {_over_budget[nb]}")
+        pytest.skip(
+            f"not run: {nb} used up its {BUDGET_S:.0f} s budget in {_over_budget[nb]}"
+        )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -103,7 +121,9 @@ def pytest_runtest_call(item):
         raise NbCellError(item.cell_num, message + " (cell not run)", item.cell.source)
     option = item.config.option
     cell_timeout = option.nbval_cell_timeout
-    option.nbval_cell_timeout = min(cell_timeout, remaining)  # nbval interrupts at the budget
+    option.nbval_cell_timeout = min(
+        cell_timeout, remaining
+    )  # nbval interrupts at the budget
     start = time.perf_counter()
     try:
         return (yield)
@@ -111,7 +131,10 @@ def pytest_runtest_call(item):
         if _spent[nb] + time.perf_counter() - start >= BUDGET_S - 1:
             _over_budget[nb] = where
             raise NbCellError(
-                item.cell_num, message, item.cell.source, getattr(exc, "inner_traceback", None)
+                item.cell_num,
+                message,
+                item.cell.source,
+                getattr(exc, "inner_traceback", None),
             ) from exc
         raise
     finally:
@@ -124,7 +147,9 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     ranked = sorted(_spent.items(), key=lambda kv: -kv[1])
     total = sum(_spent.values())
-    tr.write_sep("=", f"{min(SLOWEST_SHOWN, len(ranked))} slowest notebooks (wall time)")
+    tr.write_sep(
+        "=", f"{min(SLOWEST_SHOWN, len(ranked))} slowest notebooks (wall time)"
+    )
     for nb, seconds in ranked[:SLOWEST_SHOWN]:
         flag = ""
         if nb in _over_budget:

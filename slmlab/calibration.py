@@ -12,10 +12,11 @@ factorization) all need the same few statistics of what enters a layer: the inpu
 them with forward hooks (:func:`collect_input_stats`); :func:`run_blocks` feeds the calibration
 data through one transformer block at a time, so a whole model is never held twice.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -29,16 +30,22 @@ def as_windows(calib, name: str = "calibration set") -> torch.Tensor:
     """Validate a calibration set: a LongTensor (N, T) of token ids (a list of equal-length id
     lists is accepted). Raises a clear error when it is missing or empty."""
     if calib is None:
-        raise ValueError(f"this method needs a {name}: pass calib=slmlab.quant.calibration_windows(tokenizer, ...) "
-                         "(a LongTensor of token windows, shape (N, T)).")
+        raise ValueError(
+            f"this method needs a {name}: pass calib=slmlab.quant.calibration_windows(tokenizer, ...) "
+            "(a LongTensor of token windows, shape (N, T))."
+        )
     if not torch.is_tensor(calib):
         try:
             calib = torch.as_tensor(calib, dtype=torch.long)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be a tensor of token ids of shape (N, T); got {type(calib).__name__} ({e}).") from None
+            raise ValueError(
+                f"{name} must be a tensor of token ids of shape (N, T); got {type(calib).__name__} ({e})."
+            ) from None
     if calib.numel() == 0:
-        raise ValueError(f"the {name} is empty (shape {tuple(calib.shape)}); it needs at least one window of tokens, "
-                         "e.g. calibration_windows(tokenizer, n_samples=32, seq_len=128).")
+        raise ValueError(
+            f"the {name} is empty (shape {tuple(calib.shape)}); it needs at least one window of tokens, "
+            "e.g. calibration_windows(tokenizer, n_samples=32, seq_len=128)."
+        )
     if calib.dim() == 1:
         calib = calib.unsqueeze(0)
     if calib.dim() != 2:
@@ -48,15 +55,19 @@ def as_windows(calib, name: str = "calibration set") -> torch.Tensor:
     return calib.long()
 
 
-def windows_from_ids(ids, n_samples: int = 32, seq_len: int = 128, seed: int = 0, random: bool = True) -> torch.Tensor:
+def windows_from_ids(
+    ids, n_samples: int = 32, seq_len: int = 128, seed: int = 0, random: bool = True
+) -> torch.Tensor:
     """``n_samples`` windows of ``seq_len`` tokens cut from a 1-D token sequence: at random
     offsets (seeded) or, with ``random=False``, consecutive non-overlapping windows from the start."""
     ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
     if n_samples <= 0 or seq_len <= 0:
         raise ValueError(f"n_samples and seq_len must be positive, got {n_samples} and {seq_len}.")
     if ids.numel() < seq_len:
-        raise ValueError(f"the text has {ids.numel()} tokens, fewer than one window of seq_len={seq_len}: "
-                         "give more text or a shorter seq_len (an empty calibration set cannot calibrate anything).")
+        raise ValueError(
+            f"the text has {ids.numel()} tokens, fewer than one window of seq_len={seq_len}: "
+            "give more text or a shorter seq_len (an empty calibration set cannot calibrate anything)."
+        )
     if not random:
         n = min(n_samples, ids.numel() // seq_len)
         return ids[: n * seq_len].reshape(n, seq_len)
@@ -65,8 +76,16 @@ def windows_from_ids(ids, n_samples: int = 32, seq_len: int = 128, seed: int = 0
     return torch.stack([ids[s : s + seq_len] for s in starts.tolist()])
 
 
-def calibration_windows(tokenizer, text: str | None = None, n_samples: int = 32, seq_len: int = 128, seed: int = 0,
-                        split: str = "train", n_chars: int = 200_000, random: bool = True) -> torch.Tensor:
+def calibration_windows(
+    tokenizer,
+    text: str | None = None,
+    n_samples: int = 32,
+    seq_len: int = 128,
+    seed: int = 0,
+    split: str = "train",
+    n_chars: int = 200_000,
+    random: bool = True,
+) -> torch.Tensor:
     """Token windows (n_samples, seq_len) for calibration: from the first ``n_chars`` characters of
     ``text``, else from the project's corpus (``slmlab.data.corpus_text(split, n_chars)``),
     tokenized with ``tokenizer``; random (seeded) offsets unless ``random=False``."""
@@ -74,7 +93,9 @@ def calibration_windows(tokenizer, text: str | None = None, n_samples: int = 32,
         text = corpus_text(split, n_chars)
     text = text[:n_chars] if n_chars else text
     if not text:
-        raise ValueError("the calibration text is empty: pass some text (or a split of the corpus) to cut windows from.")
+        raise ValueError(
+            "the calibration text is empty: pass some text (or a split of the corpus) to cut windows from."
+        )
     return windows_from_ids(tokenizer.encode(text), n_samples, seq_len, seed, random)
 
 
@@ -85,8 +106,14 @@ class InputStats:
     SparseGPT); ``absmean``, the mean |x| per channel (AWQ, Wanda); ``absmax``, the max |x| per
     channel (SmoothQuant, LLM.int8's outliers); ``n`` tokens. Only the asked ones are kept."""
 
-    def __init__(self, in_features: int, device=None, hessian: bool = True, absmean: bool = False,
-                 absmax: bool = False):
+    def __init__(
+        self,
+        in_features: int,
+        device=None,
+        hessian: bool = True,
+        absmean: bool = False,
+        absmax: bool = False,
+    ):
         self.H = torch.zeros(in_features, in_features, device=device) if hessian else None
         self.absmean = torch.zeros(in_features, device=device) if absmean else None
         self.absmax = torch.zeros(in_features, device=device) if absmax else None
@@ -109,8 +136,13 @@ class InputStats:
 
 
 @torch.no_grad()
-def collect_input_stats(layers: dict[str, nn.Module], run: Callable[[], object], hessian: bool = True,
-                        absmean: bool = False, absmax: bool = False) -> dict[str, InputStats]:
+def collect_input_stats(
+    layers: dict[str, nn.Module],
+    run: Callable[[], object],
+    hessian: bool = True,
+    absmean: bool = False,
+    absmax: bool = False,
+) -> dict[str, InputStats]:
     """Call ``run()`` with hooks that accumulate each layer's :class:`InputStats`.
 
     Layers fed the very same tensor (q/k/v after one norm, gate/up after another) share one
@@ -131,7 +163,10 @@ def collect_input_stats(layers: dict[str, nn.Module], run: Callable[[], object],
         if owner[name] == name:
             accs[name].add(x.detach())
 
-    handles = [m.register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n)) for n, m in layers.items()]
+    handles = [
+        m.register_forward_pre_hook(lambda mod, args, n=n: hook(mod, args, n))
+        for n, m in layers.items()
+    ]
     try:
         run()
     finally:
@@ -140,7 +175,9 @@ def collect_input_stats(layers: dict[str, nn.Module], run: Callable[[], object],
         last["x"] = None
     missing = [n for n in layers if n not in owner]
     if missing:
-        raise RuntimeError(f"layer(s) {missing} saw no calibration input; are they used in the forward pass?")
+        raise RuntimeError(
+            f"layer(s) {missing} saw no calibration input; are they used in the forward pass?"
+        )
     return {n: accs[owner[n]] for n in layers}
 
 
@@ -154,8 +191,10 @@ def _hidden(args: tuple, kwargs: dict) -> torch.Tensor:
         return args[0]
     if "hidden_states" in kwargs:
         return kwargs["hidden_states"]
-    raise TypeError("cannot find the hidden-state input of the first block (first positional argument or "
-                    "`hidden_states=`); use a model whose blocks take the hidden states first.")
+    raise TypeError(
+        "cannot find the hidden-state input of the first block (first positional argument or "
+        "`hidden_states=`); use a model whose blocks take the hidden states first."
+    )
 
 
 def _with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dict]:
@@ -165,8 +204,9 @@ def _with_hidden(args: tuple, kwargs: dict, h: torch.Tensor) -> tuple[tuple, dic
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, blocks: nn.ModuleList, windows: torch.Tensor,
-                         batch_size: int = 8) -> list[tuple[tuple, dict]]:
+def capture_block_inputs(
+    model: nn.Module, blocks: nn.ModuleList, windows: torch.Tensor, batch_size: int = 8
+) -> list[tuple[tuple, dict]]:
     """Run the model on ``windows`` up to its first block and keep that block's inputs
     (args, kwargs) for every batch (the "catcher" of the GPTQ reference code)."""
     inputs: list[tuple[tuple, dict]] = []
@@ -198,9 +238,14 @@ def run_block(block: nn.Module, inputs: list[tuple[tuple, dict]]) -> list[torch.
 
 
 @torch.no_grad()
-def run_blocks(model: nn.Module, windows: torch.Tensor, targets: dict[str, nn.Module],
-               process: Callable[[dict[str, nn.Module], Callable[[], None]], None],
-               batch_size: int = 8, propagate_quantized: bool = True) -> None:
+def run_blocks(
+    model: nn.Module,
+    windows: torch.Tensor,
+    targets: dict[str, nn.Module],
+    process: Callable[[dict[str, nn.Module], Callable[[], None]], None],
+    batch_size: int = 8,
+    propagate_quantized: bool = True,
+) -> None:
     """Calibrate ``targets`` one transformer block at a time.
 
     For each block, ``process(layers, run)`` receives the block's target layers (name ->
@@ -231,6 +276,7 @@ def run_blocks(model: nn.Module, windows: torch.Tensor, targets: dict[str, nn.Mo
             inputs = [_with_hidden(a, k, h) for (a, k), h in zip(inputs, outs)]
         del inputs
     if remaining:
+
         def run_all():
             for batch in windows.split(batch_size):
                 logits(model, batch.to(model_device(model)))

@@ -6,6 +6,7 @@ This module knows no model class: it writes any module whose ``config`` has ``to
 fills any module from a directory. Which class a directory holds is the ``model_type`` of its
 ``config.json``, looked up by :func:`slmlab.models.load_model`. Weights shared by two names (a
 tied embedding and LM head) are stored once and re-tied on load."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, or does not match its config."""
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None
+) -> None:
     """safetensors ``save_file`` through a temporary file (shared weights are stored once per name)."""
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
@@ -67,8 +70,10 @@ def save_pretrained(model: nn.Module, directory, tokenizer=None, extra: dict | N
     sd = {k: v for k, v in model.state_dict().items() if k not in tied}
     metadata = {"format": "pt", "model_type": model.model_type, "tied": json.dumps(tied)}
     save_tensors(sd, directory / "model.safetensors", metadata=metadata)
-    atomic_write_json(directory / "config.json",
-                      {"model_type": model.model_type, **model.config.to_dict(), **(extra or {})})
+    atomic_write_json(
+        directory / "config.json",
+        {"model_type": model.model_type, **model.config.to_dict(), **(extra or {})},
+    )
     if tokenizer is not None:
         tokenizer.save(directory / "tokenizer.json")
     return directory
@@ -96,10 +101,15 @@ def load_weights(model: nn.Module, directory, name: str = "model.safetensors") -
     expected = model.state_dict()
     problems = [f"missing {k}" for k in expected if k not in sd]
     problems += [f"unexpected {k}" for k in sd if k not in expected]
-    problems += [f"{k}: shape {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                 if k in sd and sd[k].shape != v.shape]
+    problems += [
+        f"{k}: shape {tuple(sd[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in sd and sd[k].shape != v.shape
+    ]
     if problems:
-        raise CheckpointError(f"{directory / name} does not match its config.json: " + "; ".join(problems[:5]))
+        raise CheckpointError(
+            f"{directory / name} does not match its config.json: " + "; ".join(problems[:5])
+        )
     model.load_state_dict(sd)
     return model
 

@@ -15,6 +15,7 @@ transformers tokenizer adds no special tokens when encoding (``add_bos_token=Fal
 ``tokenizer.encode``; prepend ``tokenizer.bos_token_id`` yourself where slmlab's evaluation
 prepends ``tok.eos_id``.
 """
+
 from __future__ import annotations
 
 import json
@@ -119,7 +120,9 @@ def config_from_hf(hf_config) -> TinyLMConfig:
     rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
     theta = rope.get("rope_theta", d.get("rope_theta", 10000.0))
     if rope.get("rope_type", "default") not in ("default", None):
-        raise ValueError(f"rope type {rope.get('rope_type')!r} is not supported by TinyLM (plain RoPE only)")
+        raise ValueError(
+            f"rope type {rope.get('rope_type')!r} is not supported by TinyLM (plain RoPE only)"
+        )
     return TinyLMConfig(
         vocab_size=d["vocab_size"],
         block_size=d.get("max_position_embeddings", 2048),
@@ -172,7 +175,9 @@ def to_hf(model: TinyLM, tokenizer=None):
     return hf.to(model.device).eval()
 
 
-def to_hf_tokenizer(tokenizer, model_max_length: int | None = None, chat_template: str | None = None):
+def to_hf_tokenizer(
+    tokenizer, model_max_length: int | None = None, chat_template: str | None = None
+):
     """A transformers fast tokenizer (``PreTrainedTokenizerFast``) with the same ids as ``tokenizer``.
 
     It wraps a copy of the `tokenizers.Tokenizer` behind ``tokenizer`` (for a

@@ -9,6 +9,7 @@ transformers model (whose output has ``.logits``).
   another's); :class:`ReferenceComparison` gives both for many models against one reference,
   scoring the reference once.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,13 +64,21 @@ def eval_mode(*models: nn.Module):
             m.train(was)
 
 
-def lm_loss(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX,
-            reduction: str = "mean") -> torch.Tensor:
+def lm_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Cross-entropy of ``targets`` (B, T) under ``logits`` (B, T, V), computed in float32;
     targets equal to ``ignore_index`` are not scored. The targets are the next tokens: the
     caller has shifted them (``targets[:, t]`` is the token after ``ids[:, t]``)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=ignore_index, reduction=reduction)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        targets.reshape(-1),
+        ignore_index=ignore_index,
+        reduction=reduction,
+    )
 
 
 def _as_windows(windows) -> torch.Tensor:
@@ -77,7 +86,9 @@ def _as_windows(windows) -> torch.Tensor:
     if windows.dim() == 1:
         windows = windows[None]
     if windows.dim() != 2 or windows.shape[1] < 2 or windows.numel() == 0:
-        raise ValueError(f"need token windows of shape (N, T) with T >= 2, got {tuple(windows.shape)}")
+        raise ValueError(
+            f"need token windows of shape (N, T) with T >= 2, got {tuple(windows.shape)}"
+        )
     return windows.long()
 
 
@@ -104,7 +115,9 @@ def window_perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int =
 
 
 @torch.no_grad()
-def window_kl(model: nn.Module, reference: nn.Module, windows: torch.Tensor, batch_size: int = 16) -> float:
+def window_kl(
+    model: nn.Module, reference: nn.Module, windows: torch.Tensor, batch_size: int = 16
+) -> float:
     """Mean KL(reference || model) per next-token prediction, in nats, over token windows.
 
     How far a compressed model's predictions moved from the original's. On a small, well-trained
@@ -116,7 +129,9 @@ def window_kl(model: nn.Module, reference: nn.Module, windows: torch.Tensor, bat
     with eval_mode(model, reference):
         for batch in windows.split(batch_size):
             x = batch[:, :-1]
-            ref = F.log_softmax(logits(reference, x.to(model_device(reference))).float(), dim=-1).cpu()
+            ref = F.log_softmax(
+                logits(reference, x.to(model_device(reference))).float(), dim=-1
+            ).cpu()
             got = F.log_softmax(logits(model, x.to(model_device(model))).float(), dim=-1).cpu()
             total += (ref.exp() * (ref - got)).sum().item()
             count += x.numel()
@@ -136,8 +151,14 @@ class ReferenceComparison:
     @torch.no_grad()
     def _logprobs(self, model: nn.Module) -> torch.Tensor:
         with eval_mode(model):
-            return torch.cat([F.log_softmax(logits(model, b[:, :-1].to(model_device(model))).float(), -1).cpu()
-                              for b in self.windows.split(self.batch_size)])
+            return torch.cat(
+                [
+                    F.log_softmax(
+                        logits(model, b[:, :-1].to(model_device(model))).float(), -1
+                    ).cpu()
+                    for b in self.windows.split(self.batch_size)
+                ]
+            )
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``{"ppl": perplexity of model, "kl": mean KL(reference || model) per prediction, nats}``."""

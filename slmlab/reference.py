@@ -6,6 +6,7 @@ Each folder holds ``config.json`` + ``model.safetensors`` + ``tokenizer.json`` (
 (``log.jsonl``), its final metrics (``metrics.json``) and a sha256 manifest (``SHA256SUMS``)
 that ``load_reference`` checks before loading anything.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -28,7 +29,9 @@ def reference_dir() -> Path:
 
 def available() -> list[str]:
     root = reference_dir()
-    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    return (
+        sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
+    )
 
 
 def read_manifest(folder: Path) -> dict[str, str]:
@@ -93,8 +96,15 @@ def corpus_fingerprint(n_chars: int = 200_000) -> str:
 SAMPLE_PROMPTS = ("Once upon a time", "One morning,")
 
 
-def samples(model, tokenizer, prompts=SAMPLE_PROMPTS, max_new_tokens: int = 100, temperature: float = 0.8,
-            top_p: float = 0.95, seed: int = 0) -> list[dict]:
+def samples(
+    model,
+    tokenizer,
+    prompts=SAMPLE_PROMPTS,
+    max_new_tokens: int = 100,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    seed: int = 0,
+) -> list[dict]:
     """A few seeded samples (stopped at the end of the first document) for a model card."""
     import torch
 
@@ -102,10 +112,24 @@ def samples(model, tokenizer, prompts=SAMPLE_PROMPTS, max_new_tokens: int = 100,
     out = []
     for prompt in prompts:
         g = torch.Generator(device=model.device).manual_seed(seed)
-        ids = model.generate(tokenizer.encode(prompt), max_new_tokens, temperature=temperature, top_p=top_p,
-                             eos_id=eos, generator=g)
+        ids = model.generate(
+            tokenizer.encode(prompt),
+            max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            eos_id=eos,
+            generator=g,
+        )
         text = tokenizer.decode(ids.tolist()).split(EOS)[0]
-        out.append({"prompt": prompt, "temperature": temperature, "top_p": top_p, "seed": seed, "text": text})
+        out.append(
+            {
+                "prompt": prompt,
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed,
+                "text": text,
+            }
+        )
     return out
 
 
@@ -118,7 +142,11 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
     tok = load_tokenizer(Path(run_dir) / "model" / "tokenizer.json")
     ppl = evaluate.perplexity(model, tok)
     table = evaluate.suite(model, tok, n_per_task=n_per_task)
-    log = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines() if line.strip()]
+    log = [
+        json.loads(line)
+        for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     return {
         "parameters": model.num_params(),
         "non_embedding_parameters": model.num_params(non_embedding=True),
@@ -134,16 +162,20 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
 def model_card(name: str, run_config: dict, metrics: dict) -> str:
     """A README for a shipped model, written from its run config and measured metrics."""
     m, t = run_config.get("model", {}), run_config.get("train", {})
-    rows = "\n".join(f"| {r['task']} | {r['metric']} | {r['score']:.3f} | {r['chance']:.3f} | {r.get('n', '')} |"
-                     for r in metrics.get("suite", []))
+    rows = "\n".join(
+        f"| {r['task']} | {r['metric']} | {r['score']:.3f} | {r['chance']:.3f} | {r.get('n', '')} |"
+        for r in metrics.get("suite", [])
+    )
     ppl = metrics.get("perplexity", {})
     sample_md = ""
     if metrics.get("samples"):
         first = metrics["samples"][0]
         shown = "\n\n".join(f"> {x['text'].strip()}" for x in metrics["samples"])
         prompts = ", ".join(repr(x["prompt"]) for x in metrics["samples"])
-        sample_md = (f"\n\nSamples (temperature {first['temperature']}, top-p {first['top_p']}, seed {first['seed']}; "
-                     f"prompts {prompts}):\n\n{shown}\n")
+        sample_md = (
+            f"\n\nSamples (temperature {first['temperature']}, top-p {first['top_p']}, seed {first['seed']}; "
+            f"prompts {prompts}):\n\n{shown}\n"
+        )
     return f"""# Reference model `{name}`
 
 {run_config.get("description", "")}
@@ -175,7 +207,9 @@ def ship(run_dir, name: str, metrics: dict | None = None) -> Path:
     model_dir = run_dir / "model"
     for required in REQUIRED:
         if not (model_dir / required).is_file():
-            raise FileNotFoundError(f"{model_dir / required} is missing: is {run_dir} a finished training run?")
+            raise FileNotFoundError(
+                f"{model_dir / required} is missing: is {run_dir} a finished training run?"
+            )
 
     def fill(tmp: Path):
         for f in REQUIRED:
@@ -184,9 +218,13 @@ def ship(run_dir, name: str, metrics: dict | None = None) -> Path:
         shutil.copy2(run_dir / "log.jsonl", tmp / "log.jsonl")
         if metrics is not None:
             atomic_write_json(tmp / "metrics.json", metrics)
-            (tmp / "README.md").write_text(model_card(name, json.loads((run_dir / "config.json").read_text()), metrics),
-                                           encoding="utf-8")
+            (tmp / "README.md").write_text(
+                model_card(name, json.loads((run_dir / "config.json").read_text()), metrics),
+                encoding="utf-8",
+            )
         names = sorted(p.name for p in tmp.iterdir() if p.name != MANIFEST)
-        (tmp / MANIFEST).write_text("".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names), encoding="utf-8")
+        (tmp / MANIFEST).write_text(
+            "".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names), encoding="utf-8"
+        )
 
     return write_dir_atomically(reference_dir() / name, fill)

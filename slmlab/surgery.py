@@ -12,10 +12,11 @@ never by a model-specific list of names:
 - the transformer **blocks** (``TinyLM.blocks``, ``LlamaForCausalLM.model.layers``) are the
   ``nn.ModuleList`` holding the most linear-like layers.
 """
+
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -33,7 +34,9 @@ def is_linear_like(module: nn.Module) -> bool:
     dims = (getattr(module, "in_features", None), getattr(module, "out_features", None))
     if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
         return False
-    return torch.is_tensor(getattr(module, "weight", None)) or callable(getattr(module, "dequantize", None))
+    return torch.is_tensor(getattr(module, "weight", None)) or callable(
+        getattr(module, "dequantize", None)
+    )
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:
@@ -54,8 +57,11 @@ def linear_layers(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
-def find_linears(model: nn.Module, skip: Iterable[str] | None = DEFAULT_SKIP,
-                 include: Iterable[str] | None = None) -> dict[str, nn.Module]:
+def find_linears(
+    model: nn.Module,
+    skip: Iterable[str] | None = DEFAULT_SKIP,
+    include: Iterable[str] | None = None,
+) -> dict[str, nn.Module]:
     """The model's linear-like layers by qualified name, in registration order.
 
     ``skip``: glob patterns matched against the full name or its last part (default: the LM
@@ -63,17 +69,22 @@ def find_linears(model: nn.Module, skip: Iterable[str] | None = DEFAULT_SKIP,
     Raises a ValueError when nothing is left, saying what was found."""
     skip = tuple(skip or ())
     every = linear_layers(model)
-    chosen = {n: m for n, m in every.items()
-              if not matches(n, skip) and (include is None or matches(n, tuple(include)))}
+    chosen = {
+        n: m
+        for n, m in every.items()
+        if not matches(n, skip) and (include is None or matches(n, tuple(include)))
+    }
     if not chosen:
         if not every:
             raise ValueError(
                 f"{type(model).__name__} has no linear layers; slmlab's techniques work on models built of "
-                "torch.nn.Linear or linear-like layers (TinyLM, transformers Llama/Qwen/SmolLM models, ...).")
+                "torch.nn.Linear or linear-like layers (TinyLM, transformers Llama/Qwen/SmolLM models, ...)."
+            )
         raise ValueError(
             f"no linear layer of {type(model).__name__} is left after skip={list(skip)} and include="
             f"{None if include is None else list(include)}; the model's linear layers are {list(every)[:8]}"
-            f"{' ...' if len(every) > 8 else ''}.")
+            f"{' ...' if len(every) > 8 else ''}."
+        )
     return chosen
 
 

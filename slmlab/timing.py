@@ -1,6 +1,7 @@
 """Timing side by side: calls of several functions interleaved (A B A B ...) and their medians
 compared, so that a burst of load on a shared machine hits every peer alike. Benchmarks print
 ratios measured this way; tests never assert a wall-clock time."""
+
 from __future__ import annotations
 
 import statistics

@@ -6,6 +6,7 @@ Both share one small interface that the rest of slmlab relies on:
 ``to_tokenizers()`` gives either kind as a `tokenizers.Tokenizer` with the same ids, which is what
 :func:`slmlab.hf.to_hf_tokenizer` wraps for transformers.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ class BPETokenizer:
             )
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 2) -> BPETokenizer:
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 2
+    ) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 257 + 1:

@@ -1,4 +1,5 @@
 """Small shared utilities: device choice, seeding, atomic files, project paths."""
+
 from __future__ import annotations
 
 import hashlib

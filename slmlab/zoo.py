@@ -27,6 +27,7 @@ projected embeddings); the functions here take anything :func:`get_arch` reads â
 config.json, a TinyLMConfig or an Arch â€” and the tests check the counts against the tensors
 transformers allocates.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -37,13 +38,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .devices import DEVICES, GB, Device, get_device  # noqa: F401  (the calculator's devices)
 from .models import TinyLMConfig, estimates
 from .models.estimates import BITS, NORM_PARAMS, Arch, bits_of  # noqa: F401  (part of the calculator)
-from .devices import DEVICES, GB, Device, get_device  # noqa: F401  (the calculator's devices)
 from .utils import data_dir
 
-CHINCHILLA_TOKENS_PER_PARAM = 20.0  # Hoffmann et al. 2022: compute-optimal ~20 training tokens per parameter
-
+CHINCHILLA_TOKENS_PER_PARAM = (
+    20.0  # Hoffmann et al. 2022: compute-optimal ~20 training tokens per parameter
+)
 
 
 # ----------------------------------------------------------------------------- reading config.json
@@ -76,7 +78,9 @@ def _get(d: dict, *keys, default=None):
 def _need(d: dict, *keys):
     v = _get(d, *keys)
     if v is None:
-        raise ValueError(f"config has none of {keys}; is it a decoder-only language model's config.json?")
+        raise ValueError(
+            f"config has none of {keys}; is it a decoder-only language model's config.json?"
+        )
     return v
 
 
@@ -90,18 +94,28 @@ def _ffn_kind(act: str, gated: bool) -> str:
         return "geglu" if gated else "gelu"
     if act == "relu" and not gated:
         return "relu"
-    raise ValueError(f"activation {act!r} is not one the calculator knows (silu, gelu variants, relu)")
+    raise ValueError(
+        f"activation {act!r} is not one the calculator knows (silu, gelu variants, relu)"
+    )
 
 
 # model_type -> family defaults. Llama-style: RMSNorm, gated FFN, RoPE, no biases unless the config says so.
 _LLAMA_STYLE = {
-    "llama": {}, "mistral": {}, "phi3": {}, "baichuan": {}, "minicpm": {},
+    "llama": {},
+    "mistral": {},
+    "phi3": {},
+    "baichuan": {},
+    "minicpm": {},
     "qwen2": {"qkv_bias": True},  # Qwen2 puts biases on q, k, v (not o) without a config key
     "olmo": {"norm": "layernorm_noparam"},  # OLMo-1: LayerNorm without any parameters
-    "stablelm": {"norm": "layernorm"},  # StableLM keeps LayerNorm (with bias); qkv bias by use_qkv_bias
+    "stablelm": {
+        "norm": "layernorm"
+    },  # StableLM keeps LayerNorm (with bias); qkv bias by use_qkv_bias
     "gemma": {"gated_act": "gelu_pytorch_tanh", "tie": True},
     "gemma2": {"gated_act": "gelu_pytorch_tanh", "tie": True, "norms_per_layer": 4},
-    "qwen": {"qkv_bias": True},  # Qwen-1: c_attn has a bias; intermediate_size counts both gated halves
+    "qwen": {
+        "qkv_bias": True
+    },  # Qwen-1: c_attn has a bias; intermediate_size counts both gated halves
 }
 _OTHER = ("gpt2", "opt", "gpt_neox", "bloom", "phi")
 SUPPORTED_MODEL_TYPES = tuple(_LLAMA_STYLE) + _OTHER
@@ -113,7 +127,12 @@ def arch_from_hf(config, name: str | None = None) -> Arch:
     Offline, a hub id raises ``slmlab.hf.OfflineError`` at once (no download is attempted)."""
     d = _load_config_dict(config)
     mt = d.get("model_type")
-    name = name or d.get("_name_or_path") or (str(config) if not isinstance(config, dict) else mt) or "model"
+    name = (
+        name
+        or d.get("_name_or_path")
+        or (str(config) if not isinstance(config, dict) else mt)
+        or "model"
+    )
     if mt in _LLAMA_STYLE:
         f = _LLAMA_STYLE[mt]
         dm, H = _need(d, "hidden_size"), _need(d, "num_attention_heads")
@@ -126,61 +145,148 @@ def arch_from_hf(config, name: str | None = None) -> Arch:
             act = _get(d, "hidden_activation", default=f["gated_act"])
         attn_bias = bool(d.get("attention_bias", False))
         qkv_bias = bool(f.get("qkv_bias", False) or attn_bias or d.get("use_qkv_bias", False))
-        ctx = _get(d, "seq_length", "max_position_embeddings", default=2048) if mt == "qwen" else \
-            _get(d, "max_position_embeddings", default=2048)
+        ctx = (
+            _get(d, "seq_length", "max_position_embeddings", default=2048)
+            if mt == "qwen"
+            else _get(d, "max_position_embeddings", default=2048)
+        )
         return Arch(
-            name=name, model_type=mt, vocab_size=_need(d, "vocab_size"), n_layer=_need(d, "num_hidden_layers"),
-            d_model=dm, n_head=H, n_kv_head=_get(d, "num_key_value_heads", default=H), head_dim=hd, d_ff=d_ff,
-            ffn=_ffn_kind(act, gated=True), norm=f.get("norm", "rmsnorm"), pos="rope", context=ctx,
+            name=name,
+            model_type=mt,
+            vocab_size=_need(d, "vocab_size"),
+            n_layer=_need(d, "num_hidden_layers"),
+            d_model=dm,
+            n_head=H,
+            n_kv_head=_get(d, "num_key_value_heads", default=H),
+            head_dim=hd,
+            d_ff=d_ff,
+            ffn=_ffn_kind(act, gated=True),
+            norm=f.get("norm", "rmsnorm"),
+            pos="rope",
+            context=ctx,
             tie_embeddings=bool(d.get("tie_word_embeddings", f.get("tie", False))),
-            qkv_bias=qkv_bias, o_bias=attn_bias, mlp_bias=bool(d.get("mlp_bias", False)),
+            qkv_bias=qkv_bias,
+            o_bias=attn_bias,
+            mlp_bias=bool(d.get("mlp_bias", False)),
             norms_per_layer=f.get("norms_per_layer", 2),
         )
     if mt == "gpt2":
         dm, H = _need(d, "n_embd"), _need(d, "n_head")
         npos = _get(d, "n_positions", default=1024)
-        return Arch(name=name, model_type=mt, vocab_size=_need(d, "vocab_size"), n_layer=_need(d, "n_layer"),
-                    d_model=dm, n_head=H, n_kv_head=H, head_dim=dm // H, d_ff=_get(d, "n_inner", default=4 * dm),
-                    ffn=_ffn_kind(_get(d, "activation_function", default="gelu_new"), gated=False),
-                    norm="layernorm", pos="learned", context=npos, n_positions=npos, tie_embeddings=True,
-                    qkv_bias=True, o_bias=True, mlp_bias=True)
+        return Arch(
+            name=name,
+            model_type=mt,
+            vocab_size=_need(d, "vocab_size"),
+            n_layer=_need(d, "n_layer"),
+            d_model=dm,
+            n_head=H,
+            n_kv_head=H,
+            head_dim=dm // H,
+            d_ff=_get(d, "n_inner", default=4 * dm),
+            ffn=_ffn_kind(_get(d, "activation_function", default="gelu_new"), gated=False),
+            norm="layernorm",
+            pos="learned",
+            context=npos,
+            n_positions=npos,
+            tie_embeddings=True,
+            qkv_bias=True,
+            o_bias=True,
+            mlp_bias=True,
+        )
     if mt == "opt":
         dm, H = _need(d, "hidden_size"), _need(d, "num_attention_heads")
         ctx = _get(d, "max_position_embeddings", default=2048)
         proj = _get(d, "word_embed_proj_dim", default=dm)
         bias = bool(d.get("enable_bias", True))
         pre = bool(d.get("do_layer_norm_before", True))
-        return Arch(name=name, model_type=mt, vocab_size=_need(d, "vocab_size"),
-                    n_layer=_need(d, "num_hidden_layers"), d_model=dm, n_head=H, n_kv_head=H, head_dim=dm // H,
-                    d_ff=_need(d, "ffn_dim"), ffn=_ffn_kind(_get(d, "activation_function", default="relu"), False),
-                    norm="layernorm", pos="learned", context=ctx, n_positions=ctx + 2,  # OPT's offset of 2
-                    tie_embeddings=bool(d.get("tie_word_embeddings", True)), qkv_bias=bias, o_bias=bias,
-                    mlp_bias=bias, final_norm=pre and not d.get("_remove_final_layer_norm", False),
-                    embed_dim=proj if proj != dm else 0)
+        return Arch(
+            name=name,
+            model_type=mt,
+            vocab_size=_need(d, "vocab_size"),
+            n_layer=_need(d, "num_hidden_layers"),
+            d_model=dm,
+            n_head=H,
+            n_kv_head=H,
+            head_dim=dm // H,
+            d_ff=_need(d, "ffn_dim"),
+            ffn=_ffn_kind(_get(d, "activation_function", default="relu"), False),
+            norm="layernorm",
+            pos="learned",
+            context=ctx,
+            n_positions=ctx + 2,  # OPT's offset of 2
+            tie_embeddings=bool(d.get("tie_word_embeddings", True)),
+            qkv_bias=bias,
+            o_bias=bias,
+            mlp_bias=bias,
+            final_norm=pre and not d.get("_remove_final_layer_norm", False),
+            embed_dim=proj if proj != dm else 0,
+        )
     if mt == "gpt_neox":
         dm, H = _need(d, "hidden_size"), _need(d, "num_attention_heads")
-        return Arch(name=name, model_type=mt, vocab_size=_need(d, "vocab_size"),
-                    n_layer=_need(d, "num_hidden_layers"), d_model=dm, n_head=H, n_kv_head=H, head_dim=dm // H,
-                    d_ff=_need(d, "intermediate_size"), ffn=_ffn_kind(_get(d, "hidden_act", default="gelu"), False),
-                    norm="layernorm", pos="rope", context=_get(d, "max_position_embeddings", default=2048),
-                    tie_embeddings=bool(d.get("tie_word_embeddings", False)), qkv_bias=True, o_bias=True,
-                    mlp_bias=True)
+        return Arch(
+            name=name,
+            model_type=mt,
+            vocab_size=_need(d, "vocab_size"),
+            n_layer=_need(d, "num_hidden_layers"),
+            d_model=dm,
+            n_head=H,
+            n_kv_head=H,
+            head_dim=dm // H,
+            d_ff=_need(d, "intermediate_size"),
+            ffn=_ffn_kind(_get(d, "hidden_act", default="gelu"), False),
+            norm="layernorm",
+            pos="rope",
+            context=_get(d, "max_position_embeddings", default=2048),
+            tie_embeddings=bool(d.get("tie_word_embeddings", False)),
+            qkv_bias=True,
+            o_bias=True,
+            mlp_bias=True,
+        )
     if mt == "bloom":
         dm, H = _need(d, "hidden_size", "n_embed"), _need(d, "n_head", "num_attention_heads")
-        return Arch(name=name, model_type=mt, vocab_size=_need(d, "vocab_size"),
-                    n_layer=_need(d, "n_layer", "num_hidden_layers"), d_model=dm, n_head=H, n_kv_head=H,
-                    head_dim=dm // H, d_ff=4 * dm, ffn="gelu", norm="layernorm", pos="alibi",
-                    context=_get(d, "seq_length", default=2048), tie_embeddings=bool(d.get("tie_word_embeddings", True)),
-                    qkv_bias=True, o_bias=True, mlp_bias=True, embed_norm=True)
+        return Arch(
+            name=name,
+            model_type=mt,
+            vocab_size=_need(d, "vocab_size"),
+            n_layer=_need(d, "n_layer", "num_hidden_layers"),
+            d_model=dm,
+            n_head=H,
+            n_kv_head=H,
+            head_dim=dm // H,
+            d_ff=4 * dm,
+            ffn="gelu",
+            norm="layernorm",
+            pos="alibi",
+            context=_get(d, "seq_length", default=2048),
+            tie_embeddings=bool(d.get("tie_word_embeddings", True)),
+            qkv_bias=True,
+            o_bias=True,
+            mlp_bias=True,
+            embed_norm=True,
+        )
     if mt == "phi":
         dm, H = _need(d, "hidden_size"), _need(d, "num_attention_heads")
-        return Arch(name=name, model_type=mt, vocab_size=_need(d, "vocab_size"),
-                    n_layer=_need(d, "num_hidden_layers"), d_model=dm, n_head=H,
-                    n_kv_head=_get(d, "num_key_value_heads", default=H), head_dim=dm // H,
-                    d_ff=_need(d, "intermediate_size"), ffn=_ffn_kind(_get(d, "hidden_act", default="gelu_new"), False),
-                    norm="layernorm", pos="rope", context=_get(d, "max_position_embeddings", default=2048),
-                    tie_embeddings=bool(d.get("tie_word_embeddings", False)), qkv_bias=True, o_bias=True,
-                    mlp_bias=True, lm_head_bias=True, norms_per_layer=1)  # one LayerNorm feeds attention and MLP
+        return Arch(
+            name=name,
+            model_type=mt,
+            vocab_size=_need(d, "vocab_size"),
+            n_layer=_need(d, "num_hidden_layers"),
+            d_model=dm,
+            n_head=H,
+            n_kv_head=_get(d, "num_key_value_heads", default=H),
+            head_dim=dm // H,
+            d_ff=_need(d, "intermediate_size"),
+            ffn=_ffn_kind(_get(d, "hidden_act", default="gelu_new"), False),
+            norm="layernorm",
+            pos="rope",
+            context=_get(d, "max_position_embeddings", default=2048),
+            tie_embeddings=bool(d.get("tie_word_embeddings", False)),
+            qkv_bias=True,
+            o_bias=True,
+            mlp_bias=True,
+            lm_head_bias=True,
+            norms_per_layer=1,
+        )  # one LayerNorm feeds attention and MLP
     raise ValueError(
         f"model_type {mt!r} is not one the calculator reads (known: {', '.join(SUPPORTED_MODEL_TYPES)}). "
         "If it is a Llama-style decoder (RMSNorm, SwiGLU, RoPE), set config['model_type'] = 'llama'."
@@ -193,7 +299,16 @@ def zoo_dir() -> Path:
 
 
 _BOOL_COLUMNS = ("is_baseline", "instruct", "tied_embeddings", "data_open")
-_INT_COLUMNS = ("n_layer", "d_model", "n_head", "n_kv_head", "head_dim", "d_ff", "vocab_size", "context_length")
+_INT_COLUMNS = (
+    "n_layer",
+    "d_model",
+    "n_head",
+    "n_kv_head",
+    "head_dim",
+    "d_ff",
+    "vocab_size",
+    "context_length",
+)
 
 
 def load_zoo(path: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -203,15 +318,21 @@ def load_zoo(path: str | os.PathLike | None = None) -> pd.DataFrame:
     and ``half`` (e.g. "2023H2")."""
     path = Path(path) if path is not None else zoo_dir() / "slm_zoo.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the zoo table ships in data/zoo/ (rebuild it with "
-                                "`python data/zoo/build_zoo.py`), or set $SLMLAB_DATA to the folder holding zoo/.")
+        raise FileNotFoundError(
+            f"{path} not found: the zoo table ships in data/zoo/ (rebuild it with "
+            "`python data/zoo/build_zoo.py`), or set $SLMLAB_DATA to the folder holding zoo/."
+        )
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     for c in _BOOL_COLUMNS:
-        df[c] = df[c].map({True: True, False: False, "true": True, "false": False}).astype("boolean")
+        df[c] = (
+            df[c].map({True: True, False: False, "true": True, "false": False}).astype("boolean")
+        )
     for c in _INT_COLUMNS:
         df[c] = df[c].astype("Int64")
     df["released"] = pd.to_datetime(df["release"], format="%Y-%m")
-    df["half"] = df["released"].dt.year.astype(str) + "H" + ((df["released"].dt.month > 6) + 1).astype(str)
+    df["half"] = (
+        df["released"].dt.year.astype(str) + "H" + ((df["released"].dt.month > 6) + 1).astype(str)
+    )
     return df
 
 
@@ -287,12 +408,16 @@ def get_arch(model) -> Arch:
             return arch_from_hf(model, name=str(model))
         except OfflineError as e:
             close = _suggest(model, zoo)
-            hint = f" Models in the zoo table with similar names: {', '.join(close)}." if close else ""
+            hint = (
+                f" Models in the zoo table with similar names: {', '.join(close)}." if close else ""
+            )
             raise OfflineError(f"{e}{hint}") from e
     cfg = load_configs().get(row["hub_id"])
     if cfg is None:
-        raise ValueError(f"{row['name']}: the calculator has no uniform config for it ({row['calc_note']}). "
-                         "Pass its config.json instead if you have one.")
+        raise ValueError(
+            f"{row['name']}: the calculator has no uniform config for it ({row['calc_note']}). "
+            "Pass its config.json instead if you have one."
+        )
     return arch_from_hf(cfg, name=row["name"])
 
 
@@ -338,13 +463,22 @@ def tokens_per_param(training_tokens: float, params: float) -> float:
     return float(training_tokens) / float(params)
 
 
-def decode_bytes_per_token(model, context: int, bits: float | str = "int4", kv_bits: float | str = "fp16") -> int:
+def decode_bytes_per_token(
+    model, context: int, bits: float | str = "int4", kv_bits: float | str = "fp16"
+) -> int:
     """Bytes moved from memory to decode one token with ``context`` tokens already cached."""
-    return int(decode_weight_params(model) * bits_of(bits) / 8) + kv_cache_bytes(model, context, kv_bits)
+    return int(decode_weight_params(model) * bits_of(bits) / 8) + kv_cache_bytes(
+        model, context, kv_bits
+    )
 
 
-def decode_tokens_per_s(model, device: str | Device, context: int = 2048, bits: float | str = "int4",
-                        kv_bits: float | str = "fp16") -> float:
+def decode_tokens_per_s(
+    model,
+    device: str | Device,
+    context: int = 2048,
+    bits: float | str = "int4",
+    kv_bits: float | str = "fp16",
+) -> float:
     """Roofline upper bound on decode speed: decoding one token (batch 1) streams every weight it uses
     and the whole KV cache from memory once, so tokens/s <= bandwidth / bytes per token.
     Real runtimes reach a fraction of it (compute, dequantization, caches, scheduling)."""
@@ -352,17 +486,30 @@ def decode_tokens_per_s(model, device: str | Device, context: int = 2048, bits: 
     return dev.bandwidth_gbs * GB / decode_bytes_per_token(model, context, bits, kv_bits)
 
 
-def estimate(model, context: int = 2048, device: str | Device | None = None, bits: float | str = "int4",
-             kv_bits: float | str = "fp16", training_tokens: float | None = None) -> dict:
+def estimate(
+    model,
+    context: int = 2048,
+    device: str | Device | None = None,
+    bits: float | str = "int4",
+    kv_bits: float | str = "fp16",
+    training_tokens: float | None = None,
+) -> dict:
     """Everything the chapter derives for one model, as a flat dict (numbers in parameters, bytes, FLOPs)."""
     a = get_arch(model)
     b = param_breakdown(a)
-    out = {"name": a.name, "attention": a.attention, "params": num_params(a),
-           **{f"params_{k}": v for k, v in b.items() if k != "total"},
-           "weights_fp16_bytes": weight_bytes(a, "fp16"), "weights_int8_bytes": weight_bytes(a, "int8"),
-           "weights_int4_bytes": weight_bytes(a, "int4"),
-           "kv_bytes_per_token": kv_cache_bytes_per_token(a, kv_bits), "context": context,
-           "kv_bytes": kv_cache_bytes(a, context, kv_bits), "flops_per_token": flops_per_token(a, context)}
+    out = {
+        "name": a.name,
+        "attention": a.attention,
+        "params": num_params(a),
+        **{f"params_{k}": v for k, v in b.items() if k != "total"},
+        "weights_fp16_bytes": weight_bytes(a, "fp16"),
+        "weights_int8_bytes": weight_bytes(a, "int8"),
+        "weights_int4_bytes": weight_bytes(a, "int4"),
+        "kv_bytes_per_token": kv_cache_bytes_per_token(a, kv_bits),
+        "context": context,
+        "kv_bytes": kv_cache_bytes(a, context, kv_bits),
+        "flops_per_token": flops_per_token(a, context),
+    }
     if training_tokens is None and isinstance(model, str):
         try:
             training_tokens = find_model(model)["training_tokens"]
@@ -378,25 +525,38 @@ def estimate(model, context: int = 2048, device: str | Device | None = None, bit
     return out
 
 
-def memory_table(models, device: str | Device = "Meizu 18 Pro", bits: float | str = "int4", context: int = 2048,
-                 kv_bits: float | str = "fp16") -> pd.DataFrame:
+def memory_table(
+    models,
+    device: str | Device = "Meizu 18 Pro",
+    bits: float | str = "int4",
+    context: int = 2048,
+    kv_bits: float | str = "fp16",
+) -> pd.DataFrame:
     """The explorer's table: memory breakdown (GB) and roofline decode speed of ``models`` on ``device``."""
     dev = get_device(device)
     w = bits_of(bits) / 8
     rows = []
-    for m in ([models] if isinstance(models, (str, Arch, dict)) else models):
+    for m in [models] if isinstance(models, (str, Arch, dict)) else models:
         a = get_arch(m)
         b = param_breakdown(a)
         kv = kv_cache_bytes(a, context, kv_bits) / GB
         weights = weight_bytes(a, bits) / GB
-        rows.append({
-            "model": a.name, "attention": a.attention, "params (B)": num_params(a) / 1e9,
-            "embeddings (GB)": b["embeddings"] * w / GB, "attention (GB)": b["attention"] * w / GB,
-            "FFN (GB)": b["ffn"] * w / GB, "LM head (GB)": b["lm_head"] * w / GB,
-            "weights (GB)": weights, "KV cache (GB)": kv, "total (GB)": weights + kv,
-            "fits": weights + kv <= dev.memory_gb,
-            "decode tok/s (bound)": decode_tokens_per_s(a, dev, context, bits, kv_bits),
-        })
+        rows.append(
+            {
+                "model": a.name,
+                "attention": a.attention,
+                "params (B)": num_params(a) / 1e9,
+                "embeddings (GB)": b["embeddings"] * w / GB,
+                "attention (GB)": b["attention"] * w / GB,
+                "FFN (GB)": b["ffn"] * w / GB,
+                "LM head (GB)": b["lm_head"] * w / GB,
+                "weights (GB)": weights,
+                "KV cache (GB)": kv,
+                "total (GB)": weights + kv,
+                "fits": weights + kv <= dev.memory_gb,
+                "decode tok/s (bound)": decode_tokens_per_s(a, dev, context, bits, kv_bits),
+            }
+        )
     return pd.DataFrame(rows).set_index("model")
 
 
@@ -414,19 +574,29 @@ def derive_zoo(zoo: pd.DataFrame | None = None, context: int = 2048) -> pd.DataF
             a = arch_from_hf(cfg, name=r["name"])
             n = num_params(a)
             head = a.vocab_size * (a.embed_dim or a.d_model)
-            out.update(params_calc=n, params_rel_diff=n / (r["params_b"] * 1e9) - 1,
-                       kv_bytes_per_token=kv_cache_bytes_per_token(a, "fp16"),
-                       kv_mb_at_context=kv_cache_bytes(a, context, "fp16") / 1e6,
-                       embedding_share=(param_breakdown(a)["embeddings"] + param_breakdown(a)["lm_head"]) / n,
-                       lm_head_decode_share=head / decode_weight_params(a))
+            out.update(
+                params_calc=n,
+                params_rel_diff=n / (r["params_b"] * 1e9) - 1,
+                kv_bytes_per_token=kv_cache_bytes_per_token(a, "fp16"),
+                kv_mb_at_context=kv_cache_bytes(a, context, "fp16") / 1e6,
+                embedding_share=(param_breakdown(a)["embeddings"] + param_breakdown(a)["lm_head"])
+                / n,
+                lm_head_decode_share=head / decode_weight_params(a),
+            )
         if not pd.isna(r["training_tokens"]):
-            out["tokens_per_param"] = tokens_per_param(r["training_tokens"], out.get("params_calc", r["params_b"] * 1e9))
+            out["tokens_per_param"] = tokens_per_param(
+                r["training_tokens"], out.get("params_calc", r["params_b"] * 1e9)
+            )
         rows.append(out)
     return zoo[["name"]].merge(pd.DataFrame(rows), on="name", how="left")
 
 
-def ondevice_comparison(runs: pd.DataFrame | None = None, context: int = 512, bits: float | str = "q4_0",
-                        kv_bits: float | str = "fp16") -> pd.DataFrame:
+def ondevice_comparison(
+    runs: pd.DataFrame | None = None,
+    context: int = 512,
+    bits: float | str = "q4_0",
+    kv_bits: float | str = "fp16",
+) -> pd.DataFrame:
     """The calculator next to the survey's llama.cpp INT4 runs: predicted memory (weights at ``bits`` +
     KV cache for ``context`` tokens) vs measured, and roofline decode speed vs measured.
 
@@ -440,13 +610,23 @@ def ondevice_comparison(runs: pd.DataFrame | None = None, context: int = 512, bi
         weights = weight_bytes(a, bits) / GB
         kv = kv_cache_bytes(a, context, kv_bits) / GB
         bound = decode_tokens_per_s(a, r["device"], context=context, bits=bits, kv_bits=kv_bits)
-        rows.append({"model": r["model"], "device": r["device"], "vocab_size": a.vocab_size,
-                     "params (B)": num_params(a) / 1e9, "weights (GB)": weights, "KV (GB)": kv,
-                     "predicted (GB)": weights + kv, "measured (GB)": r["memory_gb"],
-                     "measured / predicted": r["memory_gb"] / (weights + kv),
-                     "unexplained (GB)": r["memory_gb"] - (weights + kv),
-                     "decode bound (tok/s)": bound, "decode measured (tok/s)": r["decode_tok_s"],
-                     "fraction of bound": r["decode_tok_s"] / bound})
+        rows.append(
+            {
+                "model": r["model"],
+                "device": r["device"],
+                "vocab_size": a.vocab_size,
+                "params (B)": num_params(a) / 1e9,
+                "weights (GB)": weights,
+                "KV (GB)": kv,
+                "predicted (GB)": weights + kv,
+                "measured (GB)": r["memory_gb"],
+                "measured / predicted": r["memory_gb"] / (weights + kv),
+                "unexplained (GB)": r["memory_gb"] - (weights + kv),
+                "decode bound (tok/s)": bound,
+                "decode measured (tok/s)": r["decode_tok_s"],
+                "fraction of bound": r["decode_tok_s"] / bound,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -458,8 +638,27 @@ def show_source(obj) -> None:
 
 
 __all__ = [
-    "CHINCHILLA_TOKENS_PER_PARAM", "UnknownModelError", "load_zoo",
-    "load_ondevice_runs", "load_runtime_findings", "load_configs", "find_model", "get_arch", "arch_from_hf", "param_breakdown", "num_params", "weight_bytes", "decode_weight_params",
-    "kv_cache_bytes_per_token", "kv_cache_bytes", "flops_per_token", "tokens_per_param",
-    "decode_bytes_per_token", "decode_tokens_per_s", "estimate", "memory_table", "derive_zoo",
-    "ondevice_comparison", ]
+    "CHINCHILLA_TOKENS_PER_PARAM",
+    "UnknownModelError",
+    "load_zoo",
+    "load_ondevice_runs",
+    "load_runtime_findings",
+    "load_configs",
+    "find_model",
+    "get_arch",
+    "arch_from_hf",
+    "param_breakdown",
+    "num_params",
+    "weight_bytes",
+    "decode_weight_params",
+    "kv_cache_bytes_per_token",
+    "kv_cache_bytes",
+    "flops_per_token",
+    "tokens_per_param",
+    "decode_bytes_per_token",
+    "decode_tokens_per_s",
+    "estimate",
+    "memory_table",
+    "derive_zoo",
+    "ondevice_comparison",
+]

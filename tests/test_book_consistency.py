@@ -15,6 +15,7 @@ numbers a page states are compared with the files they come from (``data/zoo/*.c
   baselines are not counted);
 * a few facts fixed in issue #11 (``FACTS``, ``FORBIDDEN``), each against its source.
 """
+
 import json
 import re
 from functools import lru_cache
@@ -55,8 +56,14 @@ def notebook_glue_names(nb: Path) -> tuple[re.Pattern, ...]:
     cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
     src = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     names = re.findall(r"""\bglue\(\s*(f?)["']([^"']+)["']""", src)
-    return tuple(re.compile("[A-Za-z0-9_]+".join(map(re.escape, re.split(r"\{[^}]*\}", name))) if f else re.escape(name))
-                 for f, name in names)
+    return tuple(
+        re.compile(
+            "[A-Za-z0-9_]+".join(map(re.escape, re.split(r"\{[^}]*\}", name)))
+            if f
+            else re.escape(name)
+        )
+        for f, name in names
+    )
 
 
 def notebook_glues(nb: Path, key: str) -> bool:
@@ -90,17 +97,23 @@ def link_targets(page: Path) -> list[str]:
 
 def glue_refs(page: Path) -> list[tuple[str, str]]:
     """(notebook path, key) of every {glue:...}`path::key` role and ```{glue} key / :doc: path."""
-    refs = [(m.group(1), m.group(2))
-            for m in re.finditer(r"\{glue(?::[a-z]+)?\}`([^`:]+\.ipynb)::([A-Za-z0-9_]+)", text(page))]
-    refs += [(m.group(2), m.group(1))
-             for m in re.finditer(r"```\{glue\}\s+([A-Za-z0-9_]+)\s*\n:doc:\s*(\S+)", text(page))]
+    refs = [
+        (m.group(1), m.group(2))
+        for m in re.finditer(r"\{glue(?::[a-z]+)?\}`([^`:]+\.ipynb)::([A-Za-z0-9_]+)", text(page))
+    ]
+    refs += [
+        (m.group(2), m.group(1))
+        for m in re.finditer(r"```\{glue\}\s+([A-Za-z0-9_]+)\s*\n:doc:\s*(\S+)", text(page))
+    ]
     return refs
 
 
 def notebooks_named_in_words(page: Path) -> set[str]:
     """Two-digit notebook numbers in "notebook 21", "notebooks 62, 63, 64", "notebook (61)"."""
     nums = set()
-    for m in re.finditer(r"\bnotebooks?\s+(\(?\d\d\)?(?:\s*(?:,|and|to)\s*\d\d\b)*)", flat(page), re.I):
+    for m in re.finditer(
+        r"\bnotebooks?\s+(\(?\d\d\)?(?:\s*(?:,|and|to)\s*\d\d\b)*)", flat(page), re.I
+    ):
         nums |= set(re.findall(r"\d\d", m.group(1)))
     return nums
 
@@ -125,8 +138,10 @@ def test_notebooks_named_in_words_exist(page):
     missing = sorted(n for n in notebooks_named_in_words(page) if not notebook_exists(n))
     named = set(re.findall(r"`(\d\d-[a-z0-9-]+)`", text(page)))  # notebook names in backticks
     missing += sorted(n for n in named if not (ROOT / "notebooks" / f"{n}.ipynb").is_file())
-    assert not missing, (f"{rel(page)} names notebooks that do not exist: {missing}; "
-                         "say 'planned' or 'to come' in words, without a number, until it lands")
+    assert not missing, (
+        f"{rel(page)} names notebooks that do not exist: {missing}; "
+        "say 'planned' or 'to come' in words, without a number, until it lands"
+    )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=rel)
@@ -142,7 +157,11 @@ def test_glued_values_are_glued_by_their_notebook(page):
 
 
 def test_cited_keys_are_in_the_bibliography():
-    bib = set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "references.bib").read_text(encoding="utf-8"), re.M))
+    bib = set(
+        re.findall(
+            r"^@\w+\{([^,\s]+),", (ROOT / "references.bib").read_text(encoding="utf-8"), re.M
+        )
+    )
     missing = {}
     for page in PAGES:
         for m in re.finditer(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text(page)):
@@ -157,7 +176,8 @@ def test_preface_lists_exactly_the_notebooks_that_run():
     on_disk = {nb.stem for nb in NOTEBOOKS}
     assert listed == on_disk, (
         f"the preface's 'What runs today' must name every notebook in notebooks/: "
-        f"missing {sorted(on_disk - listed)}, not on disk {sorted(listed - on_disk)}")
+        f"missing {sorted(on_disk - listed)}, not on disk {sorted(listed - on_disk)}"
+    )
 
 
 # ----------------------------------------------------------------------------- broken LaTeX
@@ -168,7 +188,9 @@ def test_no_control_characters(page):
     for n, line in enumerate(text(page).splitlines(), 1):
         assert "\text" not in line, f"{rel(page)}:{n}: TAB + 'ext' — write \\text"
         bad = re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line)
-        assert not bad, f"{rel(page)}:{n}: control character {bad.group()!r} in {line.strip()[:60]!r}"
+        assert not bad, (
+            f"{rel(page)}:{n}: control character {bad.group()!r} in {line.strip()[:60]!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- one count of SLMs
@@ -196,16 +218,22 @@ def test_one_count_of_surveyed_slms():
             for m in re.finditer(pattern, flat(page)):
                 stated.setdefault(int(m.group(1)), []).append(f"{rel(page)}: {m.group(0)!r}")
     wrong = {n: where for n, where in stated.items() if n != expected}
-    assert not wrong, (f"the book counts {expected} surveyed SLMs (released 2022-2024, no baselines); "
-                       f"glue n_slms from notebook 11 rather than typing a number: {wrong}")
+    assert not wrong, (
+        f"the book counts {expected} surveyed SLMs (released 2022-2024, no baselines); "
+        f"glue n_slms from notebook 11 rather than typing a number: {wrong}"
+    )
     gluing = [rel(p) for p in PAGES if any(k == "n_slms" for _, k in glue_refs(p))]
-    assert "book/01-what-is-an-slm/index.md" in gluing, "chapter 1 defines the count by gluing n_slms"
+    assert "book/01-what-is-an-slm/index.md" in gluing, (
+        "chapter 1 defines the count by gluing n_slms"
+    )
 
 
 # ----------------------------------------------------------------------------- facts of issue #11
 def tied_step_ratio_from_benchmarks() -> str:
     readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
-    m = re.search(r"tied embedding / LM head step takes ([\d.]+-[\d.]+x)", re.sub(r"\s+", " ", readme))
+    m = re.search(
+        r"tied embedding / LM head step takes ([\d.]+-[\d.]+x)", re.sub(r"\s+", " ", readme)
+    )
     assert m, "benchmarks/README.md no longer states the tied/untied step ratio"
     return m.group(1)
 
@@ -217,7 +245,8 @@ def test_tied_embeddings_cost_what_the_benchmark_measures():
         for para in paragraphs(page):
             if re.search(r"\bti(?:e|ed|es|ing)\b", para, re.I):
                 assert not re.search(r"times slower|slows?\b", para, re.I), (
-                    f"{rel(page)}: the benchmark measures a tied step at {measured} of an untied one: {para[:120]!r}")
+                    f"{rel(page)}: the benchmark measures a tied step at {measured} of an untied one: {para[:120]!r}"
+                )
                 stated += re.findall(r"step takes ([\d.]+[–-][\d.]+x)", para)
     assert stated, "chapter 3 states the measured tied/untied ratio"
     assert all(s.replace("–", "-") == measured for s in stated), (stated, measured)
@@ -244,22 +273,58 @@ def ondevice_memory_gb(model: str) -> float:
 
 # (what, regex with one number group (whitespace-flattened page text), the source's value, tolerance)
 FACTS = [
-    ("base model parameters (millions)", r"the base model has ([\d.]+)M parameters", base_parameters_m, 0.06),
-    ("5B parameters at 4 bits (GB)", r"5B parameters at 4 bits take about ([\d.]+) GB", lambda: 5e9 * 4 / 8 / 1e9, 0.01),
-    ("LLaMA-7B INT4 on the phones (GB)", r"LLaMA-7B in ([\d.]+) GB", lambda: ondevice_memory_gb("LLaMA 7B"), 0.05),
-    ("SmolLM-135M training tokens (T)", r"SmolLM-135M saw ([\d.]+)T tokens",
-     lambda: zoo_row("SmolLM-135M")["training_tokens"] / 1e12, 0.01),
-    ("SmolLM-135M tokens per parameter", r"SmolLM-135M saw [\d.]+T tokens, about ([\d,]+) per parameter",
-     lambda: tokens_per_param("SmolLM-135M"), 50),
-    ("Qwen2-0.5B training tokens (T)", r"Qwen2-0\.5B saw ([\d.]+)T", lambda: zoo_row("Qwen2-0.5B")["training_tokens"] / 1e12, 0.01),
-    ("Qwen2-0.5B tokens per parameter", r"Qwen2-0\.5B saw [\d.]+T, ([\d,]+) per parameter",
-     lambda: tokens_per_param("Qwen2-0.5B"), 50),
+    (
+        "base model parameters (millions)",
+        r"the base model has ([\d.]+)M parameters",
+        base_parameters_m,
+        0.06,
+    ),
+    (
+        "5B parameters at 4 bits (GB)",
+        r"5B parameters at 4 bits take about ([\d.]+) GB",
+        lambda: 5e9 * 4 / 8 / 1e9,
+        0.01,
+    ),
+    (
+        "LLaMA-7B INT4 on the phones (GB)",
+        r"LLaMA-7B in ([\d.]+) GB",
+        lambda: ondevice_memory_gb("LLaMA 7B"),
+        0.05,
+    ),
+    (
+        "SmolLM-135M training tokens (T)",
+        r"SmolLM-135M saw ([\d.]+)T tokens",
+        lambda: zoo_row("SmolLM-135M")["training_tokens"] / 1e12,
+        0.01,
+    ),
+    (
+        "SmolLM-135M tokens per parameter",
+        r"SmolLM-135M saw [\d.]+T tokens, about ([\d,]+) per parameter",
+        lambda: tokens_per_param("SmolLM-135M"),
+        50,
+    ),
+    (
+        "Qwen2-0.5B training tokens (T)",
+        r"Qwen2-0\.5B saw ([\d.]+)T",
+        lambda: zoo_row("Qwen2-0.5B")["training_tokens"] / 1e12,
+        0.01,
+    ),
+    (
+        "Qwen2-0.5B tokens per parameter",
+        r"Qwen2-0\.5B saw [\d.]+T, ([\d,]+) per parameter",
+        lambda: tokens_per_param("Qwen2-0.5B"),
+        50,
+    ),
 ]
 
 
 @pytest.mark.parametrize("what, pattern, source, tol", FACTS, ids=[f[0] for f in FACTS])
 def test_stated_numbers_match_their_source(what, pattern, source, tol):
-    found = [(rel(p), float(m.group(1).replace(",", ""))) for p in PAGES for m in re.finditer(pattern, flat(p))]
+    found = [
+        (rel(p), float(m.group(1).replace(",", "")))
+        for p in PAGES
+        for m in re.finditer(pattern, flat(p))
+    ]
     assert found, f"no page states {what!r} any more: fix the regex or drop the fact from FACTS"
     value = source()
     wrong = [(where, v) for where, v in found if abs(v - value) > tol]
@@ -269,12 +334,30 @@ def test_stated_numbers_match_their_source(what, pattern, source, tol):
 # (regex, why it is wrong) — claims issue #11 removed; none may come back
 FORBIDDEN = [
     (r"\b5M-parameter", "the base model has 3.15M parameters (data/reference/base/metrics.json)"),
-    (r"no longer fits? a phone", "7B models at INT4 ran on the survey's phones (data/zoo/ondevice_runs.csv)"),
-    (r"hundred times past Chinchilla", "sub-1B models in the table saw up to 36,000 tokens per parameter"),
-    (r"pruning 50% hurts more", "no notebook or cited source compares 50% pruning with 4-bit quantization"),
-    (r"in preparation", "an existing notebook is linked; one that does not exist yet is 'planned' or 'to come'"),
-    (r"GPTQ at 4 bits loses less perplexity", "notebook 62 asserts GPTQ's lower KL, not perplexity"),
-    (r"70[–-]90% (?:sparsity|of the energy)", "no source: the crossover depends on kernel and hardware"),
+    (
+        r"no longer fits? a phone",
+        "7B models at INT4 ran on the survey's phones (data/zoo/ondevice_runs.csv)",
+    ),
+    (
+        r"hundred times past Chinchilla",
+        "sub-1B models in the table saw up to 36,000 tokens per parameter",
+    ),
+    (
+        r"pruning 50% hurts more",
+        "no notebook or cited source compares 50% pruning with 4-bit quantization",
+    ),
+    (
+        r"in preparation",
+        "an existing notebook is linked; one that does not exist yet is 'planned' or 'to come'",
+    ),
+    (
+        r"GPTQ at 4 bits loses less perplexity",
+        "notebook 62 asserts GPTQ's lower KL, not perplexity",
+    ),
+    (
+        r"70[–-]90% (?:sparsity|of the energy)",
+        "no source: the crossover depends on kernel and hardware",
+    ),
 ]
 
 
@@ -290,7 +373,9 @@ def test_survey_qwen_figure_comes_with_the_computed_one():
     for page in PAGES:
         for para in paragraphs(page):
             if "25.4%" in para:
-                assert "qwen_more_params" in para, f"{rel(page)}: quote 25.4% only next to the computed value"
+                assert "qwen_more_params" in para, (
+                    f"{rel(page)}: quote 25.4% only next to the computed value"
+                )
 
 
 def test_acc_norm_has_one_definition():
@@ -299,5 +384,7 @@ def test_acc_norm_has_one_definition():
     paras = [(rel(p), para) for p in PAGES for para in paragraphs(p) if "acc_norm" in para]
     assert paras, "chapter 7 defines acc_norm"
     for where, para in paras:
-        assert not re.search(r"\bper[- ](?:token|byte)\b|\bbytes\b", para, re.I), f"{where}: {para[:160]!r}"
+        assert not re.search(r"\bper[- ](?:token|byte)\b|\bbytes\b", para, re.I), (
+            f"{where}: {para[:160]!r}"
+        )
     assert any("character" in para for _, para in paras), "say what acc_norm divides by: characters"

@@ -1,4 +1,5 @@
 """TinyTales: determinism, splits that never overlap, held-out pairs, probe items, stats, loaders."""
+
 import contextlib
 import io
 import itertools
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from slmlab import data as D
-from slmlab.data.stream import _WORD
 from slmlab.data.writer import action_phrase
 from slmlab.evaluate import items as I
 
@@ -86,7 +86,11 @@ def test_corpus_text_joins_whole_documents():
 def test_splits_never_share_a_document_problem_program_or_secret_word():
     docs = {s: take(s, n=600) for s in D.SPLITS}
     sets = {s: set(d) for s, d in docs.items()}
-    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
+    assert (
+        not sets["train"] & sets["val"]
+        and not sets["train"] & sets["test"]
+        and not sets["val"] & sets["test"]
+    )
     for split, ds in docs.items():
         for d in ds:
             kind = D.kind_of(d)
@@ -98,7 +102,9 @@ def test_splits_never_share_a_document_problem_program_or_secret_word():
             elif kind == "code":
                 for prog in re.findall(r"```\n(.*?)\n```", d, flags=re.S):
                     assert D.split_of("code:" + prog) == split
-    train_words = set(re.findall(r"[a-z]+", " ".join(d for d in docs["train"] if D.kind_of(d) == "icl")))
+    train_words = set(
+        re.findall(r"[a-z]+", " ".join(d for d in docs["train"] if D.kind_of(d) == "icl"))
+    )
     assert not train_words & set(D.SECRET_WORDS["test"])
     assert not train_words & set(D.SECRET_WORDS["val"])
 
@@ -109,10 +115,23 @@ def test_held_out_pairs_never_appear_in_any_split():
     checks = []
     for o, act in sorted(D.HELD_OUT):
         b = D.behaviour(o, act)
-        q = {"drop": f"drop {D.article(o)}?", "water": f"put {D.article(o)} in water?", "fire": f"put {D.article(o)} near a fire?"}[act]
-        checks.append(((o, act), re.compile(rf"\b{o}\b"), (b, D.past(b)),
-                       [f"The {o} {D.past(b)}", f"{o} is made of {D.MATERIAL_OF[o]}, so if you {action_phrase(act, o)}, it {b}",
-                        f"{q}\nA: It {b}"]))
+        q = {
+            "drop": f"drop {D.article(o)}?",
+            "water": f"put {D.article(o)} in water?",
+            "fire": f"put {D.article(o)} near a fire?",
+        }[act]
+        checks.append(
+            (
+                (o, act),
+                re.compile(rf"\b{o}\b"),
+                (b, D.past(b)),
+                [
+                    f"The {o} {D.past(b)}",
+                    f"{o} is made of {D.MATERIAL_OF[o]}, so if you {action_phrase(act, o)}, it {b}",
+                    f"{q}\nA: It {b}",
+                ],
+            )
+        )
     n_checked = 0
     for split in D.SPLITS:
         for d in take(split, n=1500, mix={"story": 0.6, "facts": 0.4}):
@@ -138,8 +157,11 @@ def test_held_out_objects_are_learnable_from_their_material():
 
 # ----------------------------------------------------------------------------- content
 def test_programs_print_what_the_corpus_says():
-    progs = [(p, out) for d in take(n=300, mix={"code": 1.0})
-             for p, out in re.findall(r"```\n(.*?)\n```\nOutput: ([^\n]*)", d, flags=re.S)]
+    progs = [
+        (p, out)
+        for d in take(n=300, mix={"code": 1.0})
+        for p, out in re.findall(r"```\n(.*?)\n```\nOutput: ([^\n]*)", d, flags=re.S)
+    ]
     progs += [(it["program"], it["answer"]) for it in I.code_items(100)]
     assert len(progs) > 500
     for prog, out in progs:
@@ -150,8 +172,11 @@ def test_programs_print_what_the_corpus_says():
 
 
 def test_word_problems_are_right_and_small():
-    probs = [m for d in take(n=300, mix={"math": 1.0})
-             for m in re.findall(r"Problem: (.*)\n(\d+) ([+-]) (\d+) = (\d+)\nAnswer: (\d+)", d)]
+    probs = [
+        m
+        for d in take(n=300, mix={"math": 1.0})
+        for m in re.findall(r"Problem: (.*)\n(\d+) ([+-]) (\d+) = (\d+)\nAnswer: (\d+)", d)
+    ]
     assert len(probs) > 500
     for q, x, op, y, z, ans in probs:
         x, y, z = int(x), int(y), int(z)
@@ -166,7 +191,9 @@ def test_stories_read_as_sentences():
             assert s[0].isupper() or s[0] == '"', s
             assert s[-1] in '.!?"', s
         assert "  " not in d and " ." not in d and " ," not in d
-        assert not re.search(r"\ba [aeiou]", d) and not re.search(r"\ban [bcdfgjklmnpqrstvwxyz]", d), d
+        assert not re.search(r"\ba [aeiou]", d) and not re.search(
+            r"\ban [bcdfgjklmnpqrstvwxyz]", d
+        ), d
 
 
 # ----------------------------------------------------------------------------- probes
@@ -180,8 +207,10 @@ def test_probe_items_are_deterministic_and_well_formed():
         assert all(o.startswith(" ") for o in it["options"]) and 0 <= it["label"] < 4
         if it["kind"] == "material":
             assert (it["object"], it["action"]) in D.HELD_OUT
-            assert it["options"][it["label"]].strip(" .") in (D.behaviour(it["object"], it["action"]),
-                                                              D.past(D.behaviour(it["object"], it["action"])))
+            assert it["options"][it["label"]].strip(" .") in (
+                D.behaviour(it["object"], it["action"]),
+                D.past(D.behaviour(it["object"], it["action"])),
+            )
     labels = Counter(it["label"] for it in items)
     assert min(labels.values()) > 40  # the right answer is not always in one place
 
@@ -194,16 +223,29 @@ def test_icl_items_pair_the_same_lessons_across_shots():
     labels = Counter()
     for ep in by_ep.values():
         z, one, five = ep[0], ep[1], ep[5]
-        assert z["options"] == one["options"] == five["options"] and z["label"] == one["label"] == five["label"]
+        assert (
+            z["options"] == one["options"] == five["options"]
+            and z["label"] == one["label"] == five["label"]
+        )
         answer = five["options"][five["label"]].strip()
         labels[five["label"]] += 1
         query = five["context"].rsplit("\n", 1)[1]
-        assert query.endswith(" =") and z["context"].endswith("\n" + query) and one["context"].endswith("\n" + query)
-        assert z["context"].count("\n") == 1 and one["context"].count("\n") == 2 and five["context"].count("\n") == 6
+        assert (
+            query.endswith(" =")
+            and z["context"].endswith("\n" + query)
+            and one["context"].endswith("\n" + query)
+        )
+        assert (
+            z["context"].count("\n") == 1
+            and one["context"].count("\n") == 2
+            and five["context"].count("\n") == 6
+        )
         pairs = dict(ln.split(" = ") for ln in five["context"].split("\n")[1:-1])
         assert pairs[query[:-2]] == answer and f"{query} {answer}" in one["context"]
         shown = set(pairs.values())
-        assert sum(o.strip() in shown for o in five["options"]) >= 4  # the distractors are shown too
+        assert (
+            sum(o.strip() in shown for o in five["options"]) >= 4
+        )  # the distractors are shown too
         for o in z["options"]:
             assert o.strip() in D.SECRET_WORDS["test"] and o.strip() not in z["context"]
     assert len(labels) == 4
@@ -217,7 +259,10 @@ def test_icl_pattern_items_only_the_examples_say_which_relation():
     labels, relations = Counter(), Counter()
     for ep in by_ep.values():
         z, one, five = ep[0], ep[1], ep[5]
-        assert z["options"] == one["options"] == five["options"] and z["label"] == one["label"] == five["label"]
+        assert (
+            z["options"] == one["options"] == five["options"]
+            and z["label"] == one["label"] == five["label"]
+        )
         lines = five["context"].split("\n")
         assert lines[0] in D.PATTERN_HEADERS and len(lines) == 7 and z["context"].count("\n") == 1
         query = lines[-1][: -len(" ->")]
@@ -227,7 +272,9 @@ def test_icl_pattern_items_only_the_examples_say_which_relation():
         assert five["options"][five["label"]] == " " + f(query)
         # the options are the query's values under every relation of its domain, all different
         rels = [r for r, (d, _) in D.RELATIONS.items() if d == domain]
-        assert sorted(o.strip() for o in z["options"]) == sorted(D.RELATIONS[r][1](query) for r in rels)
+        assert sorted(o.strip() for o in z["options"]) == sorted(
+            D.RELATIONS[r][1](query) for r in rels
+        )
         assert len(set(z["options"])) == len(z["options"]) == 3
         labels[five["label"]] += 1
         relations[five["relation"]] += 1
@@ -250,19 +297,24 @@ def test_icl_group_items_pair_the_same_lessons_across_shots():
         assert len(lines) == 7 and lines[0].startswith("Secret words:")
         words = {ln.split(" -> ")[1] for ln in lines[1:-1]}
         assert words == {o.strip() for o in five["options"]}  # both words shown in 5 shots
-        assert lines[-1].endswith("->") and lines[-1][:-3] not in [ln.split(" -> ")[0] for ln in lines[1:-1]]
+        assert lines[-1].endswith("->") and lines[-1][:-3] not in [
+            ln.split(" -> ")[0] for ln in lines[1:-1]
+        ]
         for o in z["options"]:
             assert o.strip() in D.SECRET_WORDS["test"]
 
 
 def test_math_and_code_probes_come_from_the_test_split():
-    train_probs = {q for d in take(n=3000, mix={"math": 0.5, "code": 0.5})
-                   for q in re.findall(r"Problem: (.*)\n", d) + re.findall(r"```\n(.*?)\n```", d, flags=re.S)}
+    train_probs = {
+        q
+        for d in take(n=3000, mix={"math": 0.5, "code": 0.5})
+        for q in re.findall(r"Problem: (.*)\n", d) + re.findall(r"```\n(.*?)\n```", d, flags=re.S)
+    }
     m = I.math_items(200)
     c = I.code_items(200)
     assert len({it["prompt"] for it in m}) == 200 and len({it["prompt"] for it in c}) == 200
     for it in m:
-        q = it["prompt"][len("Problem: "):-1]
+        q = it["prompt"][len("Problem: ") : -1]
         assert D.split_of("math:" + q) == "test" and q not in train_probs
     for it in c:
         assert D.split_of("code:" + it["program"]) == "test" and it["program"] not in train_probs
@@ -306,7 +358,10 @@ def test_load_jsonl_and_txt_fixtures():
     js = D.load_text_dataset(FIXTURES / "tinystories_sample.jsonl")
     txt = D.load_text_dataset(FIXTURES / "tinystories_sample.txt")
     assert len(js) == 6 and js == txt
-    assert js[0].startswith("Once upon a time") and D.load_text_dataset(FIXTURES / "tinystories_sample.jsonl", n_docs=2) == js[:2]
+    assert (
+        js[0].startswith("Once upon a time")
+        and D.load_text_dataset(FIXTURES / "tinystories_sample.jsonl", n_docs=2) == js[:2]
+    )
     wiki = D.load_text_dataset(FIXTURES / "wikitext_sample.jsonl")
     raw = D.load_text_dataset(FIXTURES / "wikitext_sample.jsonl", drop_empty=False)
     assert len(raw) == 14 and len(wiki) == 7 and wiki[0] == " = Marble Lake = \n"
@@ -319,8 +374,12 @@ def test_load_parquet_and_save_to_disk(tmp_path):
     rows = D.load_text_dataset(FIXTURES / "wikitext_sample.jsonl", drop_empty=False)
     pd.DataFrame({"text": rows}).to_parquet(tmp_path / "w.parquet")
     assert D.load_text_dataset(tmp_path / "w.parquet", drop_empty=False) == rows
-    ds = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": rows}),
-                               "validation": datasets.Dataset.from_dict({"text": rows[:5]})})
+    ds = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": rows}),
+            "validation": datasets.Dataset.from_dict({"text": rows[:5]}),
+        }
+    )
     ds.save_to_disk(str(tmp_path / "dd"))
     assert D.load_text_dataset(tmp_path / "dd", split="val", drop_empty=False) == rows[:5]
     ds["train"].save_to_disk(str(tmp_path / "d"))
@@ -352,7 +411,11 @@ def test_hub_names_fail_fast_offline(monkeypatch):
         D.load_text_dataset("tinystories")
     assert time.perf_counter() - t < 5
     msg = str(e.value)
-    assert "HF_DATASETS_OFFLINE" in msg and "roneneldan/TinyStories" in msg and "load_text_dataset('tinystories-train.jsonl')" in msg
+    assert (
+        "HF_DATASETS_OFFLINE" in msg
+        and "roneneldan/TinyStories" in msg
+        and "load_text_dataset('tinystories-train.jsonl')" in msg
+    )
 
 
 def test_hub_names_fail_fast_without_network(monkeypatch):

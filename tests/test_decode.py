@@ -1,4 +1,5 @@
 """The lean decode step computes exactly what TinyLM.forward computes, for every configuration."""
+
 import itertools
 
 import pytest
@@ -8,8 +9,15 @@ from slmlab import TinyLM, TinyLMConfig
 from slmlab.models.decoder import Decoder, rope_matrix, unsupported
 from slmlab.models.layers import Attention, KVCache, apply_rope, rope_cos_sin
 
-CONFIGS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"],
-                                 ["rope", "learned", "none"], [4, 2, 1], [False, True]))
+CONFIGS = list(
+    itertools.product(
+        ["swiglu", "gelu", "relu"],
+        ["rmsnorm", "layernorm"],
+        ["rope", "learned", "none"],
+        [4, 2, 1],
+        [False, True],
+    )
+)
 
 
 def make(**kw):
@@ -35,8 +43,11 @@ def test_decoder_logits_equal_forward(ffn, norm, pos, n_kv_head, bias, packed, m
     full = m(ids)
     dec, cache = Decoder(m), KVCache(m.config, 2, 64, "cpu", torch.float32)
     # a prompt, single tokens, then a chunk after cached positions (the masked case)
-    got = ([dec(ids[:, :12], cache)] + [dec(ids[:, t : t + 1], cache) for t in range(12, 17)]
-           + [dec(ids[:, 17:], cache)])
+    got = (
+        [dec(ids[:, :12], cache)]
+        + [dec(ids[:, t : t + 1], cache) for t in range(12, 17)]
+        + [dec(ids[:, 17:], cache)]
+    )
     want = [full[:, 11]] + [full[:, t] for t in range(12, 17)] + [full[:, 19]]
     torch.testing.assert_close(torch.stack(got, 1), torch.stack(want, 1), atol=1e-5, rtol=1e-5)
     assert cache.pos == 20
@@ -79,7 +90,9 @@ def test_models_the_decoder_cannot_run_fall_back_to_forward():
     h.remove()
     assert torch.equal(out, m.generate(prompt, 8, temperature=0))
 
-    class SlidingAttention(Attention):  # a later chapter's variant: only its forward knows what it does
+    class SlidingAttention(
+        Attention
+    ):  # a later chapter's variant: only its forward knows what it does
         pass
 
     m.blocks[1].attn.__class__ = SlidingAttention
@@ -99,8 +112,12 @@ def test_replaced_projections_keep_their_forward_inside_the_decoder():
     want = q(ids)
     torch.testing.assert_close(torch.stack(got, 1), want[:, 11:20], atol=1e-5, rtol=1e-5)
     m.blocks[1].ffn.down_proj = torch.nn.Sequential(m.blocks[1].ffn.down_proj)  # any module will do
-    torch.testing.assert_close(Decoder(m)(ids, KVCache(m.config, 2, 64, "cpu", torch.float32)), m(ids)[:, -1],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        Decoder(m)(ids, KVCache(m.config, 2, 64, "cpu", torch.float32)),
+        m(ids)[:, -1],
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_decoder_does_not_touch_the_model_weights():
@@ -150,7 +167,9 @@ def test_a_config_field_the_decoder_does_not_know_falls_back_to_forward(monkeypa
     import dataclasses
 
     @dataclasses.dataclass
-    class SlidingConfig(TinyLMConfig):  # a later chapter's switch: attention over the last `window` positions
+    class SlidingConfig(
+        TinyLMConfig
+    ):  # a later chapter's switch: attention over the last `window` positions
         window: int = 8
 
     m = make()
@@ -162,8 +181,12 @@ def test_a_config_field_the_decoder_does_not_know_falls_back_to_forward(monkeypa
     assert "window" in unsupported(m) and "SUPPORTED" in unsupported(m)
     with pytest.raises(ValueError, match="window"):
         Decoder.for_model(m)
-    monkeypatch.setattr(Decoder, "__call__", lambda *a: pytest.fail("the decoder ran an unknown config"))
-    assert torch.equal(m.generate(prompt, 6, temperature=0), want)  # forward ran (and ignores the field)
+    monkeypatch.setattr(
+        Decoder, "__call__", lambda *a: pytest.fail("the decoder ran an unknown config")
+    )
+    assert torch.equal(
+        m.generate(prompt, 6, temperature=0), want
+    )  # forward ran (and ignores the field)
 
 
 def test_an_attribute_set_on_the_config_counts_as_an_unknown_field():
@@ -182,7 +205,9 @@ def test_a_value_outside_the_table_falls_back_to_forward(monkeypatch):
     monkeypatch.setitem(decoder.SUPPORTED, "ffn", ("swiglu", "relu"))
     assert "ffn='gelu'" in unsupported(m)
     prompt = torch.randint(0, 97, (1, 5))
-    monkeypatch.setattr(Decoder, "__call__", lambda *a: pytest.fail("the decoder ran an unsupported value"))
+    monkeypatch.setattr(
+        Decoder, "__call__", lambda *a: pytest.fail("the decoder ran an unsupported value")
+    )
     assert m.generate(prompt, 4, temperature=0).shape == (1, 9)
 
 
@@ -190,12 +215,18 @@ def test_the_any_marker_admits_every_value():
     from slmlab.models.decoder import ANY, SUPPORTED
 
     assert 0.1 in ANY and None in ANY and repr(ANY) == "ANY"
-    assert SUPPORTED["dropout"] is ANY  # dropout is the identity in eval mode: any rate decodes alike
+    assert (
+        SUPPORTED["dropout"] is ANY
+    )  # dropout is the identity in eval mode: any rate decodes alike
     m = make(dropout=0.3)
     assert unsupported(m) is None
     ids = torch.randint(0, 97, (1, 9))
-    torch.testing.assert_close(Decoder(m)(ids, KVCache(m.config, 1, 64, "cpu", torch.float32)), m(ids)[:, -1],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        Decoder(m)(ids, KVCache(m.config, 1, 64, "cpu", torch.float32)),
+        m(ids)[:, -1],
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 def test_replaced_embedding_dropout_or_global_hooks_fall_back():

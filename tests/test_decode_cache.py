@@ -2,6 +2,7 @@
 
 Every test that changes a model checks the decoder against ``forward`` afterwards: a stale decoder
 would still run, with the old weights, so equality with forward is what shows it was rebuilt."""
+
 import copy
 import gc
 import pickle
@@ -9,12 +10,11 @@ import weakref
 
 import pytest
 import torch
+from test_decode import make  # the same perturbed tiny TinyLM the decoder tests use
 
 from slmlab.models import decoder as decoder_module
 from slmlab.models.decoder import Decoder, forget
 from slmlab.models.layers import KVCache
-from test_decode import make  # the same perturbed tiny TinyLM the decoder tests use
-
 
 IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(3))
 
@@ -22,7 +22,9 @@ IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(3))
 def decoded(m):
     """Logits of the decoder generation would use now, for a prompt and two single tokens after it."""
     dec, cache = Decoder.for_model(m), KVCache(m.config, 2, 64, m.device, m.embed.weight.dtype)
-    return torch.stack([dec(IDS[:, :10], cache), dec(IDS[:, 10:11], cache), dec(IDS[:, 11:], cache)], 1)
+    return torch.stack(
+        [dec(IDS[:, :10], cache), dec(IDS[:, 10:11], cache), dec(IDS[:, 11:], cache)], 1
+    )
 
 
 def assert_equals_forward(m):
@@ -67,9 +69,14 @@ def test_load_state_dict_and_copy_rebuild_the_decoder():
     assert_equals_forward(m)
     m.load_state_dict(other.state_dict())
     want = other(IDS)[:, 9:12]
-    assert builds_during(lambda: torch.testing.assert_close(decoded(m), want, atol=1e-5, rtol=1e-5)) == 1
+    assert (
+        builds_during(lambda: torch.testing.assert_close(decoded(m), want, atol=1e-5, rtol=1e-5))
+        == 1
+    )
     with torch.no_grad():
-        m.blocks[1].ffn_norm.weight.copy_(torch.linspace(0.5, 2, 32))  # a gain folded into a packed copy
+        m.blocks[1].ffn_norm.weight.copy_(
+            torch.linspace(0.5, 2, 32)
+        )  # a gain folded into a packed copy
     assert builds_during(lambda: assert_equals_forward(m)) == 1
 
 
@@ -88,12 +95,18 @@ def test_replaced_parameters_and_modules_rebuild_the_decoder():
 
     m = make()
     assert_equals_forward(m)
-    m.blocks[0].attn.k_proj.weight = torch.nn.Parameter(torch.randn(16, 32))  # a new parameter object
+    m.blocks[0].attn.k_proj.weight = torch.nn.Parameter(
+        torch.randn(16, 32)
+    )  # a new parameter object
     assert builds_during(lambda: assert_equals_forward(m)) == 1
-    m.blocks[1].attn.q_proj = QuantLinear.from_linear(m.blocks[1].attn.q_proj, 4, 8, True)  # quantized
+    m.blocks[1].attn.q_proj = QuantLinear.from_linear(
+        m.blocks[1].attn.q_proj, 4, 8, True
+    )  # quantized
     assert builds_during(lambda: assert_equals_forward(m)) == 1
     assert Decoder.for_model(m).mode is torch.no_grad
-    m.blocks[1].ffn.down_proj = torch.nn.Sequential(m.blocks[1].ffn.down_proj)  # same weights, a new module
+    m.blocks[1].ffn.down_proj = torch.nn.Sequential(
+        m.blocks[1].ffn.down_proj
+    )  # same weights, a new module
     assert builds_during(lambda: assert_equals_forward(m)) == 1
 
 
@@ -122,7 +135,8 @@ def test_the_kept_decoder_stays_out_of_the_model():
     m.generate(torch.randint(0, 97, (1, 5)), 4, temperature=0)
     keys = set(m.state_dict())
     assert not any("decoder" in k.lower() for k in keys) and not any(
-        isinstance(v, Decoder) for v in vars(m).values())
+        isinstance(v, Decoder) for v in vars(m).values()
+    )
     twin = copy.deepcopy(m)
     with torch.no_grad():
         twin.lm_head.weight.mul_(-1)
@@ -177,6 +191,8 @@ def test_generate_allocates_only_the_cache_it_fills():
     out = m.generate(torch.randint(0, 97, (1, 5)), 8, temperature=0, cache_cls=Recording)
     assert sizes == [5 + 8 - 1] and out.shape == (1, 13)  # the last token is never fed back
     sizes.clear()
-    slid = m.generate(torch.randint(0, 97, (1, 5)), 70, temperature=0, cache_cls=Recording)  # slides at 64
+    slid = m.generate(
+        torch.randint(0, 97, (1, 5)), 70, temperature=0, cache_cls=Recording
+    )  # slides at 64
     assert sizes[0] == 64 and len(sizes) == 2 and slid.shape == (1, 75)
     assert m.generate(torch.randint(0, 97, (1, 5)), 0, temperature=0).shape == (1, 5)

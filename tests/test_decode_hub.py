@@ -3,6 +3,7 @@ cut to 2 layers and a 4096-token vocabulary so that it runs in a few seconds. It
 head matrices are all above PACK_MAX_ELEMENTS, so they are read in place, as the 135M model's are.
 ``python -m slmlab bench --config tests/fixtures/hf_configs/smollm2-135m/config.json`` runs the full-size
 model."""
+
 import json
 from pathlib import Path
 
@@ -34,12 +35,23 @@ def test_a_hub_shaped_checkpoint_decodes_as_transformers_does(checkpoint):
     ours = from_hf(checkpoint)
     assert ours.config.tie_embeddings and ours.config.n_kv_head == 3 and unsupported(ours) is None
     b = ours.blocks[0]
-    assert not any(_packable(group) for group in [(b.attn.q_proj, b.attn.k_proj, b.attn.v_proj),
-                                                  (b.ffn.gate_proj, b.ffn.up_proj), (ours.lm_head,)])
+    assert not any(
+        _packable(group)
+        for group in [
+            (b.attn.q_proj, b.attn.k_proj, b.attn.v_proj),
+            (b.ffn.gate_proj, b.ffn.up_proj),
+            (ours.lm_head,),
+        ]
+    )
     prompt = torch.randint(0, 4096, (1, 16), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        want = theirs.generate(prompt, max_new_tokens=12, do_sample=False, pad_token_id=0,
-                               attention_mask=torch.ones_like(prompt))
+        want = theirs.generate(
+            prompt,
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=0,
+            attention_mask=torch.ones_like(prompt),
+        )
         logits = theirs(want).logits
     before = Decoder.builds
     assert torch.equal(ours.generate(prompt, 12, temperature=0), want)

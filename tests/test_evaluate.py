@@ -1,4 +1,5 @@
 """slmlab.evaluate: scoring checked by hand on constructed models, TinyLM and transformers alike."""
+
 import math
 import string
 from types import SimpleNamespace
@@ -9,8 +10,8 @@ from torch import nn
 
 from slmlab import TinyLM, TinyLMConfig, to_hf
 from slmlab import data as D
-from slmlab.evaluate import items as I
 from slmlab import evaluate as E
+from slmlab.evaluate import items as I
 from slmlab.tokenizer import EOS, BPETokenizer, CharTokenizer
 
 CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
@@ -36,14 +37,19 @@ def char_tok():
 @pytest.fixture(scope="module")
 def bpe():
     text = D.corpus_text("train", 200_000)
-    return BPETokenizer.train([text[i : i + 10_000] for i in range(0, len(text), 10_000)], vocab_size=400)
+    return BPETokenizer.train(
+        [text[i : i + 10_000] for i in range(0, len(text), 10_000)], vocab_size=400
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny(bpe):
     torch.manual_seed(0)
-    return TinyLM(TinyLMConfig(vocab_size=bpe.vocab_size, block_size=128, n_layer=2, n_head=4, n_kv_head=2,
-                               d_model=32)).eval()
+    return TinyLM(
+        TinyLMConfig(
+            vocab_size=bpe.vocab_size, block_size=128, n_layer=2, n_head=4, n_kv_head=2, d_model=32
+        )
+    ).eval()
 
 
 def hf_tokenizer(bpe):
@@ -69,9 +75,11 @@ def test_multiple_choice_matches_a_hand_computation(char_tok):
     enc = lambda c: char_tok.encode(c)[0]  # noqa: E731
     V = char_tok.vocab_size
     probs = torch.full((V, V), 1e-9)
-    rows = {" ": {"a": 0.27, "c": 0.30, "b": 0.23, " ": 0.20},
-            "b": {" ": 0.50, "a": 0.50},
-            "c": {"c": 0.448, "a": 0.552}}
+    rows = {
+        " ": {"a": 0.27, "c": 0.30, "b": 0.23, " ": 0.20},
+        "b": {" ": 0.50, "a": 0.50},
+        "c": {"c": 0.448, "a": 0.552},
+    }
     for prev, nxt in rows.items():
         for ch, p in nxt.items():
             probs[enc(prev), enc(ch)] = p
@@ -82,9 +90,15 @@ def test_multiple_choice_matches_a_hand_computation(char_tok):
     ll_cc = lp("b", " ") + lp(" ", "c") + lp("c", "c")
     assert ll_a > ll_cc and ll_a / 2 < ll_cc / 3  # the two metrics disagree by construction
     got = E.loglikelihood(model, char_tok, [("ab", " a"), ("ab", " cc")])
-    assert got[0][0] == pytest.approx(ll_a, abs=1e-5) and got[1][0] == pytest.approx(ll_cc, abs=1e-5)
-    assert got[0][1] is False  # greedy after "b" is " " (tie with "a" resolved to the first), then "c", not "a"
-    res = E.multiple_choice(model, char_tok, [{"context": "ab", "options": [" a", " cc"], "label": 1}])
+    assert got[0][0] == pytest.approx(ll_a, abs=1e-5) and got[1][0] == pytest.approx(
+        ll_cc, abs=1e-5
+    )
+    assert (
+        got[0][1] is False
+    )  # greedy after "b" is " " (tie with "a" resolved to the first), then "c", not "a"
+    res = E.multiple_choice(
+        model, char_tok, [{"context": "ab", "options": [" a", " cc"], "label": 1}]
+    )
     assert res["acc"] == 0.0 and res["acc_norm"] == 1.0 and res["chance"] == 0.5
     # the trailing space of a context moves to the continuation, as in lm-evaluation-harness
     assert E.loglikelihood(model, char_tok, [("ab ", "a")])[0][0] == pytest.approx(ll_a, abs=1e-5)
@@ -103,9 +117,13 @@ def test_uniform_model_has_perplexity_equal_to_the_vocabulary(bpe):
     V = bpe.vocab_size
     model = TableLM(torch.zeros(V, V))
     r = E.perplexity(model, bpe, n_tokens=3000)
-    assert r["ppl"] == pytest.approx(V, rel=1e-5) and r["nll"] == pytest.approx(math.log(V), rel=1e-6)
+    assert r["ppl"] == pytest.approx(V, rel=1e-5) and r["nll"] == pytest.approx(
+        math.log(V), rel=1e-6
+    )
     assert r["n_tokens"] >= 3000
-    assert r["bits_per_byte"] == pytest.approx(math.log2(V) * r["n_tokens"] / r["n_bytes"], rel=1e-6)
+    assert r["bits_per_byte"] == pytest.approx(
+        math.log2(V) * r["n_tokens"] / r["n_bytes"], rel=1e-6
+    )
 
 
 def test_perplexity_windows_score_every_token_once(bpe):
@@ -145,28 +163,56 @@ def test_transformers_model_and_tokenizer_give_the_same_numbers(tiny, bpe):
     assert a["n_tokens"] == b["n_tokens"] and a["nll"] == pytest.approx(b["nll"], rel=1e-5)
     items = I.commonsense_items(12)
     ra, rb = E.multiple_choice(tiny, bpe, items), E.multiple_choice(hf_model, hf_tok, items)
-    assert torch.allclose(torch.tensor(ra["loglikelihoods"]), torch.tensor(rb["loglikelihoods"]), atol=1e-3)
+    assert torch.allclose(
+        torch.tensor(ra["loglikelihoods"]), torch.tensor(rb["loglikelihoods"]), atol=1e-3
+    )
     prompts = [it["prompt"] for it in I.math_items(6)]
     g = E.greedy_generate(tiny, bpe, prompts, max_new_tokens=8, stop=())
     assert g == E.greedy_generate(hf_model, hf_tok, prompts, max_new_tokens=8, stop=())
-    assert g == E.greedy_generate(hf_model, hf_tok, prompts, max_new_tokens=8, stop=(), use_cache=False)
+    assert g == E.greedy_generate(
+        hf_model, hf_tok, prompts, max_new_tokens=8, stop=(), use_cache=False
+    )
 
 
 def test_suite_runs_on_a_randomly_initialised_llama(bpe):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=bpe.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96)
+    cfg = LlamaConfig(
+        vocab_size=bpe.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=96,
+    )
     model = LlamaForCausalLM(cfg).eval()
     table = E.suite(model, hf_tokenizer(bpe), n_per_task=6, include_perplexity=True)
-    assert list(table.columns) == ["task", "metric", "score", "chance", "n", "stderr", "above_chance"]
-    assert list(table.task) == (["commonsense"] * 2 + ["icl"] * 3 + ["icl_lookup"] * 3
-                                + ["math", "code", "perplexity", "perplexity"])
+    assert list(table.columns) == [
+        "task",
+        "metric",
+        "score",
+        "chance",
+        "n",
+        "stderr",
+        "above_chance",
+    ]
+    assert list(table.task) == (
+        ["commonsense"] * 2
+        + ["icl"] * 3
+        + ["icl_lookup"] * 3
+        + ["math", "code", "perplexity", "perplexity"]
+    )
     shots = ["acc_0shot", "acc_1shot", "acc_5shot"]
-    assert list(table.metric[:10]) == ["acc", "acc_norm"] + shots + shots + ["exact_match", "exact_match"]
+    assert list(table.metric[:10]) == ["acc", "acc_norm"] + shots + shots + [
+        "exact_match",
+        "exact_match",
+    ]
     assert table.score.between(0, 1).iloc[:10].all()
-    assert list(table.chance.iloc[:8]) == pytest.approx([0.25, 0.25, 1 / 3, 1 / 3, 1 / 3, 0.25, 0.25, 0.25])
+    assert list(table.chance.iloc[:8]) == pytest.approx(
+        [0.25, 0.25, 1 / 3, 1 / 3, 1 / 3, 0.25, 0.25, 0.25]
+    )
     assert table.chance.iloc[10] == bpe.vocab_size
 
 
@@ -197,7 +243,9 @@ def test_math_probe_reads_the_number_after_answer(char_tok):
 
 def test_in_context_probe(tiny, bpe):
     pattern = E.in_context(tiny, bpe, n=30)
-    assert set(pattern["acc"]) == {0, 1, 5} and pattern["chance"] == pytest.approx(1 / 3) == E.chance_level("icl")
+    assert set(pattern["acc"]) == {0, 1, 5} and pattern["chance"] == pytest.approx(
+        1 / 3
+    ) == E.chance_level("icl")
     assert all(len(it["options"]) == 3 for it in pattern["items"])
     res = E.in_context(tiny, bpe, n=40, kind="code")
     assert set(res["acc"]) == {0, 1, 5} and res["chance"] == 0.25 == E.chance_level("icl_lookup")

@@ -8,8 +8,17 @@ from slmlab.hf import OfflineError, config_from_hf
 @pytest.mark.parametrize("tie,kv", [(False, 4), (True, 2), (False, 1)])
 def test_round_trip_logits(tmp_path, tie, kv):
     torch.manual_seed(0)
-    m = TinyLM(TinyLMConfig(vocab_size=300, block_size=64, n_layer=2, n_head=4, n_kv_head=kv, d_model=64,
-                            tie_embeddings=tie)).eval()
+    m = TinyLM(
+        TinyLMConfig(
+            vocab_size=300,
+            block_size=64,
+            n_layer=2,
+            n_head=4,
+            n_kv_head=kv,
+            d_model=64,
+            tie_embeddings=tie,
+        )
+    ).eval()
     x = torch.randint(0, 300, (2, 40))
     hf = to_hf(m)
     assert (m(x) - hf(x).logits).abs().max() < 1e-4
@@ -25,9 +34,17 @@ def test_round_trip_logits(tmp_path, tie, kv):
 def test_from_hf_of_a_transformers_initialised_model(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=128, hidden_size=48, intermediate_size=100, num_hidden_layers=2,
-                      num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=64,
-                      rope_theta=500000.0, rms_norm_eps=1e-6)
+    cfg = LlamaConfig(
+        vocab_size=128,
+        hidden_size=48,
+        intermediate_size=100,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-6,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(tmp_path)
     hf = LlamaForCausalLM.from_pretrained(tmp_path)

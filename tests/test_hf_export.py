@@ -1,5 +1,6 @@
 """export_hf: a complete transformers checkpoint (model + tokenizer + generation config) that
 AutoModelForCausalLM / AutoTokenizer load offline and that behaves exactly like the TinyLM."""
+
 import json
 
 import pytest
@@ -51,14 +52,32 @@ def check_tokenizer(hf_tok, tok, texts):
 def tiny(tmp_path_factory):
     """A byte-level BPE trained on a few lines and a random TinyLM whose EOS logit we boost so that
     greedy decoding reaches the end-of-text token within a few steps; exported once."""
-    words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "hill", "and", "then", "big", "1", "2"]
+    words = [
+        "the",
+        "cat",
+        "dog",
+        "sat",
+        "ran",
+        "on",
+        "a",
+        "mat",
+        "hill",
+        "and",
+        "then",
+        "big",
+        "1",
+        "2",
+    ]
     lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(8)) + "." for i in range(200)]
     tok = BPETokenizer.train(lines, vocab_size=300)
     torch.manual_seed(0)
-    model = TinyLM(TinyLMConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_kv_head=2,
-                                d_model=32)).eval()
+    model = TinyLM(
+        TinyLMConfig(
+            vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=32
+        )
+    ).eval()
     prompt = torch.tensor([[tok.eos_id] + tok.encode("the cat sat on")])
-    free = model.generate(prompt, 8, temperature=0)[0, prompt.shape[1]:]
+    free = model.generate(prompt, 8, temperature=0)[0, prompt.shape[1] :]
     with torch.no_grad():  # make EOS outscore the 4th greedy token wherever that token would win
         model.lm_head.weight[tok.eos_id] = 1.5 * model.lm_head.weight[int(free[3])]
     directory = export_hf(model, tok, tmp_path_factory.mktemp("tiny") / "export")
@@ -81,10 +100,15 @@ def test_folder_is_a_complete_safetensors_checkpoint(tiny):
     assert tcfg["eos_token"] == tcfg["bos_token"] == tcfg["pad_token"] == EOS
     assert tcfg["model_max_length"] == model.config.block_size
     assert json.loads((directory / "special_tokens_map.json").read_text())["eos_token"] == EOS
-    for name in ("config.json", "tokenizer_config.json"):  # nothing that would need trust_remote_code
+    for name in (
+        "config.json",
+        "tokenizer_config.json",
+    ):  # nothing that would need trust_remote_code
         assert "auto_map" not in json.loads((directory / name).read_text())
     assert not list(directory.glob("*.py"))
-    assert not [p for p in directory.parent.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert not [
+        p for p in directory.parent.iterdir() if p.name.startswith(".")
+    ]  # no temporary left
 
 
 def test_auto_classes_load_it_and_match(tiny):
@@ -108,7 +132,9 @@ def test_generate_stops_at_end_of_text_like_tinylm(tiny):
     hf, _ = load_auto(directory)
     ours = model.generate(prompt, 20, temperature=0, eos_id=tok.eos_id)
     assert ours[0, -1] == tok.eos_id and ours.shape[1] < prompt.shape[1] + 20  # it did stop early
-    theirs = hf.generate(prompt, max_new_tokens=20)  # greedy, eos/pad from the folder's generation config
+    theirs = hf.generate(
+        prompt, max_new_tokens=20
+    )  # greedy, eos/pad from the folder's generation config
     assert torch.equal(ours, theirs)
 
 
@@ -132,12 +158,27 @@ def test_export_replaces_a_folder_and_refuses_bad_input(tiny, tmp_path):
     (target / "stale").mkdir(parents=True)
     export_hf(model, tok, target)
     assert {p.name for p in target.iterdir()} == FILES  # replaced as a whole
-    small = TinyLM(TinyLMConfig(vocab_size=tok.vocab_size - 1, block_size=16, n_layer=1, n_head=2, d_model=8))
+    small = TinyLM(
+        TinyLMConfig(vocab_size=tok.vocab_size - 1, block_size=16, n_layer=1, n_head=2, d_model=8)
+    )
     with pytest.raises(ValueError, match="embedding rows"):
         export_hf(small, tok, tmp_path / "bad")
     with pytest.raises(ValueError, match="Llama-compatible"):
-        export_hf(TinyLM(TinyLMConfig(vocab_size=tok.vocab_size, ffn="gelu", norm="layernorm", pos="learned",
-                                      n_layer=1, d_model=16, n_head=2)), tok, tmp_path / "bad")
+        export_hf(
+            TinyLM(
+                TinyLMConfig(
+                    vocab_size=tok.vocab_size,
+                    ffn="gelu",
+                    norm="layernorm",
+                    pos="learned",
+                    n_layer=1,
+                    d_model=16,
+                    n_head=2,
+                )
+            ),
+            tok,
+            tmp_path / "bad",
+        )
     assert not (tmp_path / "bad").exists()
     with pytest.raises(TypeError, match="BPETokenizer or CharTokenizer"):
         to_hf_tokenizer(object())
@@ -176,9 +217,16 @@ STORY_END = (
 def test_base_export_loads_offline_and_matches(base):
     model, tok, directory = base
     hf, hf_tok = load_auto(directory)
-    assert hf.config.eos_token_id == hf.generation_config.eos_token_id == tok.eos_id == hf_tok.eos_token_id
+    assert (
+        hf.config.eos_token_id
+        == hf.generation_config.eos_token_id
+        == tok.eos_id
+        == hf_tok.eos_token_id
+    )
     check_tokenizer(hf_tok, tok, TEXTS)
-    x = torch.tensor([[tok.eos_id] + tok.encode("Once upon a time, there was a little girl named Mia.")])
+    x = torch.tensor(
+        [[tok.eos_id] + tok.encode("Once upon a time, there was a little girl named Mia.")]
+    )
     with torch.no_grad():
         logits = model(x)
         assert (logits - hf(x).logits).abs().max() < 1e-4
@@ -191,6 +239,8 @@ def test_base_generate_stops_at_end_of_text_like_tinylm(base):
     prompt = torch.tensor([tok.encode(STORY_END)])
     assert hf_tok(STORY_END, return_tensors="pt").input_ids.tolist() == prompt.tolist()
     ours = model.generate(prompt, 24, temperature=0, eos_id=tok.eos_id)
-    assert ours[0, -1] == tok.eos_id and ours.shape[1] < prompt.shape[1] + 24  # stopped on EOS, early
+    assert (
+        ours[0, -1] == tok.eos_id and ours.shape[1] < prompt.shape[1] + 24
+    )  # stopped on EOS, early
     theirs = hf.generate(prompt, max_new_tokens=24, attention_mask=torch.ones_like(prompt))
     assert torch.equal(ours, theirs)

@@ -4,10 +4,21 @@ import json
 import pytest
 import torch
 
-from slmlab import TinyLM, TinyLMConfig, flops_per_token, kv_cache_bytes_per_token, num_params, weight_bytes
+from slmlab import (
+    TinyLM,
+    TinyLMConfig,
+    flops_per_token,
+    kv_cache_bytes_per_token,
+    num_params,
+    weight_bytes,
+)
 from slmlab.models import KVCache, sample_next
 
-VARIANTS = list(itertools.product(["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"], ["rope", "learned", "none"]))
+VARIANTS = list(
+    itertools.product(
+        ["swiglu", "gelu", "relu"], ["rmsnorm", "layernorm"], ["rope", "learned", "none"]
+    )
+)
 
 
 def make(**kw):
@@ -51,7 +62,11 @@ def test_cached_logits_match_full_forward():
     m = make()
     x = torch.randint(0, 97, (2, 30))
     cache = KVCache(m.config, 2, 64, "cpu", torch.float32)
-    parts = [m(x[:, :10], cache), m(x[:, 10:11], cache), m(x[:, 11:30], cache)]  # prefill, 1 token, a chunk
+    parts = [
+        m(x[:, :10], cache),
+        m(x[:, 10:11], cache),
+        m(x[:, 11:30], cache),
+    ]  # prefill, 1 token, a chunk
     torch.testing.assert_close(torch.cat(parts, 1), m(x), atol=1e-5, rtol=1e-5)
 
 
@@ -82,11 +97,17 @@ def test_gqa_with_as_many_kv_heads_as_heads_is_mha():
 def test_mqa_and_gqa_shrink_the_kv_cache():
     mha, gqa, mqa = (TinyLMConfig(n_head=8, d_model=128, n_kv_head=k) for k in (8, 2, 1))
     assert kv_cache_bytes_per_token(mha, 32) == 2 * 4 * 128 * 4
-    assert kv_cache_bytes_per_token(mha, 32) == 4 * kv_cache_bytes_per_token(gqa, 32) == 8 * kv_cache_bytes_per_token(mqa, 32)
+    assert (
+        kv_cache_bytes_per_token(mha, 32)
+        == 4 * kv_cache_bytes_per_token(gqa, 32)
+        == 8 * kv_cache_bytes_per_token(mqa, 32)
+    )
 
 
 def test_estimates():
-    c = TinyLMConfig(vocab_size=1000, d_model=64, n_layer=2, n_head=4, ffn="gelu", ffn_ratio=4, pos="learned")
+    c = TinyLMConfig(
+        vocab_size=1000, d_model=64, n_layer=2, n_head=4, ffn="gelu", ffn_ratio=4, pos="learned"
+    )
     # per layer: attention 4*64*64, MLP 2*64*256, two RMSNorm 2*64; + final norm, embeddings, head, positions
     expected = 2 * (4 * 64 * 64 + 2 * 64 * 256 + 2 * 64) + 64 + 1000 * 64 * 2 + 256 * 64
     assert num_params(c) == expected
@@ -105,7 +126,9 @@ def test_sampling():
     draws = {sample_next(logits, 1.0, top_k=2, generator=g).item() for _ in range(200)}
     assert draws == {2, 3}
     p = torch.softmax(logits, -1)[0]  # top-p keeps the smallest set reaching the mass
-    draws = {sample_next(logits, 1.0, top_p=float(p[2]) + 0.01, generator=g).item() for _ in range(200)}
+    draws = {
+        sample_next(logits, 1.0, top_p=float(p[2]) + 0.01, generator=g).item() for _ in range(200)
+    }
     assert draws == {2, 3}
     with pytest.raises(ValueError, match="temperature"):
         sample_next(logits, -1)
@@ -116,8 +139,12 @@ def test_sampling():
 def test_sampling_is_seeded_and_streaming_matches_generate():
     m = make()
     prompt = torch.randint(0, 97, (1, 5))
-    a = m.generate(prompt, 15, temperature=0.8, top_p=0.9, generator=torch.Generator().manual_seed(1))
-    b = m.generate(prompt, 15, temperature=0.8, top_p=0.9, generator=torch.Generator().manual_seed(1))
+    a = m.generate(
+        prompt, 15, temperature=0.8, top_p=0.9, generator=torch.Generator().manual_seed(1)
+    )
+    b = m.generate(
+        prompt, 15, temperature=0.8, top_p=0.9, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.equal(a, b)
     streamed = [t.item() for t in m.stream(prompt, 15, temperature=0)]
     assert streamed == m.generate(prompt, 15, temperature=0)[0, 5:].tolist()

@@ -12,6 +12,7 @@ The time budget of a notebook, top to bottom in a fresh kernel on a 2-core CPU: 
 average, at most 90 s; 3 minutes (180 s) is the hard limit at which CI fails it
 (``notebooks/conftest.py``), and one cell may take at most 120 s. CI prints the ten slowest.
 """
+
 import json
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def test_first_cell_is_the_colab_setup(nb):
     assert first["cell_type"] == "code"
     src = source(first)
     assert '"google.colab" in sys.modules' in src and "pip" in src and "git" in src, (
-        f"{nb.name}: the first cell must be the Colab set-up cell (see CONTRIBUTING in the book preface)")
+        f"{nb.name}: the first cell must be the Colab set-up cell (see CONTRIBUTING in the book preface)"
+    )
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
@@ -48,15 +50,24 @@ def test_structure(nb):
     assert meta.get("kernelspec", {}).get("name") == "python3", f"{nb.name}: kernel must be python3"
     titles = [c for c in cs if c["cell_type"] == "markdown" and source(c).lstrip().startswith("# ")]
     assert len(titles) == 1, f"{nb.name}: exactly one H1 title"
-    hidden_asserts = [c for c in cs if c["cell_type"] == "code" and "remove-cell" in c.get("metadata", {}).get("tags", [])
-                      and "assert" in source(c)]
+    hidden_asserts = [
+        c
+        for c in cs
+        if c["cell_type"] == "code"
+        and "remove-cell" in c.get("metadata", {}).get("tags", [])
+        and "assert" in source(c)
+    ]
     assert hidden_asserts, f"{nb.name}: its claims must be asserted in a cell tagged remove-cell"
     md = "\n".join(source(c) for c in cs if c["cell_type"] == "markdown")
-    assert "{exercise}" in md and "{solution-start}" in md and "{solution-end}" in md, f"{nb.name}: exercises with solutions"
+    assert "{exercise}" in md and "{solution-start}" in md and "{solution-end}" in md, (
+        f"{nb.name}: exercises with solutions"
+    )
     assert ":class: dropdown" in md, f"{nb.name}: solutions are dropdowns"
     code = "\n".join(source(c) for c in cs if c["cell_type"] == "code")
     if "matplotlib" in code:
-        assert "use_style()" in code, f"{nb.name}: plots use the book's style (slmlab.plotting.use_style)"
+        assert "use_style()" in code, (
+            f"{nb.name}: plots use the book's style (slmlab.plotting.use_style)"
+        )
 
 
 def runs(cell):
@@ -74,22 +85,28 @@ def test_stored_with_outputs(nb):
     unrun = [i for i, n in enumerate(counts) if n is None]
     assert not unrun, (
         f"{nb.name}: {len(unrun)} of {len(executed)} code cells were never executed (the book "
-        f"shows stored outputs and executes nothing): {fix}")
+        f"shows stored outputs and executes nothing): {fix}"
+    )
     assert counts == list(range(1, len(counts) + 1)), (
         f"{nb.name}: cells were executed out of order or not in one fresh kernel "
-        f"(execution counts {counts[:12]}...): {fix}")
+        f"(execution counts {counts[:12]}...): {fix}"
+    )
     for c in code:
         if not runs(c):
             assert not c.get("outputs") and c.get("execution_count") is None, (
                 f"{nb.name}: a cell that is not executed (empty or tagged skip-execution) "
-                f"stores outputs: {fix}")
+                f"stores outputs: {fix}"
+            )
         if "raises-exception" not in c.get("metadata", {}).get("tags", []):
             assert all(o.get("output_type") != "error" for o in c.get("outputs", [])), (
-                f"{nb.name}: a stored output is an error: {fix}")
+                f"{nb.name}: a stored output is an error: {fix}"
+            )
         assert not ({"execution", "ExecuteTime"} & set(c.get("metadata", {}))), (
-            f"{nb.name}: execution timing in cell metadata (volatile): {fix}")
+            f"{nb.name}: execution timing in cell metadata (volatile): {fix}"
+        )
     assert "widgets" not in json.loads(nb.read_text(encoding="utf-8"))["metadata"], (
-        f"{nb.name}: widget state in the notebook metadata (volatile): {fix}")
+        f"{nb.name}: widget state in the notebook metadata (volatile): {fix}"
+    )
 
 
 def sanitize(text):
@@ -103,27 +120,45 @@ def sanitize(text):
     return text
 
 
-@pytest.mark.parametrize("varies, same", [
-    ("train:  45%|####5     | 45/100 [00:03<00:04, 12.5it/s, loss=2.31]",
-     "train:  45%|####5     | 45/100 [00:04<00:05, 11.1it/s, loss=2.31]"),
-    ("1,024,000 tokens in 124 s (8,235 tokens/s)", "1,024,000 tokens in 120 s (8,533 tokens/s)"),
-    ("trained in 0.7 s, 3.2 ms per step; 45.6 GFLOP/s",
-     "trained in 0.9 s, 3.0 ms per step; 41.1 GFLOP/s"),
-    ("<Figure at 0x7f3a2c1b9d90>", "<Figure at 0x7f00deadbeef>"),
-    ("saved to /tmp/slm-base-hf-ab12cd/model.safetensors",
-     "saved to /tmp/slm-base-hf-zz99yy/model.safetensors"),
-    ("/home/me/slm-book/slmlab/x.py:3: UserWarning", "/work/ci/slmlab/x.py:3: UserWarning"),
-    ('<table id="T_3f2a1">', '<table id="T_9c1e2">'),
-])
+@pytest.mark.parametrize(
+    "varies, same",
+    [
+        (
+            "train:  45%|####5     | 45/100 [00:03<00:04, 12.5it/s, loss=2.31]",
+            "train:  45%|####5     | 45/100 [00:04<00:05, 11.1it/s, loss=2.31]",
+        ),
+        (
+            "1,024,000 tokens in 124 s (8,235 tokens/s)",
+            "1,024,000 tokens in 120 s (8,533 tokens/s)",
+        ),
+        (
+            "trained in 0.7 s, 3.2 ms per step; 45.6 GFLOP/s",
+            "trained in 0.9 s, 3.0 ms per step; 41.1 GFLOP/s",
+        ),
+        ("<Figure at 0x7f3a2c1b9d90>", "<Figure at 0x7f00deadbeef>"),
+        (
+            "saved to /tmp/slm-base-hf-ab12cd/model.safetensors",
+            "saved to /tmp/slm-base-hf-zz99yy/model.safetensors",
+        ),
+        ("/home/me/slm-book/slmlab/x.py:3: UserWarning", "/work/ci/slmlab/x.py:3: UserWarning"),
+        ('<table id="T_3f2a1">', '<table id="T_9c1e2">'),
+    ],
+)
 def test_sanitizer_masks_what_varies_between_runs(varies, same):
     assert sanitize(varies) == sanitize(same)
 
 
-@pytest.mark.parametrize("result", [
-    "float32: perplexity 3.0296 on 4,064 held-out tokens", "loss 0.919 -> 0.675",
-    "2.375 vs 3.375 bits", "494,032,768 parameters; KV cache 12,288 bytes per token",
-    "int8: 99.22% of the codes identical", "<td>3.0296</td>",
-    "Once upon a time, there was a clever boy named Liam.",
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        "float32: perplexity 3.0296 on 4,064 held-out tokens",
+        "loss 0.919 -> 0.675",
+        "2.375 vs 3.375 bits",
+        "494,032,768 parameters; KV cache 12,288 bytes per token",
+        "int8: 99.22% of the codes identical",
+        "<td>3.0296</td>",
+        "Once upon a time, there was a clever boy named Liam.",
+    ],
+)
 def test_sanitizer_keeps_results(result):
     assert sanitize(result) == result

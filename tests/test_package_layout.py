@@ -5,6 +5,7 @@ module or inside a function alike (a lazy import still ties two modules together
 the module it names. The floors of the design notes (ground, floor 1, floor 2) must hold: a module
 imports only from its own floor or below, and the graph has no cycle.
 """
+
 from __future__ import annotations
 
 import ast
@@ -48,17 +49,20 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     for node in ast.walk(tree):
         targets = []
         if isinstance(node, ast.Import):
-            targets = [a.name[len("slmlab."):] for a in node.names if a.name.startswith("slmlab.")]
+            targets = [a.name[len("slmlab.") :] for a in node.names if a.name.startswith("slmlab.")]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
                 mod = ".".join(base + ([node.module] if node.module else []))
             elif node.module and node.module.startswith("slmlab"):
-                mod = node.module[len("slmlab."):] if node.module != "slmlab" else ""
+                mod = node.module[len("slmlab.") :] if node.module != "slmlab" else ""
             else:
                 continue
             # `from pkg import sub` imports the module pkg.sub; `from pkg import name` imports pkg itself
-            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}".strip(".") in known else mod for a in node.names]
+            targets = [
+                f"{mod}.{a.name}" if f"{mod}.{a.name}".strip(".") in known else mod
+                for a in node.names
+            ]
             targets = [t.strip(".") for t in targets if t.strip(".")]
         for t in targets:
             parts = t.split(".")
@@ -81,7 +85,9 @@ def floor_of(name: str) -> int:
     for i, floor in enumerate(FLOORS):
         if top in floor:
             return i
-    raise AssertionError(f"slmlab/{name.replace('.', '/')}.py is on no floor: add it to FLOORS in {__file__}")
+    raise AssertionError(
+        f"slmlab/{name.replace('.', '/')}.py is on no floor: add it to FLOORS in {__file__}"
+    )
 
 
 def test_every_module_is_on_a_floor():
@@ -94,7 +100,9 @@ def test_imports_point_down():
     for name, deps in graph().items():
         for dep in deps:
             if floor_of(dep) > floor_of(name):
-                wrong.append(f"{name} (floor {floor_of(name)}) imports {dep} (floor {floor_of(dep)})")
+                wrong.append(
+                    f"{name} (floor {floor_of(name)}) imports {dep} (floor {floor_of(dep)})"
+                )
     assert not wrong, "imports that point up:\n" + "\n".join(sorted(wrong))
 
 
@@ -109,7 +117,7 @@ def test_no_import_cycles():
         stack.append(n)
         for d in sorted(g.get(n, ())):
             if state.get(d) == "open":
-                cycles.append(stack[stack.index(d):] + [d])
+                cycles.append(stack[stack.index(d) :] + [d])
             elif d not in state:
                 visit(d)
         stack.pop()

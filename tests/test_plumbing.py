@@ -1,5 +1,6 @@
 """The shared plumbing every technique stands on: slmlab.lm, slmlab.surgery, slmlab.calibration,
 and the one offline check."""
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,14 @@ from slmlab import TinyLM, TinyLMConfig, to_hf
 from slmlab.calibration import InputStats, collect_input_stats, run_blocks
 from slmlab.lm import eval_mode, lm_loss, logits, window_kl, window_nll, window_perplexity
 from slmlab.quant import QuantLinear, hessian_from_inputs
-from slmlab.surgery import find_blocks, find_linears, is_linear_like, linear_layers, model_nbytes, set_module
+from slmlab.surgery import (
+    find_blocks,
+    find_linears,
+    is_linear_like,
+    linear_layers,
+    model_nbytes,
+    set_module,
+)
 from slmlab.utils import hub_offline_reason
 
 
@@ -85,9 +93,13 @@ def test_linear_like_layers_include_quantized_and_wrapped_ones(model):
     set_module(model, "blocks.0.attn.q_proj", q)
     set_module(model, "blocks.0.attn.k_proj", Wrapper(model.blocks[0].attn.k_proj))
     found = find_linears(model)
-    assert list(found) == names  # same names, in the same order: the quantized layer and the wrapper
+    assert (
+        list(found) == names
+    )  # same names, in the same order: the quantized layer and the wrapper
     assert found["blocks.0.attn.q_proj"] is q
-    assert "blocks.0.attn.k_proj.base" not in linear_layers(model)  # the outer layer, not what it wraps
+    assert "blocks.0.attn.k_proj.base" not in linear_layers(
+        model
+    )  # the outer layer, not what it wraps
     assert not is_linear_like(nn.Embedding(4, 3)) and not is_linear_like(model.blocks[0].attn_norm)
 
 
@@ -95,7 +107,9 @@ def test_find_blocks_and_bytes(model):
     assert find_blocks(model)[0] == "blocks" and find_blocks(to_hf(model))[0] == "model.layers"
     assert model_nbytes(model) == 4 * sum(p.numel() for p in model.parameters())
     tied = TinyLM(TinyLMConfig(**{**model.config.to_dict(), "tie_embeddings": True}))
-    assert model_nbytes(tied) == 4 * sum(p.numel() for p in tied.parameters())  # the shared matrix once
+    assert model_nbytes(tied) == 4 * sum(
+        p.numel() for p in tied.parameters()
+    )  # the shared matrix once
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -119,12 +133,20 @@ def test_collect_input_stats_shares_one_input_between_layers(model):
     w = torch.randint(0, model.config.vocab_size, (2, 16))
     layers = {n: m for n, m in find_linears(model).items() if n.startswith("blocks.0.attn")}
     seen = {}
-    h = model.blocks[0].attn.q_proj.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+    h = model.blocks[0].attn.q_proj.register_forward_pre_hook(
+        lambda m, a: seen.setdefault("x", a[0])
+    )
     stats = collect_input_stats(layers, lambda: model(w), absmax=True)
     h.remove()
-    assert stats["blocks.0.attn.q_proj"] is stats["blocks.0.attn.k_proj"] is stats["blocks.0.attn.v_proj"]
+    assert (
+        stats["blocks.0.attn.q_proj"]
+        is stats["blocks.0.attn.k_proj"]
+        is stats["blocks.0.attn.v_proj"]
+    )
     assert stats["blocks.0.attn.o_proj"] is not stats["blocks.0.attn.q_proj"]
-    assert torch.allclose(stats["blocks.0.attn.q_proj"].H, hessian_from_inputs(seen["x"]), atol=1e-6)
+    assert torch.allclose(
+        stats["blocks.0.attn.q_proj"].H, hessian_from_inputs(seen["x"]), atol=1e-6
+    )
     with pytest.raises(RuntimeError, match="saw no calibration input"):
         collect_input_stats({"lm_head": model.lm_head, "unused": nn.Linear(4, 4)}, lambda: model(w))
 
@@ -139,8 +161,19 @@ def test_run_blocks_visits_every_block_in_order(model):
 
 
 # ----------------------------------------------------------------------------- the offline check
-@pytest.mark.parametrize("value,offline", [("1", True), ("true", True), ("ON", True), ("yes", True),
-                                           ("0", False), ("no", False), ("false", False), ("", False)])
+@pytest.mark.parametrize(
+    "value,offline",
+    [
+        ("1", True),
+        ("true", True),
+        ("ON", True),
+        ("yes", True),
+        ("0", False),
+        ("no", False),
+        ("false", False),
+        ("", False),
+    ],
+)
 def test_one_offline_check_reads_the_variable_as_huggingface_hub_does(monkeypatch, value, offline):
     monkeypatch.setenv("HF_HUB_OFFLINE", value)
     monkeypatch.setenv("SLMLAB_HUB_HOST", "127.0.0.1")  # a closed port: unreachable, and fast
@@ -193,5 +226,7 @@ def test_dequantize_model_equals_quantize_unpacked(model):
     packed = quantize(model, "rtn", bits=4, group_size=16)
     plain = dequantize_model(packed)
     assert all(type(m) is nn.Linear for m in find_linears(plain, skip=()).values())
-    assert torch.allclose(plain(x), quantize(model, "rtn", bits=4, group_size=16, pack=False)(x), atol=1e-6)
+    assert torch.allclose(
+        plain(x), quantize(model, "rtn", bits=4, group_size=16, pack=False)(x), atol=1e-6
+    )
     assert torch.allclose(plain(x), packed(x), atol=1e-5)

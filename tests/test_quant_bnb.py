@@ -15,6 +15,7 @@ Tolerances (measured on this machine, bitsandbytes 0.50, transformers 5):
   bitsandbytes' within 0.5% (measured: <0.05%). The NF4 weights are identical; the remaining difference
   is bitsandbytes' CPU kernel, which multiplies in bfloat16 when the CPU supports it.
 """
+
 import logging
 import math
 
@@ -25,9 +26,9 @@ bnb = pytest.importorskip("bitsandbytes")
 import bitsandbytes.functional as BF  # noqa: E402
 
 from slmlab import TinyLM, TinyLMConfig  # noqa: E402
+from slmlab.calibration import windows_from_ids  # noqa: E402
 from slmlab.lm import window_perplexity  # noqa: E402
 from slmlab.quant import Int8Linear, dequantize_nf4, pack_bits, quantize, quantize_nf4  # noqa: E402
-from slmlab.calibration import windows_from_ids  # noqa: E402
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
@@ -50,8 +51,13 @@ def test_nf4_identical_to_bitsandbytes(blocksize):
 
 
 def _bnb_int8(lin):
-    ref = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                              has_fp16_weights=False, threshold=6.0)
+    ref = bnb.nn.Linear8bitLt(
+        lin.in_features,
+        lin.out_features,
+        bias=lin.bias is not None,
+        has_fp16_weights=False,
+        threshold=6.0,
+    )
     ref.load_state_dict(lin.state_dict())
     return ref.to("cpu").eval()  # .to() quantizes; eval() selects the int8 inference path on CPU
 
@@ -83,13 +89,18 @@ def test_llm_int8_agrees_with_bitsandbytes_on_fp32_inputs():
     with torch.no_grad():
         lin.weight.copy_(_weight())
     ref, ours = _bnb_int8(lin), Int8Linear.from_linear(lin, threshold=6.0)
-    assert (ref.weight.data.int() - ours.weight_t.t().int()).abs().max() <= 1  # fp16 rounding flips a few codes
+    assert (
+        ref.weight.data.int() - ours.weight_t.t().int()
+    ).abs().max() <= 1  # fp16 rounding flips a few codes
     for scale in (1.0, 3.0):
         x = _inputs(scale)
         with torch.no_grad():
             y_ref, y_ours, y = ref(x), ours(x), lin(x)
         assert ((y_ref - y_ours).norm() / y.norm()) < 5e-3
-        e_ref, e_ours = ((y_ref - y).norm() / y.norm()).item(), ((y_ours - y).norm() / y.norm()).item()
+        e_ref, e_ours = (
+            ((y_ref - y).norm() / y.norm()).item(),
+            ((y_ours - y).norm() / y.norm()).item(),
+        )
         assert e_ours == pytest.approx(e_ref, rel=0.05)
 
 
@@ -101,10 +112,16 @@ def tiny_hf_dir(tmp_path_factory):
 
     torch.manual_seed(0)
     # a large init makes the random model's outputs sensitive to weight errors
-    m = TinyLM(TinyLMConfig(vocab_size=256, d_model=64, n_layer=2, n_head=4, block_size=64, d_ff=128, init_std=0.1)).eval()
+    m = TinyLM(
+        TinyLMConfig(
+            vocab_size=256, d_model=64, n_layer=2, n_head=4, block_size=64, d_ff=128, init_std=0.1
+        )
+    ).eval()
     d = tmp_path_factory.mktemp("hf_tiny")
     to_hf(m).save_pretrained(d)
-    ev = windows_from_ids(torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(1)), 8, 64)
+    ev = windows_from_ids(
+        torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(1)), 8, 64
+    )
     return m, d, ev
 
 
@@ -116,10 +133,17 @@ def test_transformers_bitsandbytes_loading_matches_ours(tiny_hf_dir, kind):
     if kind == "int8":
         cfg, ours = BitsAndBytesConfig(load_in_8bit=True), quantize(m, "llm_int8")
     else:
-        cfg, ours = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"), quantize(m, "nf4")
+        cfg, ours = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"),
+            quantize(m, "nf4"),
+        )
     hf_q = AutoModelForCausalLM.from_pretrained(d, quantization_config=cfg, device_map="cpu").eval()
     layer = hf_q.model.layers[0].self_attn.q_proj
     assert type(layer).__name__ == ("Linear8bitLt" if kind == "int8" else "Linear4bit")
-    ppl_float, ppl_bnb, ppl_ours = window_perplexity(m, ev), window_perplexity(hf_q, ev), window_perplexity(ours, ev)
+    ppl_float, ppl_bnb, ppl_ours = (
+        window_perplexity(m, ev),
+        window_perplexity(hf_q, ev),
+        window_perplexity(ours, ev),
+    )
     assert math.isfinite(ppl_bnb) and ppl_bnb != ppl_float  # it really is quantized
     assert ppl_ours == pytest.approx(ppl_bnb, rel=5e-3)

@@ -4,6 +4,7 @@ GPTQ and AWQ move the predictions (KL to the float model) less than RTN at 4 and
 float perplexity; SmoothQuant W8A8 beats naive W8A8; QAT beats post-training quantization at
 3 and 2 bits; an int8 KV cache costs (almost) nothing and beats int4.
 """
+
 import math
 
 import pytest
@@ -53,8 +54,10 @@ def test_gptq_and_awq_move_the_predictions_less_than_rtn(base, bits):
     from slmlab.quant import quantize
 
     m, calib, ev, _ = base
-    kl = {meth: window_kl(quantize(m, meth, bits=bits, group_size=64, calib=calib), m, ev)
-          for meth in ("rtn", "gptq", "awq")}
+    kl = {
+        meth: window_kl(quantize(m, meth, bits=bits, group_size=64, calib=calib), m, ev)
+        for meth in ("rtn", "gptq", "awq")
+    }
     assert kl["gptq"] < kl["rtn"] and kl["awq"] < kl["rtn"], kl
 
 
@@ -72,7 +75,10 @@ def test_qat_beats_ptq_at_low_bits(base, bits):
     from slmlab.quant import quantize
 
     m, calib, ev, train = base
-    ptq = min(_ppl(quantize(m, meth, bits=bits, group_size=64, calib=calib), ev) for meth in ("rtn", "gptq"))
+    ptq = min(
+        _ppl(quantize(m, meth, bits=bits, group_size=64, calib=calib), ev)
+        for meth in ("rtn", "gptq")
+    )
     qat = _ppl(quantize(m, "qat", bits=bits, group_size=64, calib=train, steps=150), ev)
     assert qat < ptq
 
@@ -88,7 +94,9 @@ def test_kv_cache_int8_nearly_free_int4_costs_more(base):
         for b in ev.split(16):
             cache = cls(m.config, b.shape[0], b.shape[1], "cpu", torch.float32)
             logits = m(b[:, :-1], cache)
-            tot += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1), reduction="sum").item()
+            tot += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1), reduction="sum"
+            ).item()
             n += b[:, 1:].numel()
         return math.exp(tot / n)
 

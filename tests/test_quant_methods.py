@@ -1,16 +1,30 @@
 """slmlab.quant methods: GPTQ, AWQ, LLM.int8, SmoothQuant/W8A8, KV cache, QAT, and quantize()'s errors."""
+
 import pytest
 import torch
 import torch.nn as nn
 
 from slmlab import TinyLM, TinyLMConfig
-from slmlab.quant import (Int8Linear, QuantLinear, W8A8Linear, awq_quantize_weight, awq_search_scale, fake_quantize,
-                          fake_quantize_ste, gptq_quantize_weight, hessian_from_inputs, output_error, quantize,
-                          quantized_kv_cache, smoothing_factors, ste_round)
+from slmlab.calibration import windows_from_ids
 from slmlab.lm import window_perplexity
+from slmlab.quant import (
+    Int8Linear,
+    QuantLinear,
+    W8A8Linear,
+    awq_quantize_weight,
+    awq_search_scale,
+    fake_quantize,
+    fake_quantize_ste,
+    gptq_quantize_weight,
+    hessian_from_inputs,
+    output_error,
+    quantize,
+    quantized_kv_cache,
+    smoothing_factors,
+    ste_round,
+)
 from slmlab.quant.kv_cache import cache_nbytes
 from slmlab.surgery import find_blocks, find_linears
-from slmlab.calibration import windows_from_ids
 
 
 def _tiny_model(seed=0, **kw):
@@ -132,7 +146,9 @@ def test_smoothing_is_an_exact_rescaling():
     assert torch.allclose(act / s, w_abs * s, rtol=1e-4)
     layer = W8A8Linear.from_linear(lin, smooth=s)
     w = lin.weight.detach()
-    assert ((layer.dequantize() - w).norm() / w.norm()) < 0.02  # the smoothing is undone exactly; only int8 rounding remains
+    assert (
+        (layer.dequantize() - w).norm() / w.norm()
+    ) < 0.02  # the smoothing is undone exactly; only int8 rounding remains
     with pytest.raises(ValueError, match="alpha"):
         smoothing_factors(act, lin.weight, 1.5)
 
@@ -158,19 +174,33 @@ def model_and_windows():
     return m, windows_from_ids(ids, 16, 32, seed=0), windows_from_ids(ids, 8, 32, seed=1)
 
 
-@pytest.mark.parametrize("method,kw", [
-    ("rtn", dict(bits=4, group_size=32)), ("nf4", {}), ("fp16", {}), ("gptq", dict(bits=4, group_size=32)),
-    ("gptq", dict(bits=3, group_size=None, act_order=True)), ("awq", dict(bits=4, group_size=32)),
-    ("llm_int8", {}), ("w8a8", {}), ("smoothquant", dict(alpha=0.5)), ("qat", dict(bits=3, group_size=32, steps=3)),
-])
+@pytest.mark.parametrize(
+    "method,kw",
+    [
+        ("rtn", dict(bits=4, group_size=32)),
+        ("nf4", {}),
+        ("fp16", {}),
+        ("gptq", dict(bits=4, group_size=32)),
+        ("gptq", dict(bits=3, group_size=None, act_order=True)),
+        ("awq", dict(bits=4, group_size=32)),
+        ("llm_int8", {}),
+        ("w8a8", {}),
+        ("smoothquant", dict(alpha=0.5)),
+        ("qat", dict(bits=3, group_size=32, steps=3)),
+    ],
+)
 def test_quantize_every_method_returns_a_working_copy(model_and_windows, method, kw):
     m, calib, ev = model_and_windows
     before = {k: v.clone() for k, v in m.state_dict().items()}
     q = quantize(m, method, calib=calib, **kw)
-    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # the input model is untouched
+    assert all(
+        torch.equal(before[k], v) for k, v in m.state_dict().items()
+    )  # the input model is untouched
     assert q.quant_info["method"] == method and q.quant_info["seconds"] >= 0
     ppl_f, ppl_q = window_perplexity(m, ev), window_perplexity(q, ev)
-    assert abs(ppl_q / ppl_f - 1) < 0.05  # a random tiny model barely notices; trained-model claims live in the notebooks
+    assert (
+        abs(ppl_q / ppl_f - 1) < 0.05
+    )  # a random tiny model barely notices; trained-model claims live in the notebooks
     assert not isinstance(q.lm_head, (QuantLinear, Int8Linear, W8A8Linear))  # skipped by default
     n_q = sum(isinstance(x, (QuantLinear, Int8Linear, W8A8Linear)) for x in q.modules())
     assert n_q == 2 * 7
@@ -199,9 +229,13 @@ def test_quantize_transformers_model_like_tinylm(model_and_windows):
 
 def test_quantize_errors(model_and_windows):
     m, calib, _ = model_and_windows
-    with pytest.raises(ValueError, match=r"unsupported bit width 5; supported bit widths are \(2, 3, 4, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"unsupported bit width 5; supported bit widths are \(2, 3, 4, 8\)"
+    ):
         quantize(m, "rtn", bits=5)
-    with pytest.raises(ValueError, match=r"group_size=48 does not divide the input dimension 64.*\[16, 32, 64\]"):
+    with pytest.raises(
+        ValueError, match=r"group_size=48 does not divide the input dimension 64.*\[16, 32, 64\]"
+    ):
         quantize(m, "gptq", bits=4, group_size=48, calib=calib)
     with pytest.raises(ValueError, match="calibration set is empty"):
         quantize(m, "gptq", bits=4, calib=torch.zeros(0, 32, dtype=torch.long))
@@ -222,7 +256,10 @@ def test_quantize_errors(model_and_windows):
 def test_find_linears_skip_and_include(model_and_windows):
     m = model_and_windows[0]
     assert "lm_head" not in find_linears(m) and "lm_head" in find_linears(m, skip=())
-    assert list(find_linears(m, include=["*down_proj"])) == ["blocks.0.ffn.down_proj", "blocks.1.ffn.down_proj"]
+    assert list(find_linears(m, include=["*down_proj"])) == [
+        "blocks.0.ffn.down_proj",
+        "blocks.1.ffn.down_proj",
+    ]
 
 
 def test_quantize_plain_mlp_without_blocks():
@@ -230,7 +267,10 @@ def test_quantize_plain_mlp_without_blocks():
     mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8))
     x = torch.randn(256, 32)
     y = mlp(x).detach()
-    err = {m: ((quantize(mlp, m, bits=3, group_size=16, calib=x)(x) - y).norm() / y.norm()).item() for m in ("rtn", "gptq")}
+    err = {
+        m: ((quantize(mlp, m, bits=3, group_size=16, calib=x)(x) - y).norm() / y.norm()).item()
+        for m in ("rtn", "gptq")
+    }
     assert err["gptq"] < err["rtn"] < 0.3
 
 
@@ -252,7 +292,9 @@ def test_quantized_kv_cache_logits_and_memory():
 
 
 def test_kivi_chunks_give_the_same_keys_streamed_or_at_once():
-    m = _tiny_model(block_size=128, n_layer=1)  # one layer: keys depend on the tokens only, not on earlier attention
+    m = _tiny_model(
+        block_size=128, n_layer=1
+    )  # one layer: keys depend on the tokens only, not on earlier attention
     cls = quantized_kv_cache(4, group_size=16, key_axis="channel", residual=8)
     ids = torch.randint(0, 96, (1, 40))
     a = cls(m.config, 1, 128, "cpu", torch.float32)
@@ -260,7 +302,7 @@ def test_kivi_chunks_give_the_same_keys_streamed_or_at_once():
     b = cls(m.config, 1, 128, "cpu", torch.float32)
     m(ids[:, :13], b)
     for t in range(13, 40):
-        last = m(ids[:, t:t + 1], b)[:, -1]
+        last = m(ids[:, t : t + 1], b)[:, -1]
     assert torch.allclose(logits_once, last, atol=1e-4)
 
 
@@ -308,8 +350,9 @@ def test_qat_finetune_takes_the_steps_of_the_plain_qat_loop(model_and_windows):
 
     m, calib, _ = model_and_windows
     steps, warmup, lr = 12, 3, 3e-3
-    latent, losses = qat_finetune(m, calib, bits=3, group_size=32, steps=steps, batch_size=4, lr=lr,
-                                  warmup=warmup, seed=1)
+    latent, losses = qat_finetune(
+        m, calib, bits=3, group_size=32, steps=steps, batch_size=4, lr=lr, warmup=warmup, seed=1
+    )
     q = prepare_qat(m, 3, 32).train()
     params = [p for p in q.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.95))
@@ -347,9 +390,13 @@ def test_qat_refuses_a_warmup_longer_than_the_run(model_and_windows):
     with pytest.raises(ValueError, match=r"warm-up of 10 steps is longer than the run \(steps=5\)"):
         qat_finetune(m, calib, bits=3, group_size=32, steps=5, warmup=10)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
-    same, losses = qat_finetune(m, calib, bits=3, group_size=32, steps=0)  # no fine-tune: the model as it is
+    same, losses = qat_finetune(
+        m, calib, bits=3, group_size=32, steps=0
+    )  # no fine-tune: the model as it is
     assert losses == [] and all(torch.equal(before[k], v) for k, v in same.state_dict().items())
-    q = quantize(m, "qat", bits=3, group_size=32, calib=calib, steps=2)  # quantize shortens its default warm-up
+    q = quantize(
+        m, "qat", bits=3, group_size=32, calib=calib, steps=2
+    )  # quantize shortens its default warm-up
     assert q.quant_info["final_train_loss"] is not None
 
 

@@ -1,4 +1,5 @@
 """quantize()'s registry: one Method record per method, arguments checked before anything is copied."""
+
 import dataclasses
 
 import pytest
@@ -17,16 +18,22 @@ def test_every_method_is_a_record_with_what_quantize_needs():
     assert METHODS["nf4"].default_group_size == 64 and not METHODS["w8a8"].grouped
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"method": "nope"}, "unknown quantization method"),
-    ({"method": "rtn", "bits": 5}, "unsupported bit width 5"),
-    ({"method": "nf4", "bits": 3}, "supports bits in \\(4,\\)"),
-    ({"method": "fp16", "bits": 8}, "leave bits unset"),
-    ({"method": "w8a8", "group_size": 16}, "does not use groups"),
-    ({"method": "gptq"}, "needs a calibration set"),
-    ({"method": "rtn", "group_size": 7}, "group_size"),
-    ({"method": "awq", "calib": torch.zeros(2, 8, dtype=torch.long), "alpha": 1}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"method": "nope"}, "unknown quantization method"),
+        ({"method": "rtn", "bits": 5}, "unsupported bit width 5"),
+        ({"method": "nf4", "bits": 3}, "supports bits in \\(4,\\)"),
+        ({"method": "fp16", "bits": 8}, "leave bits unset"),
+        ({"method": "w8a8", "group_size": 16}, "does not use groups"),
+        ({"method": "gptq"}, "needs a calibration set"),
+        ({"method": "rtn", "group_size": 7}, "group_size"),
+        (
+            {"method": "awq", "calib": torch.zeros(2, 8, dtype=torch.long), "alpha": 1},
+            "unknown option",
+        ),
+    ],
+)
 def test_bad_arguments_leave_the_model_unchanged(kwargs, error):
     torch.manual_seed(0)
     m = TinyLM(TinyLMConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, d_model=32))

@@ -13,10 +13,18 @@ from slmlab.train import train
 def shipped(toy_text, tmp_path, monkeypatch):
     """A tiny run shipped into a temporary data/ folder."""
     monkeypatch.setenv("SLMLAB_DATA", str(tmp_path / "data"))
-    cfg = {"model": {"n_layer": 1, "n_head": 2, "d_model": 16},
-           "data": {"text_file": str(toy_text), "tokenizer": {"kind": "char"}},
-           "train": {"batch_size": 2, "seq_len": 16, "max_steps": 3, "eval_every": 0, "progress": False,
-                     "out_dir": str(tmp_path / "run")}}
+    cfg = {
+        "model": {"n_layer": 1, "n_head": 2, "d_model": 16},
+        "data": {"text_file": str(toy_text), "tokenizer": {"kind": "char"}},
+        "train": {
+            "batch_size": 2,
+            "seq_len": 16,
+            "max_steps": 3,
+            "eval_every": 0,
+            "progress": False,
+            "out_dir": str(tmp_path / "run"),
+        },
+    }
     res = train(cfg)
     folder = ship(tmp_path / "run", "mini", metrics={"val_loss": 1.0})
     return folder, res
@@ -33,7 +41,9 @@ def test_ship_and_load(shipped):
 
 
 def test_unknown_name_suggests(shipped):
-    with pytest.raises(ValueError, match=r"unknown reference model 'minii'.*Did you mean \['mini'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown reference model 'minii'.*Did you mean \['mini'\]"
+    ):
         load_reference("minii")
 
 
@@ -69,7 +79,8 @@ def test_the_shipped_models_verify_and_match_the_corpus_generator():
         metrics = json.loads((reference_dir() / name / "metrics.json").read_text())
         assert metrics["corpus_fingerprint"] == fp, (
             f"data/reference/{name} was trained on a different TinyTales corpus: retrain it "
-            f"(python -m slmlab train configs/{name}.json) and ship it (python -m slmlab ship RUN_DIR {name})")
+            f"(python -m slmlab train configs/{name}.json) and ship it (python -m slmlab ship RUN_DIR {name})"
+        )
 
 
 def test_model_card_shows_seeded_samples(shipped):

@@ -2,7 +2,11 @@ import pytest
 
 from slmlab.tokenizer import EOS, BPETokenizer, CharTokenizer, load_tokenizer
 
-TEXTS = ["Tom has a red ball. The ball is round.", "x = 3\nprint(x + 2)\nOutput: 5", "Mia felt happy."] * 30
+TEXTS = [
+    "Tom has a red ball. The ball is round.",
+    "x = 3\nprint(x + 2)\nOutput: 5",
+    "Mia felt happy.",
+] * 30
 TRICKY = "Tom  has\ta café ☕ — 3+4=7!\n\n  λx. 😀 " + EOS + " end"
 
 

@@ -16,12 +16,22 @@ from slmlab.utils import set_seed
 
 
 def run_config(toy_text, out_dir=None, **train_kw):
-    t = dict(batch_size=4, seq_len=32, max_steps=12, warmup_steps=3, eval_every=6, log_every=3,
-             progress=False, out_dir=str(out_dir) if out_dir else None)
+    t = dict(
+        batch_size=4,
+        seq_len=32,
+        max_steps=12,
+        warmup_steps=3,
+        eval_every=6,
+        log_every=3,
+        progress=False,
+        out_dir=str(out_dir) if out_dir else None,
+    )
     t.update(train_kw)
-    return {"model": {"n_layer": 2, "n_head": 4, "d_model": 32, "dropout": 0.1},
-            "data": {"text_file": str(toy_text), "tokenizer": {"kind": "bpe", "vocab_size": 280}},
-            "train": t}
+    return {
+        "model": {"n_layer": 2, "n_head": 4, "d_model": 32, "dropout": 0.1},
+        "data": {"text_file": str(toy_text), "tokenizer": {"kind": "bpe", "vocab_size": 280}},
+        "train": t,
+    }
 
 
 def test_training_lowers_the_loss(toy_text):
@@ -42,7 +52,9 @@ def test_resume_continues_the_exact_same_trajectory(toy_text, tmp_path):
     assert json.loads((tmp_path / "resumed/checkpoint/state.json").read_text())["step"] == 6
     resumed = train(cfg)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
-    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+    for (k, a), b in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), k
     log = [json.loads(line) for line in (tmp_path / "resumed/log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [3, 6, 9, 12]
@@ -61,18 +73,32 @@ def test_grad_accumulation_matches_a_bigger_batch(toy_text):
 def test_train_takes_the_steps_of_a_plain_reference_loop(toy_text):
     """train() is a driver over fit(); its trajectory is the pre-refactor loop's, written out here:
     the same losses at every step and bit-identical weights (dropout on, accumulation, WSD)."""
-    cfg = run_config(toy_text, max_steps=8, grad_accum=2, log_every=1, eval_every=0, schedule="wsd",
-                     decay_frac=0.5)
+    cfg = run_config(
+        toy_text,
+        max_steps=8,
+        grad_accum=2,
+        log_every=1,
+        eval_every=0,
+        schedule="wsd",
+        decay_frac=0.5,
+    )
     tok, train_ids, val_ids = prepare_data(cfg["data"])
     res = train(cfg, data=(tok, train_ids, val_ids))
     c = TrainConfig.from_dict(cfg["train"])
     set_seed(c.seed)
-    model = TinyLM(TinyLMConfig.from_dict({**cfg["model"], "vocab_size": tok.vocab_size,
-                                           "block_size": c.seq_len}))
+    model = TinyLM(
+        TinyLMConfig.from_dict(
+            {**cfg["model"], "vocab_size": tok.vocab_size, "block_size": c.seq_len}
+        )
+    )
     params = list(model.parameters())
-    opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
-                             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-                            betas=(c.beta1, c.beta2))
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": c.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        betas=(c.beta1, c.beta2),
+    )
     model.train()
     losses = []
     for step in range(c.max_steps):
@@ -81,7 +107,9 @@ def test_train_takes_the_steps_of_a_plain_reference_loop(toy_text):
         torch.manual_seed(c.seed * 7_919 + step)  # dropout noise of step `step`
         total = 0.0
         for micro in range(c.grad_accum):
-            x, y = get_batch(train_ids, step * c.grad_accum + micro, c.seed, c.batch_size, c.seq_len)
+            x, y = get_batch(
+                train_ids, step * c.grad_accum + micro, c.seed, c.batch_size, c.seq_len
+            )
             loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten()) / c.grad_accum
             loss.backward()
             total += loss.item()
@@ -97,24 +125,42 @@ def test_train_takes_the_steps_of_a_plain_reference_loop(toy_text):
 def _tiny_llama():
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     return transformers.LlamaForCausalLM(cfg)
 
 
 def _pattern_batches(seed=0, batch=8, T=24, V=64):
     """Windows of a learnable pattern (i, i+3, i+6, ... mod V); the batch of step s is a function
     of (seed, s)."""
+
     def batches(step):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         start = torch.randint(0, V, (batch, 1), generator=g)
         return (start + 3 * torch.arange(T + 1)) % V
+
     return batches
 
 
 def test_fit_trains_a_transformers_causal_lm_and_resumes_exactly(tmp_path):
-    c = TrainConfig(max_steps=10, warmup_steps=2, lr=3e-3, min_lr=3e-4, log_every=2, eval_every=0,
-                    progress=False, grad_accum=2, device="cpu")
+    c = TrainConfig(
+        max_steps=10,
+        warmup_steps=2,
+        lr=3e-3,
+        min_lr=3e-4,
+        log_every=2,
+        eval_every=0,
+        progress=False,
+        grad_accum=2,
+        device="cpu",
+    )
     full = _tiny_llama()
     history = fit(full, _pattern_batches(), "causal_lm", c)
     assert history[-1]["loss"] < history[0]["loss"] - 0.5
@@ -143,13 +189,24 @@ def test_fit_trains_only_parameters_with_requires_grad_and_logs_metrics():
         loss, _ = causal_lm_loss(model, batch)
         return loss, {"rows": batch.shape[0], "loss_x2": 2 * loss.detach()}
 
-    c = TrainConfig(max_steps=3, warmup_steps=1, log_every=1, eval_every=0, grad_accum=2, progress=False,
-                    device="cpu")
+    c = TrainConfig(
+        max_steps=3,
+        warmup_steps=1,
+        log_every=1,
+        eval_every=0,
+        grad_accum=2,
+        progress=False,
+        device="cpu",
+    )
     history = fit(m, _pattern_batches(batch=6), loss_and_rows, c)
     assert torch.equal(m.embed.weight, frozen) and m.embed.weight.grad is None
-    assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items() if k != "embed.weight")
+    assert any(
+        not torch.equal(before[k], v) for k, v in m.state_dict().items() if k != "embed.weight"
+    )
     assert seen == [3] * 6  # two micro-batches of 3 rows per step
-    assert all(h["rows"] == 3 and h["loss_x2"] == pytest.approx(2 * h["loss"], rel=1e-6) for h in history)
+    assert all(
+        h["rows"] == 3 and h["loss_x2"] == pytest.approx(2 * h["loss"], rel=1e-6) for h in history
+    )
 
 
 def _bad_fit(model, monkeypatch, what):
@@ -171,13 +228,19 @@ def _bad_fit(model, monkeypatch, what):
     fit(model, batches, loss, c)
 
 
-@pytest.mark.parametrize("what,match", [
-    ("unknown loss", r"unknown loss 'causal'; the known losses are \['causal_lm'\]\. Did you mean"),
-    ("decay_frac", r"decay_frac must be in \(0, 1\]"),
-    ("grad_accum", r"grad_accum=3 must divide .* shape \(4, 25\)"),
-    ("bf16", r"bfloat16.*cannot run bfloat16 autocast"),
-    ("frozen", "nothing to train"),
-])
+@pytest.mark.parametrize(
+    "what,match",
+    [
+        (
+            "unknown loss",
+            r"unknown loss 'causal'; the known losses are \['causal_lm'\]\. Did you mean",
+        ),
+        ("decay_frac", r"decay_frac must be in \(0, 1\]"),
+        ("grad_accum", r"grad_accum=3 must divide .* shape \(4, 25\)"),
+        ("bf16", r"bfloat16.*cannot run bfloat16 autocast"),
+        ("frozen", "nothing to train"),
+    ],
+)
 def test_fit_errors_leave_the_model_unchanged(monkeypatch, what, match):
     m = TinyLM(TinyLMConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, block_size=32)).eval()
     before = {k: v.clone() for k, v in m.state_dict().items()}
@@ -201,7 +264,9 @@ def test_schedules():
     c = TrainConfig(max_steps=100, warmup_steps=10, lr=1.0, min_lr=0.1, schedule="cosine")
     assert lr_at(0, c) == pytest.approx(0.1) and lr_at(9, c) == pytest.approx(1.0)
     assert lr_at(100, c) == pytest.approx(0.1)
-    w = TrainConfig(max_steps=100, warmup_steps=10, lr=1.0, min_lr=0.1, schedule="wsd", decay_frac=0.2)
+    w = TrainConfig(
+        max_steps=100, warmup_steps=10, lr=1.0, min_lr=0.1, schedule="wsd", decay_frac=0.2
+    )
     assert lr_at(50, w) == 1.0 and lr_at(79, w) == 1.0 and lr_at(90, w) == pytest.approx(0.55)
     assert lr_at(100, w) == pytest.approx(0.1)
 
@@ -251,7 +316,9 @@ def test_missing_and_corrupt_checkpoints(toy_text, tmp_path):
     with pytest.raises(CheckpointError, match="corrupt"):
         train(run_config(toy_text, tmp_path / "run", max_steps=20))
     after = {p.name: p.read_bytes() for p in (tmp_path / "run/checkpoint").iterdir()}
-    assert after.keys() == before.keys() and after["model.safetensors"] == before["model.safetensors"]
+    assert (
+        after.keys() == before.keys() and after["model.safetensors"] == before["model.safetensors"]
+    )
 
 
 def test_failed_save_leaves_nothing_partial(tmp_path, monkeypatch):
@@ -279,11 +346,28 @@ def test_ddp_two_processes_equal_one_process_with_twice_the_batch(toy_text, tmp_
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "slmlab", "train", str(tmp_path / "cfg.json"), "--out-dir", str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "slmlab",
+            "train",
+            str(tmp_path / "cfg.json"),
+            "--out-dir",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ddp = [json.loads(line)["loss"] for line in (tmp_path / "ddp/log.jsonl").read_text().splitlines()]
+    ddp = [
+        json.loads(line)["loss"] for line in (tmp_path / "ddp/log.jsonl").read_text().splitlines()
+    ]
     cfg["train"]["batch_size"] = 8
     single = [h["loss"] for h in train(cfg).history]
     assert ddp == pytest.approx(single, abs=1e-4)
@@ -292,8 +376,20 @@ def test_ddp_two_processes_equal_one_process_with_twice_the_batch(toy_text, tmp_
 def test_cli_train(toy_text, tmp_path):
     cfg = run_config(toy_text, max_steps=3, eval_every=0)
     (tmp_path / "c.json").write_text(json.dumps(cfg))
-    proc = subprocess.run([sys.executable, "-m", "slmlab", "train", str(tmp_path / "c.json"), "--out-dir",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slmlab",
+            "train",
+            str(tmp_path / "c.json"),
+            "--out-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "out/model/model.safetensors").is_file()
     assert json.loads(proc.stdout.strip().splitlines()[-1])["final"]["step"] == 3

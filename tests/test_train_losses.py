@@ -1,4 +1,5 @@
 """slmlab.train.losses: the named training objectives fit() optimises."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,11 +29,20 @@ def test_causal_lm_loss_is_next_token_cross_entropy_for_pairs_and_windows():
 def test_causal_lm_loss_on_a_transformers_model():
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32,
-                                  bos_token_id=0, eos_token_id=0)
+    cfg = transformers.GPT2Config(
+        vocab_size=50,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        n_positions=32,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     m = transformers.GPT2LMHeadModel(cfg).eval()  # no dropout: both calls see the same function
     w = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(1))
-    out = m(input_ids=w, labels=w)  # transformers shifts the labels itself: the same 8 predictions per row
+    out = m(
+        input_ids=w, labels=w
+    )  # transformers shifts the labels itself: the same 8 predictions per row
     torch.testing.assert_close(causal_lm_loss(m, w)[0], out.loss)
 
 
@@ -40,5 +50,7 @@ def test_the_registry_names_losses_and_says_which_exist():
     assert get_loss("causal_lm") is causal_lm_loss is LOSSES["causal_lm"]
     own = lambda model, batch: (torch.zeros(()), {})  # noqa: E731
     assert get_loss(own) is own
-    with pytest.raises(ValueError, match=r"unknown loss 'sft'; the known losses are \['causal_lm'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown loss 'sft'; the known losses are \['causal_lm'\]"
+    ):
         get_loss("sft")

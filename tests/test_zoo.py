@@ -1,4 +1,5 @@
 """slmlab.zoo: the SLM table's integrity and the calculator against hand-computed values of real models."""
+
 from __future__ import annotations
 
 import itertools
@@ -34,8 +35,14 @@ def test_qwen2_0_5b_gqa_by_hand():
     ffn = 3 * d * F  # gate, up, down
     norms = (2 * L + 1) * d
     b = zoo.param_breakdown(a)
-    assert b == {"embeddings": emb, "attention": L * attn, "ffn": L * ffn, "norms": norms, "lm_head": 0,
-                 "total": 494_032_768}
+    assert b == {
+        "embeddings": emb,
+        "attention": L * attn,
+        "ffn": L * ffn,
+        "norms": norms,
+        "lm_head": 0,
+        "total": 494_032_768,
+    }
     assert zoo.num_params(a) == 494_032_768  # the count published on the model card
     assert zoo.num_params(a, non_embedding=True) == 494_032_768 - emb
     assert zoo.kv_cache_bytes_per_token(a, "fp16") == 2 * L * 2 * 64 * 2 == 12_288
@@ -46,7 +53,9 @@ def test_qwen2_0_5b_gqa_by_hand():
     assert zoo.flops_per_token(a, 1000) == 2 * (494_032_768 - emb + V * d) + 2 * L * 1000 * d
     # tied: the shared matrix is read whole as the LM head at every decoded token
     assert zoo.decode_weight_params(a) == 494_032_768
-    assert a.to_tinylm() is None  # q/k/v-only biases: TinyLM's single `bias` switch cannot express them
+    assert (
+        a.to_tinylm() is None
+    )  # q/k/v-only biases: TinyLM's single `bias` switch cannot express them
 
 
 def test_phi2_mha_by_hand():
@@ -58,8 +67,14 @@ def test_phi2_mha_by_hand():
     norms = (L * 1 + 1) * 2 * d  # one LayerNorm per parallel block + the final one, weight and bias
     head = V * d + V  # untied, with a bias
     b = zoo.param_breakdown(a)
-    assert b == {"embeddings": V * d, "attention": L * attn, "ffn": L * ffn, "norms": norms, "lm_head": head,
-                 "total": 2_779_683_840}
+    assert b == {
+        "embeddings": V * d,
+        "attention": L * attn,
+        "ffn": L * ffn,
+        "norms": norms,
+        "lm_head": head,
+        "total": 2_779_683_840,
+    }
     assert zoo.kv_cache_bytes_per_token(a, 16) == 2 * L * 32 * 80 * 2 == 327_680
     # untied: only one embedding row is read per decoded token
     assert zoo.decode_weight_params(a) == 2_779_683_840 - V * d
@@ -71,7 +86,12 @@ def test_gpt2_maps_exactly_to_tinylm():
     a = zoo.arch_from_hf(json.loads((GPT2 / "config.json").read_text()))  # a dict
     cfg = a.to_tinylm()
     assert cfg is not None and (cfg.pos, cfg.norm, cfg.ffn, cfg.bias, cfg.tie_embeddings) == (
-        "learned", "layernorm", "gelu", True, True)
+        "learned",
+        "layernorm",
+        "gelu",
+        True,
+        True,
+    )
     d, V, L = 768, 50257, 12
     b = zoo.param_breakdown(a)
     assert b["embeddings"] == V * d + 1024 * d
@@ -85,13 +105,28 @@ def test_gpt2_maps_exactly_to_tinylm():
 def test_smollm2_agrees_with_config_from_hf():
     a = zoo.arch_from_hf(SMOL2)
     ours, theirs = a.to_tinylm(), config_from_hf(SMOL2)
-    for f in ("vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "hidden_dim", "ffn", "norm", "pos",
-              "tie_embeddings", "bias"):
+    for f in (
+        "vocab_size",
+        "n_layer",
+        "n_head",
+        "n_kv_head",
+        "d_model",
+        "hidden_dim",
+        "ffn",
+        "norm",
+        "pos",
+        "tie_embeddings",
+        "bias",
+    ):
         assert getattr(ours, f) == getattr(theirs, f), f
     d, kv, L = 576, 3 * 64, 30
     assert zoo.param_breakdown(a)["attention"] == L * (2 * d * d + 2 * d * kv)
     assert zoo.num_params(a) == core.num_params(theirs) == 134_515_008
-    assert zoo.kv_cache_bytes_per_token(a, 16) == core.kv_cache_bytes_per_token(theirs, 16) == 2 * L * kv * 2
+    assert (
+        zoo.kv_cache_bytes_per_token(a, 16)
+        == core.kv_cache_bytes_per_token(theirs, 16)
+        == 2 * L * kv * 2
+    )
 
 
 def test_roofline_by_hand():
@@ -101,10 +136,14 @@ def test_roofline_by_hand():
     b0 = 494_032_768 * 4 / 8  # int4 weights, empty cache
     assert zoo.decode_tokens_per_s(a, jetson, context=0, bits="int4") == pytest.approx(102.4e9 / b0)
     b1 = b0 + 12_288 * 1000  # + fp16 KV cache of 1000 tokens, read once per token
-    assert zoo.decode_tokens_per_s(a, "jetson orin nx 16gb", context=1000) == pytest.approx(102.4e9 / b1)
+    assert zoo.decode_tokens_per_s(a, "jetson orin nx 16gb", context=1000) == pytest.approx(
+        102.4e9 / b1
+    )
     # more context, fewer bits: monotone
     assert zoo.decode_tokens_per_s(a, jetson, 4096) < zoo.decode_tokens_per_s(a, jetson, 1024)
-    assert zoo.decode_tokens_per_s(a, jetson, 1024, bits="fp16") < zoo.decode_tokens_per_s(a, jetson, 1024, bits="int4")
+    assert zoo.decode_tokens_per_s(a, jetson, 1024, bits="fp16") < zoo.decode_tokens_per_s(
+        a, jetson, 1024, bits="int4"
+    )
 
 
 def test_tokens_per_param():
@@ -116,8 +155,16 @@ def test_tokens_per_param():
 
 
 # ----------------------------------------------------------------------------- agreement with slmlab.models
-GRID = list(itertools.product(("swiglu", "gelu", "relu"), ("rmsnorm", "layernorm"), ("rope", "learned", "none"),
-                              (True, False), (True, False), (1, 2, 4)))
+GRID = list(
+    itertools.product(
+        ("swiglu", "gelu", "relu"),
+        ("rmsnorm", "layernorm"),
+        ("rope", "learned", "none"),
+        (True, False),
+        (True, False),
+        (1, 2, 4),
+    )
+)
 
 
 @pytest.mark.parametrize("ffn,norm,pos,tie,bias,kv", GRID)
@@ -126,24 +173,56 @@ def test_one_formula_counts_what_tinylm_allocates(ffn, norm, pos, tie, bias, kv)
     a TinyLM of every configuration allocates, and against the by-hand FLOPs and KV-cache counts."""
     from slmlab.models import TinyLM
 
-    c = TinyLMConfig(vocab_size=97, block_size=33, n_layer=3, n_head=4, n_kv_head=kv, d_model=32, ffn=ffn,
-                     ffn_ratio=2.5, norm=norm, pos=pos, tie_embeddings=tie, bias=bias)
+    c = TinyLMConfig(
+        vocab_size=97,
+        block_size=33,
+        n_layer=3,
+        n_head=4,
+        n_kv_head=kv,
+        d_model=32,
+        ffn=ffn,
+        ffn_ratio=2.5,
+        norm=norm,
+        pos=pos,
+        tie_embeddings=tie,
+        bias=bias,
+    )
     m = TinyLM(c)
     a = zoo.Arch.from_tinylm(c)
     total = sum(p.numel() for p in m.parameters())
-    body = total - c.vocab_size * c.d_model * (1 if tie else 2) - (c.block_size * c.d_model if pos == "learned" else 0)
+    body = (
+        total
+        - c.vocab_size * c.d_model * (1 if tie else 2)
+        - (c.block_size * c.d_model if pos == "learned" else 0)
+    )
     assert zoo.param_breakdown(a)["total"] == core.num_params(c) == zoo.num_params(c) == total
     assert zoo.num_params(a, non_embedding=True) == core.num_params(c, non_embedding=True) == body
-    assert core.flops_per_token(c, 17) == zoo.flops_per_token(a, 17) == 2 * (body + c.vocab_size * c.d_model) + 2 * 3 * 17 * 32
+    assert (
+        core.flops_per_token(c, 17)
+        == zoo.flops_per_token(a, 17)
+        == 2 * (body + c.vocab_size * c.d_model) + 2 * 3 * 17 * 32
+    )
     assert core.flops_per_token(c, 17, training=True) == 3 * core.flops_per_token(c, 17)
-    assert zoo.kv_cache_bytes_per_token(a, 16) == core.kv_cache_bytes_per_token(c, 16) == 2 * 3 * kv * 8 * 2
+    assert (
+        zoo.kv_cache_bytes_per_token(a, 16)
+        == core.kv_cache_bytes_per_token(c, 16)
+        == 2 * 3 * kv * 8 * 2
+    )
     assert a.to_tinylm() == TinyLMConfig(**{**c.to_dict(), "ffn_ratio": 4.0, "d_ff": c.hidden_dim})
 
 
 def test_breakdown_matches_instantiated_tinylm():
     from slmlab.models import TinyLM
 
-    c = TinyLMConfig(vocab_size=64, block_size=16, n_layer=2, n_head=4, n_kv_head=2, d_model=32, tie_embeddings=True)
+    c = TinyLMConfig(
+        vocab_size=64,
+        block_size=16,
+        n_layer=2,
+        n_head=4,
+        n_kv_head=2,
+        d_model=32,
+        tie_embeddings=True,
+    )
     m = TinyLM(c)
     assert zoo.num_params(c) == sum(p.numel() for p in m.parameters())
 
@@ -167,7 +246,11 @@ def test_fixture_counts_match_transformers(folder):
 @pytest.mark.slow
 def test_every_shipped_config_matches_transformers():
     for hub, cfg in zoo.load_configs().items():
-        if cfg["model_type"] in ("qwen", "baichuan", "minicpm"):  # remote-code models: no transformers class
+        if cfg["model_type"] in (
+            "qwen",
+            "baichuan",
+            "minicpm",
+        ):  # remote-code models: no transformers class
             continue
         assert zoo.num_params(zoo.arch_from_hf(cfg)) == _transformers_count(cfg), hub
 
@@ -196,8 +279,17 @@ def test_table_units(table):
 
 def test_table_no_missing_facts(table):
     arch = table[~table["is_baseline"]]
-    for col in ("n_layer", "d_model", "attention", "activation", "norm", "position", "vocab_size",
-                "context_length", "ffn_type"):
+    for col in (
+        "n_layer",
+        "d_model",
+        "attention",
+        "activation",
+        "norm",
+        "position",
+        "vocab_size",
+        "context_length",
+        "ffn_type",
+    ):
         assert arch[col].notna().all(), col
     with_cfg = table[table["calc_note"].isna()]
     assert set(with_cfg["hub_id"]) == set(zoo.load_configs()) & set(table["hub_id"])
@@ -231,7 +323,10 @@ def test_calculator_matches_stated_sizes(table):
 def test_ondevice_runs_table():
     runs = zoo.load_ondevice_runs()
     assert len(runs) == 108 and runs["device"].nunique() == 4
-    assert ((1000 / runs["decode_ms_per_token"] - runs["decode_tok_s"]).abs() < 0.02 * runs["decode_tok_s"]).all()
+    assert (
+        (1000 / runs["decode_ms_per_token"] - runs["decode_tok_s"]).abs()
+        < 0.02 * runs["decode_tok_s"]
+    ).all()
     scores = runs[["score_winogrande", "score_hellaswag", "score_mmlu"]].to_numpy().ravel()
     scores = scores[~pd.isna(scores)]
     assert len(scores) > 200 and ((scores >= 0) & (scores <= 1)).all()
@@ -242,17 +337,26 @@ def test_ondevice_runs_table():
 
 
 def test_tables_rebuild_identically(tmp_path):
-    survey = Path(os.environ.get("SLM_SURVEY_DIR", Path(zoo.__file__).parents[2] / "shared/reference/slm_survey"))
+    survey = Path(
+        os.environ.get(
+            "SLM_SURVEY_DIR", Path(zoo.__file__).parents[2] / "shared/reference/slm_survey"
+        )
+    )
     if not (survey / "SLM.json").is_file():
         pytest.skip("the survey's reference files are not on this machine")
     import subprocess
     import sys
 
     build = Path(zoo.__file__).parents[1] / "data" / "zoo" / "build_zoo.py"
-    subprocess.run([sys.executable, str(build), "--survey", str(survey), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(build), "--survey", str(survey), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     for f in ("slm_zoo.csv", "ondevice_runs.csv"):
-        assert (tmp_path / f).read_text() == (zoo.zoo_dir() / f).read_text(), f"{f} is stale: rerun build_zoo.py"
+        assert (tmp_path / f).read_text() == (zoo.zoo_dir() / f).read_text(), (
+            f"{f} is stale: rerun build_zoo.py"
+        )
 
 
 # ----------------------------------------------------------------------------- lookups and errors

@@ -47,7 +47,7 @@ def colab_url(app: Sphinx, docname: str) -> str | None:
     rel = source.relative_to(Path(app.srcdir)).as_posix()
     path = f"{book_path}/{rel}" if book_path else rel
     base = (app.config.slm_colab_url or "https://colab.research.google.com").rstrip("/")
-    return f"{base}/github/{repo_url[len('https://github.com/'):]}/blob/{branch}/{path}"
+    return f"{base}/github/{repo_url[len('https://github.com/') :]}/blob/{branch}/{path}"
 
 
 def add_colab_link(app: Sphinx, doctree: nodes.document) -> None:

@@ -5,6 +5,7 @@
 Every number in the README comes from this run (sizes, variety, speed, chance levels); the
 corpus itself is not stored: ``slmlab.data.iter_documents`` regenerates it on demand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ def table(rows: list[list], header: list[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--chars", type=float, default=30e6, help="characters of the train split to measure")
+    ap.add_argument(
+        "--chars", type=float, default=30e6, help="characters of the train split to measure"
+    )
     args = ap.parse_args()
     n = int(args.chars)
     stats, kinds, seconds, cpu = measure(n)
@@ -62,11 +65,21 @@ def main() -> None:
     math_b, code_b = D.trivial_baselines("math"), D.trivial_baselines("code")
     f = lambda x: f"{x:,.0f}" if isinstance(x, (int, float)) and x >= 100 else f"{x:.3g}"  # noqa: E731
 
-    kind_rows = [[k, f(kinds[k]["n_docs"]), f"{kinds[k]['n_chars'] / stats['n_chars']:.1%}",
-                  f"{D.DEFAULT_MIX[k]:.0%}", f(kinds[k]["mean_doc_chars"]), f(kinds[k]["vocabulary"]),
-                  f(kinds[k]["distinct_sentences"]), f"{kinds[k]['unigram_entropy_bits']:.2f}"]
-                 for k in D.KINDS]
-    md = f"""# TinyTales: the book's synthetic corpus
+    kind_rows = [
+        [
+            k,
+            f(kinds[k]["n_docs"]),
+            f"{kinds[k]['n_chars'] / stats['n_chars']:.1%}",
+            f"{D.DEFAULT_MIX[k]:.0%}",
+            f(kinds[k]["mean_doc_chars"]),
+            f(kinds[k]["vocabulary"]),
+            f(kinds[k]["distinct_sentences"]),
+            f"{kinds[k]['unigram_entropy_bits']:.2f}",
+        ]
+        for k in D.KINDS
+    ]
+    md = (
+        f"""# TinyTales: the book's synthetic corpus
 
 TinyTales is generated on demand by `slmlab.data` (nothing here is stored but this page and the
 script that wrote it, `python data/tinytales/make_readme.py --chars {n:.0f}`). It is one small,
@@ -79,21 +92,21 @@ docs = iter_documents("train", seed=0)            # endless, deterministic, stre
 text = corpus_text("val", 100_000)                # whole documents joined by blank lines
 ```
 
-## Size and variety (first {stats['n_chars']:,} characters of the train split, seed 0)
+## Size and variety (first {stats["n_chars"]:,} characters of the train split, seed 0)
 
 | measure | value |
 |---|---|
-| documents | {stats['n_docs']:,} |
-| characters | {stats['n_chars']:,} |
-| words | {stats['n_words']:,} |
-| vocabulary (distinct lower-cased words) | {stats['vocabulary']:,} ({stats['vocabulary_without_secret_words']:,} without the invented secret words) |
-| sentences | {stats['n_sentences']:,} |
-| distinct sentences | {stats['distinct_sentences']:,} ({stats['distinct_sentence_frac']:.1%}) |
-| unigram word entropy | {stats['unigram_entropy_bits']:.2f} bits/word |
-| generation speed | {stats['n_chars'] / cpu / 1e6:.1f} million characters per CPU-second on one core ({cpu:.1f} s of CPU time, {seconds:.1f} s wall-clock on a shared {platform.machine()} machine) |
+| documents | {stats["n_docs"]:,} |
+| characters | {stats["n_chars"]:,} |
+| words | {stats["n_words"]:,} |
+| vocabulary (distinct lower-cased words) | {stats["vocabulary"]:,} ({stats["vocabulary_without_secret_words"]:,} without the invented secret words) |
+| sentences | {stats["n_sentences"]:,} |
+| distinct sentences | {stats["distinct_sentences"]:,} ({stats["distinct_sentence_frac"]:.1%}) |
+| unigram word entropy | {stats["unigram_entropy_bits"]:.2f} bits/word |
+| generation speed | {stats["n_chars"] / cpu / 1e6:.1f} million characters per CPU-second on one core ({cpu:.1f} s of CPU time, {seconds:.1f} s wall-clock on a shared {platform.machine()} machine) |
 
-Validation split (first 2,000 documents): vocabulary {val['vocabulary']:,}, {val['distinct_sentences']:,} distinct
-sentences, {val['unigram_entropy_bits']:.2f} bits/word.
+Validation split (first 2,000 documents): vocabulary {val["vocabulary"]:,}, {val["distinct_sentences"]:,} distinct
+sentences, {val["unigram_entropy_bits"]:.2f} bits/word.
 
 By kind of document (the mix is a share of *characters*, `slmlab.data.DEFAULT_MIX`):
 
@@ -130,20 +143,23 @@ By kind of document (the mix is a share of *characters*, `slmlab.data.DEFAULT_MI
 
 | task | format | scoring | chance |
 |---|---|---|---|
-| commonsense | 4-way multiple choice: held-out material behaviour ({cs['material']} of 200), weather ({cs['weather']}), feelings ({cs['feelings']}), animals ({cs['animals']}), where things are ({cs['where']}) | log-likelihood of each option (`acc`) and per character (`acc_norm`), as lm-evaluation-harness | {chance_level('commonsense'):.2f} |
-| icl | pattern lessons at 0, 1 and 5 shots: `k` lines `thing -> value` of one relation, then a new thing; the options are its values under each relation of its domain, so only the examples say which is meant (task recognition) | log-likelihood of the three values | {chance_level('icl'):.3f} |
-| icl_lookup | secret codes at 0, 1 and 5 shots: `word = code` pairs with invented codes from the test bucket, then one shown word again; at 5 shots the distractors are shown too (lookup, an induction-head skill) | log-likelihood of four codes | {chance_level('icl_lookup'):.2f} |
-| math | `Problem: ...` then greedy generation | exact match of the number after `Answer:` | {chance_level('math'):.3f} |
-| code | a program then `Output:` | exact match of the greedy output line | {chance_level('code'):.3f} |
+| commonsense | 4-way multiple choice: held-out material behaviour ({cs["material"]} of 200), weather ({cs["weather"]}), feelings ({cs["feelings"]}), animals ({cs["animals"]}), where things are ({cs["where"]}) | log-likelihood of each option (`acc`) and per character (`acc_norm`), as lm-evaluation-harness | {chance_level("commonsense"):.2f} |
+| icl | pattern lessons at 0, 1 and 5 shots: `k` lines `thing -> value` of one relation, then a new thing; the options are its values under each relation of its domain, so only the examples say which is meant (task recognition) | log-likelihood of the three values | {chance_level("icl"):.3f} |
+| icl_lookup | secret codes at 0, 1 and 5 shots: `word = code` pairs with invented codes from the test bucket, then one shown word again; at 5 shots the distractors are shown too (lookup, an induction-head skill) | log-likelihood of four codes | {chance_level("icl_lookup"):.2f} |
+| math | `Problem: ...` then greedy generation | exact match of the number after `Answer:` | {chance_level("math"):.3f} |
+| code | a program then `Output:` | exact match of the greedy output line | {chance_level("code"):.3f} |
 
 Chance for math and code is the best answer-free guesser on 2,000 probe items: always the most common answer
-(math {math_b['majority']:.3f}, code {code_b['majority']:.3f}), copy the first number of the prompt
-(math {math_b['copy_first_number']:.3f}, code {code_b['copy_first_number']:.3f}) or the last one
-(math {math_b['copy_last_number']:.3f}, code {code_b['copy_last_number']:.3f}).
+(math {math_b["majority"]:.3f}, code {code_b["majority"]:.3f}), copy the first number of the prompt
+(math {math_b["copy_first_number"]:.3f}, code {code_b["copy_first_number"]:.3f}) or the last one
+(math {math_b["copy_last_number"]:.3f}, code {code_b["copy_last_number"]:.3f}).
 
 ## One document of each kind (train split, seed 7)
 
-""" + "\n\n".join(f"**{k}**\n\n```text\n{examples[k]}\n```" for k in D.KINDS) + "\n"
+"""
+        + "\n\n".join(f"**{k}**\n\n```text\n{examples[k]}\n```" for k in D.KINDS)
+        + "\n"
+    )
     atomic_write_text(HERE / "README.md", md)
     print(md)
 

@@ -14,6 +14,7 @@ Outputs (written atomically, sorted by release month then name)
 Every cleaning rule and every correction is in this file, with its reason; README.md lists them.
 Run:  python data/zoo/build_zoo.py [--survey DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,16 +33,58 @@ SURVEY_REF = "Lu et al. 2024 (arXiv 2409.15790), TinyLLMLeaderBoard@087631a"
 
 # ----------------------------------------------------------------------------- columns
 ZOO_COLUMNS = [
-    "name", "hub_id", "organisation", "release", "is_baseline", "instruct", "model_type",
-    "params_b", "n_layer", "d_model", "n_head", "n_kv_head", "head_dim", "d_ff",
-    "attention", "ffn_type", "ffn_ratio", "activation", "norm", "position", "tied_embeddings",
-    "vocab_size", "context_length", "training_tokens", "dataset_tokens", "data_families", "data_open",
-    "score_commonsense", "score_problem_solving", "score_math", "arch_notes", "calc_note", "source",
+    "name",
+    "hub_id",
+    "organisation",
+    "release",
+    "is_baseline",
+    "instruct",
+    "model_type",
+    "params_b",
+    "n_layer",
+    "d_model",
+    "n_head",
+    "n_kv_head",
+    "head_dim",
+    "d_ff",
+    "attention",
+    "ffn_type",
+    "ffn_ratio",
+    "activation",
+    "norm",
+    "position",
+    "tied_embeddings",
+    "vocab_size",
+    "context_length",
+    "training_tokens",
+    "dataset_tokens",
+    "data_families",
+    "data_open",
+    "score_commonsense",
+    "score_problem_solving",
+    "score_math",
+    "arch_notes",
+    "calc_note",
+    "source",
 ]
 RUN_COLUMNS = [
-    "model", "arch_hub_id", "arch_note", "device", "quantization", "runtime", "memory_gb",
-    "prefill_tokens", "prefill_ms_per_token", "prefill_tok_s", "decode_tokens", "decode_ms_per_token",
-    "decode_tok_s", "score_winogrande", "score_hellaswag", "score_mmlu", "source",
+    "model",
+    "arch_hub_id",
+    "arch_note",
+    "device",
+    "quantization",
+    "runtime",
+    "memory_gb",
+    "prefill_tokens",
+    "prefill_ms_per_token",
+    "prefill_tok_s",
+    "decode_tokens",
+    "decode_ms_per_token",
+    "decode_tok_s",
+    "score_winogrande",
+    "score_hellaswag",
+    "score_mmlu",
+    "source",
 ]
 
 # ----------------------------------------------------------------------------- fixes to names and ids
@@ -60,56 +103,195 @@ ORG_FIXES = {"Facebook": "Meta", "DataBricks": "Databricks", "": "Meta"}
 
 # Corrections of survey facts, each with its reason. (hub id, column) -> (value, reason)
 CORRECTIONS = {
-    ("luodian/llama-7b-hf", "release"): ("2023-02", "release month missing in the survey; LLaMA was released in Feb 2023 (Touvron et al.)"),
-    ("meta-llama/Meta-Llama-3-8B", "params_b"): (8.03, "survey says 7B; the model is Llama-3-8B (8.03B parameters)"),
-    ("meta-llama/Meta-Llama-3.1-8B", "params_b"): (8.03, "survey says 7B; the model is Llama-3.1-8B (8.03B parameters)"),
+    ("luodian/llama-7b-hf", "release"): (
+        "2023-02",
+        "release month missing in the survey; LLaMA was released in Feb 2023 (Touvron et al.)",
+    ),
+    ("meta-llama/Meta-Llama-3-8B", "params_b"): (
+        8.03,
+        "survey says 7B; the model is Llama-3-8B (8.03B parameters)",
+    ),
+    ("meta-llama/Meta-Llama-3.1-8B", "params_b"): (
+        8.03,
+        "survey says 7B; the model is Llama-3.1-8B (8.03B parameters)",
+    ),
     ("luodian/llama-7b-hf", "params_b"): (6.74, "LLaMA-7B has 6.74B parameters (its config)"),
-    ("NousResearch/Llama-2-7b-hf", "params_b"): (6.74, "Llama-2-7B has 6.74B parameters (its config)"),
-    ("stabilityai/stablelm-zephyr-3b", "context_length"): (4096, "survey says 1024; its config (stablelm-3b-4e1t architecture) has 4096 positions"),
-    ("stabilityai/stablelm-zephyr-3b", "training_tokens"): (4.0e12, "survey says 400B; the base model stablelm-3b-4e1t saw 4 epochs of 1T tokens (its model card)"),
-    ("stabilityai/stablelm-zephyr-3b", "dataset_tokens"): (1.0e12, "base model stablelm-3b-4e1t: 1T-token dataset, 4 epochs (its model card)"),
-    ("microsoft/Phi-3.5-mini-instruct", "context_length"): (131072, "survey says 262144; the model card and config say 128K (131072)"),
-    ("microsoft/Phi-3.5-mini-instruct", "training_tokens"): (3.4e12, "missing in the survey; model card: 3.4T tokens"),
-    ("Qwen/Qwen2.5-0.5B", "training_tokens"): (18e12, "missing in the survey; Qwen2.5 report: up to 18T tokens"),
-    ("Qwen/Qwen2.5-1.5B", "training_tokens"): (18e12, "missing in the survey; Qwen2.5 report: up to 18T tokens"),
-    ("Qwen/Qwen2.5-3B", "training_tokens"): (18e12, "missing in the survey; Qwen2.5 report: up to 18T tokens"),
-    ("meta-llama/Llama-3.2-1B", "training_tokens"): (9e12, "missing in the survey; Meta's model card: up to 9T tokens"),
-    ("meta-llama/Llama-3.2-3B", "training_tokens"): (9e12, "missing in the survey; Meta's model card: up to 9T tokens"),
-    ("luodian/llama-7b-hf", "training_tokens"): (1.0e12, "baseline: 1T tokens (Touvron et al. 2023)"),
-    ("NousResearch/Llama-2-7b-hf", "training_tokens"): (2.0e12, "baseline: 2T tokens (Llama 2 paper)"),
-    ("meta-llama/Meta-Llama-3-8B", "training_tokens"): (15e12, "baseline: over 15T tokens (Meta's model card)"),
-    ("meta-llama/Meta-Llama-3.1-8B", "training_tokens"): (15e12, "baseline: over 15T tokens (Meta's model card)"),
+    ("NousResearch/Llama-2-7b-hf", "params_b"): (
+        6.74,
+        "Llama-2-7B has 6.74B parameters (its config)",
+    ),
+    ("stabilityai/stablelm-zephyr-3b", "context_length"): (
+        4096,
+        "survey says 1024; its config (stablelm-3b-4e1t architecture) has 4096 positions",
+    ),
+    ("stabilityai/stablelm-zephyr-3b", "training_tokens"): (
+        4.0e12,
+        "survey says 400B; the base model stablelm-3b-4e1t saw 4 epochs of 1T tokens (its model card)",
+    ),
+    ("stabilityai/stablelm-zephyr-3b", "dataset_tokens"): (
+        1.0e12,
+        "base model stablelm-3b-4e1t: 1T-token dataset, 4 epochs (its model card)",
+    ),
+    ("microsoft/Phi-3.5-mini-instruct", "context_length"): (
+        131072,
+        "survey says 262144; the model card and config say 128K (131072)",
+    ),
+    ("microsoft/Phi-3.5-mini-instruct", "training_tokens"): (
+        3.4e12,
+        "missing in the survey; model card: 3.4T tokens",
+    ),
+    ("Qwen/Qwen2.5-0.5B", "training_tokens"): (
+        18e12,
+        "missing in the survey; Qwen2.5 report: up to 18T tokens",
+    ),
+    ("Qwen/Qwen2.5-1.5B", "training_tokens"): (
+        18e12,
+        "missing in the survey; Qwen2.5 report: up to 18T tokens",
+    ),
+    ("Qwen/Qwen2.5-3B", "training_tokens"): (
+        18e12,
+        "missing in the survey; Qwen2.5 report: up to 18T tokens",
+    ),
+    ("meta-llama/Llama-3.2-1B", "training_tokens"): (
+        9e12,
+        "missing in the survey; Meta's model card: up to 9T tokens",
+    ),
+    ("meta-llama/Llama-3.2-3B", "training_tokens"): (
+        9e12,
+        "missing in the survey; Meta's model card: up to 9T tokens",
+    ),
+    ("luodian/llama-7b-hf", "training_tokens"): (
+        1.0e12,
+        "baseline: 1T tokens (Touvron et al. 2023)",
+    ),
+    ("NousResearch/Llama-2-7b-hf", "training_tokens"): (
+        2.0e12,
+        "baseline: 2T tokens (Llama 2 paper)",
+    ),
+    ("meta-llama/Meta-Llama-3-8B", "training_tokens"): (
+        15e12,
+        "baseline: over 15T tokens (Meta's model card)",
+    ),
+    ("meta-llama/Meta-Llama-3.1-8B", "training_tokens"): (
+        15e12,
+        "baseline: over 15T tokens (Meta's model card)",
+    ),
 }
-for _hub in ("Qwen/Qwen1.5-0.5B", "Qwen/Qwen1.5-1.8B", "Qwen/Qwen1.5-4B", "Qwen/Qwen2-0.5B", "Qwen/Qwen2-1.5B"):
-    CORRECTIONS[(_hub, "context_length")] = (32768, "survey writes 32000 for '32K'; the model card's 32K context is 32768 tokens")
+for _hub in (
+    "Qwen/Qwen1.5-0.5B",
+    "Qwen/Qwen1.5-1.8B",
+    "Qwen/Qwen1.5-4B",
+    "Qwen/Qwen2-0.5B",
+    "Qwen/Qwen2-1.5B",
+):
+    CORRECTIONS[(_hub, "context_length")] = (
+        32768,
+        "survey writes 32000 for '32K'; the model card's 32K context is 32768 tokens",
+    )
 
 # Architecture facts for models that have no entry in hf_configs.json (no uniform config, or not confirmed).
 # hub id -> {column: value}, with the reason in "why".
 NO_CONFIG_FACTS = {
-    "apple/OpenELM-270M": {"norm": "rmsnorm", "position": "rope", "tied_embeddings": True, "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"},
-    "apple/OpenELM-450M": {"norm": "rmsnorm", "position": "rope", "tied_embeddings": True, "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"},
-    "apple/OpenELM-1_1B": {"norm": "rmsnorm", "position": "rope", "tied_embeddings": True, "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"},
-    "apple/OpenELM-3B": {"norm": "rmsnorm", "position": "rope", "tied_embeddings": True, "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"},
-    "MBZUAI/MobiLlama-1B": {"norm": "rmsnorm", "position": "rope", "why": "one FFN shared by all layers (Thawakar et al. 2024): the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)"},
-    "MBZUAI/MobiLlama-05B": {"norm": "rmsnorm", "position": "rope", "why": "one FFN shared by all layers (Thawakar et al. 2024): the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)"},
-    "mtgv/MobileLLaMA-1.4B-Base": {"norm": "rmsnorm", "position": "rope", "why": "KV-head count not confirmed (survey: GQA); Llama-style blocks (RMSNorm, RoPE)"},
-    "openbmb/MiniCPM-2B-128k": {"norm": "rmsnorm", "position": "rope", "tied_embeddings": True, "why": "KV-head count of the 128k variant not confirmed (survey: GQA); Llama-style blocks, shared embeddings (Hu et al. 2024)"},
-    "openbmb/MiniCPM3-4B": {"norm": "rmsnorm", "position": "rope", "why": "multi-head latent attention (MLA): the KV cache stores a compressed latent, not per-head keys and values"},
-    "google/recurrentgemma-2b": {"norm": "rmsnorm", "position": "rope", "tied_embeddings": True, "why": "Griffin: recurrent blocks plus local attention over a 2048-token window; not a pure transformer"},
-    "tensoropera/Fox-1-1.6B": {"norm": "rmsnorm", "position": "rope", "why": "KV-head count and FFN width not confirmed; Llama-style decoder (RMSNorm, RoPE) per its model card"},
-    "h2oai/h2o-danube3-500m-base": {"norm": "rmsnorm", "position": "rope", "why": "embedding tying not confirmed; Llama-style decoder (RMSNorm, RoPE)"},
-    "TRI-ML/DCLM-1B": {"norm": "layernorm", "position": "rope", "why": "open_lm checkpoint (no transformers config.json); open_lm blocks use a gain-only LayerNorm, RoPE and SwiGLU"},
+    "apple/OpenELM-270M": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "tied_embeddings": True,
+        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+    },
+    "apple/OpenELM-450M": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "tied_embeddings": True,
+        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+    },
+    "apple/OpenELM-1_1B": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "tied_embeddings": True,
+        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+    },
+    "apple/OpenELM-3B": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "tied_embeddings": True,
+        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+    },
+    "MBZUAI/MobiLlama-1B": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "why": "one FFN shared by all layers (Thawakar et al. 2024): the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)",
+    },
+    "MBZUAI/MobiLlama-05B": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "why": "one FFN shared by all layers (Thawakar et al. 2024): the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)",
+    },
+    "mtgv/MobileLLaMA-1.4B-Base": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "why": "KV-head count not confirmed (survey: GQA); Llama-style blocks (RMSNorm, RoPE)",
+    },
+    "openbmb/MiniCPM-2B-128k": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "tied_embeddings": True,
+        "why": "KV-head count of the 128k variant not confirmed (survey: GQA); Llama-style blocks, shared embeddings (Hu et al. 2024)",
+    },
+    "openbmb/MiniCPM3-4B": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "why": "multi-head latent attention (MLA): the KV cache stores a compressed latent, not per-head keys and values",
+    },
+    "google/recurrentgemma-2b": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "tied_embeddings": True,
+        "why": "Griffin: recurrent blocks plus local attention over a 2048-token window; not a pure transformer",
+    },
+    "tensoropera/Fox-1-1.6B": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "why": "KV-head count and FFN width not confirmed; Llama-style decoder (RMSNorm, RoPE) per its model card",
+    },
+    "h2oai/h2o-danube3-500m-base": {
+        "norm": "rmsnorm",
+        "position": "rope",
+        "why": "embedding tying not confirmed; Llama-style decoder (RMSNorm, RoPE)",
+    },
+    "TRI-ML/DCLM-1B": {
+        "norm": "layernorm",
+        "position": "rope",
+        "why": "open_lm checkpoint (no transformers config.json); open_lm blocks use a gain-only LayerNorm, RoPE and SwiGLU",
+    },
 }
 
 # ----------------------------------------------------------------------------- vocabularies of free text
-ACTIVATIONS = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-               "gelu_tanh": "gelu_tanh", "silu": "silu", "swish": "silu"}
+ACTIVATIONS = {
+    "relu": "relu",
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_tanh": "gelu_tanh",
+    "silu": "silu",
+    "swish": "silu",
+}
 DATA_FAMILIES = [  # (regex on the survey's TrainingDatasets text, canonical family)
-    (r"closed|cloed", "closed"), (r"roberta", "RoBERTa corpus"), (r"\bpile\b", "The Pile"),
-    (r"reddit", "Reddit"), (r"wudao", "ROOTS"), (r"refinedweb", "RefinedWeb"), (r"redpajama", "RedPajama"),
-    (r"slimpajama", "SlimPajama"), (r"starcoder", "StarCoder data"), (r"culturax", "CulturaX"),
-    (r"dolma", "Dolma"), (r"fineweb-edu", "FineWeb-Edu"), (r"python-edu", "Python-Edu"),
-    (r"cosmopedia", "Cosmopedia"), (r"\bdclm\b", "DCLM-Baseline"), (r"webtext", "WebText"),
+    (r"closed|cloed", "closed"),
+    (r"roberta", "RoBERTa corpus"),
+    (r"\bpile\b", "The Pile"),
+    (r"reddit", "Reddit"),
+    (r"wudao", "ROOTS"),
+    (r"refinedweb", "RefinedWeb"),
+    (r"redpajama", "RedPajama"),
+    (r"slimpajama", "SlimPajama"),
+    (r"starcoder", "StarCoder data"),
+    (r"culturax", "CulturaX"),
+    (r"dolma", "Dolma"),
+    (r"fineweb-edu", "FineWeb-Edu"),
+    (r"python-edu", "Python-Edu"),
+    (r"cosmopedia", "Cosmopedia"),
+    (r"\bdclm\b", "DCLM-Baseline"),
+    (r"webtext", "WebText"),
 ]
 # BLOOM was trained on ROOTS (BigScience), not WuDaoCorpora as the survey's row says: mapped above.
 
@@ -175,11 +357,21 @@ def config_facts(cfg: dict) -> dict:
 
     a = arch_from_hf(cfg)
     return {
-        "model_type": a.model_type, "n_layer": a.n_layer, "d_model": a.d_model, "n_head": a.n_head,
-        "n_kv_head": a.n_kv_head, "head_dim": a.head_dim, "d_ff": a.d_ff, "attention": a.attention,
-        "ffn_type": "gated" if a.gated else "non-gated", "ffn_ratio": a.d_ff / a.d_model,
-        "norm": "rmsnorm" if a.norm == "rmsnorm" else "layernorm", "position": a.pos,
-        "tied_embeddings": a.tie_embeddings, "vocab_size": a.vocab_size, "context_length": a.context,
+        "model_type": a.model_type,
+        "n_layer": a.n_layer,
+        "d_model": a.d_model,
+        "n_head": a.n_head,
+        "n_kv_head": a.n_kv_head,
+        "head_dim": a.head_dim,
+        "d_ff": a.d_ff,
+        "attention": a.attention,
+        "ffn_type": "gated" if a.gated else "non-gated",
+        "ffn_ratio": a.d_ff / a.d_model,
+        "norm": "rmsnorm" if a.norm == "rmsnorm" else "layernorm",
+        "position": a.pos,
+        "tied_embeddings": a.tie_embeddings,
+        "vocab_size": a.vocab_size,
+        "context_length": a.context,
         "activation": a.activation,
     }
 
@@ -194,24 +386,38 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
         row = dict.fromkeys(ZOO_COLUMNS, "")
         org = r["affiliation"].strip()
         row.update(
-            name=name, hub_id=hub, organisation=ORG_FIXES.get(org, org),
+            name=name,
+            hub_id=hub,
+            organisation=ORG_FIXES.get(org, org),
             release=r["ReleaseDate"].strip().replace(".", "-"),
-            is_baseline="[For Baseline]" in model, instruct=r["Type"].strip().lower() == "instruct",
+            is_baseline="[For Baseline]" in model,
+            instruct=r["Type"].strip().lower() == "instruct",
             params_b=parse_params(r["Parameters"]),
-            n_layer=_num(r["LayerNumber"]), d_model=_num(r["HiddenSize"]),
-            attention=r["AttentionType"].strip(), activation=ACTIVATIONS.get(r["Activation"].strip(), ""),
-            vocab_size=_num(r["VocabularySize"]), context_length=parse_context(r["MaxContextWindow"]),
+            n_layer=_num(r["LayerNumber"]),
+            d_model=_num(r["HiddenSize"]),
+            attention=r["AttentionType"].strip(),
+            activation=ACTIVATIONS.get(r["Activation"].strip(), ""),
+            vocab_size=_num(r["VocabularySize"]),
+            context_length=parse_context(r["MaxContextWindow"]),
             data_families=data_families(r["TrainingDatasets"]),
             score_commonsense=round(_num(r["Commonsensereasoning"]), 6),
             score_problem_solving=round(_num(r["Problemsolving"]), 6),
-            score_math=round(_num(r["Math"]) / 100.0, 6),  # the survey gives Math in percent, the two others as fractions
-            arch_notes="; ".join(x for x in (r["ArchitectureInnovation"].strip(), r["TrainingInnovations"].strip()) if x),
+            score_math=round(
+                _num(r["Math"]) / 100.0, 6
+            ),  # the survey gives Math in percent, the two others as fractions
+            arch_notes="; ".join(
+                x
+                for x in (r["ArchitectureInnovation"].strip(), r["TrainingInnovations"].strip())
+                if x
+            ),
         )
         heads = r["HeadNum"].strip()
         if re.fullmatch(r"\d+", heads):
             row["n_head"] = int(heads)
         elif heads:
-            row["arch_notes"] = "; ".join(x for x in (row["arch_notes"], f"{heads} query heads per layer") if x)
+            row["arch_notes"] = "; ".join(
+                x for x in (row["arch_notes"], f"{heads} query heads per layer") if x
+            )
         ratio = _num(r["FFNratio"])
         row["ffn_ratio"] = ratio if ratio > 0 else math.nan  # OpenELM: 0 means "changes per layer"
         row["training_tokens"], row["dataset_tokens"] = parse_tokens(r["TrainingTokens"])
@@ -228,13 +434,30 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
                 old = row[col]
                 if col == "activation" and old:
                     continue  # the survey's activation name is finer (gelu vs gelu_tanh) than the FFN kind
-                if col == "context_length" and not (isinstance(old, float) and math.isnan(old)) and old != "":
+                if (
+                    col == "context_length"
+                    and not (isinstance(old, float) and math.isnan(old))
+                    and old != ""
+                ):
                     continue  # keep the survey's (trained) context; corrections below fix known defects
                 if col == "attention" and old and old != val:
-                    notes.append(f"attention: survey says {old}, config has {facts['n_kv_head']} KV heads for {facts['n_head']} heads -> {val}")
-                if col == "ffn_ratio" and not math.isnan(row["ffn_ratio"]) and abs(row["ffn_ratio"] - val) > 0.06:
-                    notes.append(f"ffn_ratio: survey {row['ffn_ratio']:.3g}, config intermediate/hidden = {val:.3g}")
-                if col in ("vocab_size", "n_layer", "d_model", "n_head") and old != "" and not (isinstance(old, float) and math.isnan(old)) and old != val:
+                    notes.append(
+                        f"attention: survey says {old}, config has {facts['n_kv_head']} KV heads for {facts['n_head']} heads -> {val}"
+                    )
+                if (
+                    col == "ffn_ratio"
+                    and not math.isnan(row["ffn_ratio"])
+                    and abs(row["ffn_ratio"] - val) > 0.06
+                ):
+                    notes.append(
+                        f"ffn_ratio: survey {row['ffn_ratio']:.3g}, config intermediate/hidden = {val:.3g}"
+                    )
+                if (
+                    col in ("vocab_size", "n_layer", "d_model", "n_head")
+                    and old != ""
+                    and not (isinstance(old, float) and math.isnan(old))
+                    and old != val
+                ):
                     notes.append(f"{col}: survey {old:g}, config {val}")
                 row[col] = val
             src.append(f"architecture: config.json of {hub} (data/zoo/hf_configs.json)")
@@ -242,7 +465,9 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
         else:
             extra = NO_CONFIG_FACTS.get(hub)
             if extra is None:
-                raise SystemExit(f"build_zoo: {hub} has neither a config in hf_configs.json nor an entry in NO_CONFIG_FACTS")
+                raise SystemExit(
+                    f"build_zoo: {hub} has neither a config in hf_configs.json nor an entry in NO_CONFIG_FACTS"
+                )
             for col in ("norm", "position", "tied_embeddings"):
                 if col in extra:
                     row[col] = extra[col]
@@ -270,11 +495,23 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
 RUN_ARCH = {  # survey run name -> (hub id of the architecture in hf_configs.json, note)
     "LLaMA 7B": ("luodian/llama-7b-hf", ""),
     "LLaMA 2 7B": ("NousResearch/Llama-2-7b-hf", ""),
-    "Vicuna 7B": ("NousResearch/Llama-2-7b-hf", "vicuna-7B-v1.5 is a Llama-2-7B fine-tune (same architecture)"),
+    "Vicuna 7B": (
+        "NousResearch/Llama-2-7b-hf",
+        "vicuna-7B-v1.5 is a Llama-2-7B fine-tune (same architecture)",
+    ),
     "Koala 7B": ("luodian/llama-7b-hf", "Koala-7B is a LLaMA-7B fine-tune (same architecture)"),
-    "Pygmalion/Metharme 7B": ("NousResearch/Llama-2-7b-hf", "Pygmalion-2-7B is a Llama-2-7B fine-tune (same architecture)"),
-    "WizardLM 7B": ("luodian/llama-7b-hf", "WizardLM-7B-V1.0 is a LLaMA-7B fine-tune (one extra vocabulary token)"),
-    "Vigogne (French) 7B": ("mistralai/Mistral-7B-v0.1", "Vigostral-7B is a Mistral-7B fine-tune (same architecture)"),
+    "Pygmalion/Metharme 7B": (
+        "NousResearch/Llama-2-7b-hf",
+        "Pygmalion-2-7B is a Llama-2-7B fine-tune (same architecture)",
+    ),
+    "WizardLM 7B": (
+        "luodian/llama-7b-hf",
+        "WizardLM-7B-V1.0 is a LLaMA-7B fine-tune (one extra vocabulary token)",
+    ),
+    "Vigogne (French) 7B": (
+        "mistralai/Mistral-7B-v0.1",
+        "Vigostral-7B is a Mistral-7B fine-tune (same architecture)",
+    ),
     "Baichuan 1-7B": ("baichuan-inc/Baichuan-7B", ""),
     "Baichuan 2-7B": ("baichuan-inc/Baichuan2-7B-Base", ""),
     "Bloom 7B": ("bigscience/bloom-7b1", ""),
@@ -304,23 +541,38 @@ def build_runs(runs: list[dict], configs: dict) -> list[dict]:
         name = re.sub(r"\s+", " ", r["name"]).strip()
         hub, note = RUN_ARCH.get(name, ("", "architecture not in data/zoo/hf_configs.json"))
         if hub and hub not in configs:
-            raise SystemExit(f"build_runs: {name} maps to {hub}, which has no config in hf_configs.json")
+            raise SystemExit(
+                f"build_runs: {name} maps to {hub}, which has no config in hf_configs.json"
+            )
         _, p_tok, p_ms, p_tps = parse_latency(r["prefilling_latency"])
         first, d_tok, d_ms, d_tps = parse_latency(r["decoding_latency"])
         # data.json's decoding strings repeat tokens/s in the first field (not a total time): check and drop it
         if abs(first - d_tps) > 0.02 or abs(1000.0 / d_ms - d_tps) > 0.02 * d_tps:
-            raise SystemExit(f"build_runs: unexpected decoding_latency {r['decoding_latency']!r} for {name}")
+            raise SystemExit(
+                f"build_runs: unexpected decoding_latency {r['decoding_latency']!r} for {name}"
+            )
         perf = r.get("performance") or {}
-        out.append(dict(
-            model=name, arch_hub_id=hub, arch_note=note, device=r["device"].strip(),
-            quantization=r["quantization"].strip(), runtime=", ".join(r.get("tags") or []),
-            memory_gb=float(r["memory"]), prefill_tokens=p_tok, prefill_ms_per_token=p_ms, prefill_tok_s=p_tps,
-            decode_tokens=d_tok, decode_ms_per_token=d_ms, decode_tok_s=d_tps,
-            score_winogrande=round(_num(perf.get("wino", "")) / 100, 6),
-            score_hellaswag=round(_num(perf.get("hellaswag", "")) / 100, 6),
-            score_mmlu=round(_num(perf.get("mmlu", "")) / 100, 6),
-            source=f"survey on-device measurements, May 2024 ({SURVEY_REF}, data.json)",
-        ))
+        out.append(
+            dict(
+                model=name,
+                arch_hub_id=hub,
+                arch_note=note,
+                device=r["device"].strip(),
+                quantization=r["quantization"].strip(),
+                runtime=", ".join(r.get("tags") or []),
+                memory_gb=float(r["memory"]),
+                prefill_tokens=p_tok,
+                prefill_ms_per_token=p_ms,
+                prefill_tok_s=p_tps,
+                decode_tokens=d_tok,
+                decode_ms_per_token=d_ms,
+                decode_tok_s=d_tps,
+                score_winogrande=round(_num(perf.get("wino", "")) / 100, 6),
+                score_hellaswag=round(_num(perf.get("hellaswag", "")) / 100, 6),
+                score_mmlu=round(_num(perf.get("mmlu", "")) / 100, 6),
+                source=f"survey on-device measurements, May 2024 ({SURVEY_REF}, data.json)",
+            )
+        )
     out.sort(key=lambda x: (x["model"].lower(), x["device"]))
     return out
 
@@ -352,23 +604,34 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default = os.environ.get("SLM_SURVEY_DIR", str(REPO.parent / "shared" / "reference" / "slm_survey"))
-    ap.add_argument("--survey", default=default, help="folder with the survey's SLM.json and data.json")
+    default = os.environ.get(
+        "SLM_SURVEY_DIR", str(REPO.parent / "shared" / "reference" / "slm_survey")
+    )
+    ap.add_argument(
+        "--survey", default=default, help="folder with the survey's SLM.json and data.json"
+    )
     ap.add_argument("--out", default=str(HERE), help="output folder (default: data/zoo)")
     args = ap.parse_args(argv)
     survey_dir = Path(args.survey)
     for f in ("SLM.json", "data.json"):
         if not (survey_dir / f).is_file():
-            raise SystemExit(f"build_zoo: {survey_dir / f} not found. Pass --survey DIR, the folder holding the "
-                             "survey's companion SLM.json and data.json (TinyLLMLeaderBoard@087631a).")
-    configs = {k: v for k, v in json.loads((HERE / "hf_configs.json").read_text(encoding="utf-8")).items()
-               if not k.startswith("_")}
+            raise SystemExit(
+                f"build_zoo: {survey_dir / f} not found. Pass --survey DIR, the folder holding the "
+                "survey's companion SLM.json and data.json (TinyLLMLeaderBoard@087631a)."
+            )
+    configs = {
+        k: v
+        for k, v in json.loads((HERE / "hf_configs.json").read_text(encoding="utf-8")).items()
+        if not k.startswith("_")
+    }
     zoo = build_zoo(json.loads((survey_dir / "SLM.json").read_text(encoding="utf-8")), configs)
     runs = build_runs(json.loads((survey_dir / "data.json").read_text(encoding="utf-8")), configs)
     out = Path(args.out)
     write_csv(out / "slm_zoo.csv", ZOO_COLUMNS, zoo)
     write_csv(out / "ondevice_runs.csv", RUN_COLUMNS, runs)
-    print(f"wrote {len(zoo)} models to {out / 'slm_zoo.csv'} and {len(runs)} runs to {out / 'ondevice_runs.csv'}")
+    print(
+        f"wrote {len(zoo)} models to {out / 'slm_zoo.csv'} and {len(runs)} runs to {out / 'ondevice_runs.csv'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Real corpora (TinyStories, WikiText) from the hub or from local files in the same format."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,31 @@ from pathlib import Path
 from ..utils import hub_offline_reason
 
 HUB_DATASETS = {
-    "tinystories": {"path": "roneneldan/TinyStories", "name": None, "splits": {"train": "train", "val": "validation",
-                                                                                 "validation": "validation"}},
-    "wikitext": {"path": "Salesforce/wikitext", "name": "wikitext-2-raw-v1",
-                 "splits": {"train": "train", "val": "validation", "validation": "validation", "test": "test"}},
+    "tinystories": {
+        "path": "roneneldan/TinyStories",
+        "name": None,
+        "splits": {"train": "train", "val": "validation", "validation": "validation"},
+    },
+    "wikitext": {
+        "path": "Salesforce/wikitext",
+        "name": "wikitext-2-raw-v1",
+        "splits": {
+            "train": "train",
+            "val": "validation",
+            "validation": "validation",
+            "test": "test",
+        },
+    },
 }
 
 
-def load_text_dataset(name_or_path: str | os.PathLike, split: str = "train", n_docs: int | None = None,
-                      text_field: str = "text", drop_empty: bool = True) -> list[str]:
+def load_text_dataset(
+    name_or_path: str | os.PathLike,
+    split: str = "train",
+    n_docs: int | None = None,
+    text_field: str = "text",
+    drop_empty: bool = True,
+) -> list[str]:
     """Texts of a real corpus, as a list of strings (one per row / document).
 
     ``name_or_path`` is either a hub corpus the book knows — ``"tinystories"``
@@ -43,10 +60,13 @@ def load_text_dataset(name_or_path: str | os.PathLike, split: str = "train", n_d
         if key not in HUB_DATASETS:
             raise FileNotFoundError(
                 f"{name_or_path!r} is neither a file or folder nor a corpus this loader knows "
-                f"({sorted(HUB_DATASETS)}); give a path to a .jsonl/.json/.parquet/.txt file or a save_to_disk folder.")
+                f"({sorted(HUB_DATASETS)}); give a path to a .jsonl/.json/.parquet/.txt file or a save_to_disk folder."
+            )
         spec = HUB_DATASETS[key]
         if split not in spec["splits"]:
-            raise ValueError(f"{key} has no split {split!r}; use one of {sorted(set(spec['splits']))}")
+            raise ValueError(
+                f"{key} has no split {split!r}; use one of {sorted(set(spec['splits']))}"
+            )
         reason = hub_offline_reason("datasets")
         if reason:
             raise ConnectionError(
@@ -54,7 +74,8 @@ def load_text_dataset(name_or_path: str | os.PathLike, split: str = "train", n_d
                 f"Download it where you have a network, e.g. `datasets.load_dataset({spec['path']!r}"
                 f"{', ' + repr(spec['name']) if spec['name'] else ''}, split={spec['splits'][split]!r})"
                 f".to_json('{key}-{split}.jsonl')`, copy the file here and call "
-                f"load_text_dataset('{key}-{split}.jsonl'). Or use the built-in corpus: slmlab.data.corpus_text().")
+                f"load_text_dataset('{key}-{split}.jsonl'). Or use the built-in corpus: slmlab.data.corpus_text()."
+            )
         import datasets
 
         ds = datasets.load_dataset(spec["path"], spec["name"], split=spec["splits"][split])
@@ -67,14 +88,18 @@ def load_text_dataset(name_or_path: str | os.PathLike, split: str = "train", n_d
 def _column(rows, field: str, where) -> list[str]:
     cols = getattr(rows, "column_names", None)
     if cols is not None and field not in cols:
-        raise KeyError(f"{where} has no column {field!r}; its columns are {cols}. Pass text_field=...")
+        raise KeyError(
+            f"{where} has no column {field!r}; its columns are {cols}. Pass text_field=..."
+        )
     out = rows[field] if cols is not None else None
     if out is None:
         out = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict) or field not in row:
-                raise KeyError(f"row {i} of {where} has no field {field!r} "
-                               f"(it has {sorted(row) if isinstance(row, dict) else type(row).__name__}); pass text_field=...")
+                raise KeyError(
+                    f"row {i} of {where} has no field {field!r} "
+                    f"(it has {sorted(row) if isinstance(row, dict) else type(row).__name__}); pass text_field=..."
+                )
             out.append(row[field])
     bad = next((i for i, t in enumerate(out) if not isinstance(t, str)), None)
     if bad is not None:
@@ -89,7 +114,9 @@ def _load_local(path: Path, split: str, field: str) -> list[str]:
         try:
             ds = datasets.load_from_disk(str(path))
         except FileNotFoundError as e:
-            raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk ({e})") from None
+            raise ValueError(
+                f"{path} is a folder but not one written by datasets' save_to_disk ({e})"
+            ) from None
         if isinstance(ds, datasets.DatasetDict):
             names = {"val": "validation"}.get(split, split)
             if names not in ds:
@@ -116,11 +143,14 @@ def _load_local(path: Path, split: str, field: str) -> list[str]:
 
         df = pd.read_parquet(path)
         if field not in df.columns:
-            raise KeyError(f"{path} has no column {field!r}; its columns are {list(df.columns)}. Pass text_field=...")
+            raise KeyError(
+                f"{path} has no column {field!r}; its columns are {list(df.columns)}. Pass text_field=..."
+            )
         return _column(df[[field]].to_dict("records"), field, path)
     if suffix == ".txt":
         raw = path.read_text(encoding="utf-8")
         parts = raw.split("<|endoftext|>") if "<|endoftext|>" in raw else re.split(r"\n\s*\n", raw)
         return [p.strip() for p in parts]
-    raise ValueError(f"don't know how to read {path}: use .jsonl, .json, .parquet or .txt, or a save_to_disk folder")
-
+    raise ValueError(
+        f"don't know how to read {path}: use .jsonl, .json, .parquet or .txt, or a save_to_disk folder"
+    )

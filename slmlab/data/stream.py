@@ -1,12 +1,13 @@
 """The TinyTales stream: documents of one split in fixed proportions of kind, the corpus as
 text, and the statistics of a corpus."""
+
 from __future__ import annotations
 
 import math
 import random
 import re
 from collections import Counter
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .world import CODE_HEADERS, PATTERN_HEADERS, SPLITS, split_of
 from .writer import Writer
@@ -19,7 +20,9 @@ def _check_mix(mix) -> dict[str, float]:
     mix = dict(DEFAULT_MIX if mix is None else mix)
     unknown = set(mix) - set(KINDS)
     if unknown:
-        raise ValueError(f"unknown document kind(s) {sorted(unknown)} in mix; the kinds are {list(KINDS)}")
+        raise ValueError(
+            f"unknown document kind(s) {sorted(unknown)} in mix; the kinds are {list(KINDS)}"
+        )
     bad = {k: w for k, w in mix.items() if not isinstance(w, (int, float)) or w < 0 or w != w}
     if bad or sum(mix.values()) <= 0:
         raise ValueError(f"mix proportions must be non-negative numbers, not all zero; got {mix}")
@@ -74,8 +77,13 @@ def kind_of(doc: str) -> str:
     return "facts" if "\n" in doc else "story"  # a story is one paragraph; facts are one per line
 
 
-def corpus_text(split: str = "train", n_chars: int = 1_000_000, seed: int = 0, mix: dict | None = None,
-                sep: str = "\n\n") -> str:
+def corpus_text(
+    split: str = "train",
+    n_chars: int = 1_000_000,
+    seed: int = 0,
+    mix: dict | None = None,
+    sep: str = "\n\n",
+) -> str:
     """Whole documents of one split joined by ``sep``, until at least ``n_chars`` characters
     (for notebooks and tokenizer training; the trainer uses :func:`iter_documents`)."""
     if n_chars < 0:
@@ -91,7 +99,9 @@ def corpus_text(split: str = "train", n_chars: int = 1_000_000, seed: int = 0, m
     return sep.join(docs)
 
 
-def documents(split: str = "train", n_docs: int = 1000, seed: int = 0, mix: dict | None = None) -> list[str]:
+def documents(
+    split: str = "train", n_docs: int = 1000, seed: int = 0, mix: dict | None = None
+) -> list[str]:
     """The first ``n_docs`` documents of :func:`iter_documents`."""
     out = []
     for doc in iter_documents(split, seed, mix):
@@ -127,10 +137,17 @@ def corpus_stats(texts: Iterable[str] | str) -> dict:
                 sentences.add(s)
     total = sum(words.values())
     entropy = -sum(c / total * math.log2(c / total) for c in words.values()) if total else 0.0
-    return {"n_docs": n_docs, "n_chars": n_chars, "n_words": total, "vocabulary": len(words),
-            "n_sentences": n_sent, "distinct_sentences": len(sentences),
-            "distinct_sentence_frac": len(sentences) / n_sent if n_sent else 0.0,
-            "unigram_entropy_bits": entropy, "mean_doc_chars": n_chars / n_docs if n_docs else 0.0}
+    return {
+        "n_docs": n_docs,
+        "n_chars": n_chars,
+        "n_words": total,
+        "vocabulary": len(words),
+        "n_sentences": n_sent,
+        "distinct_sentences": len(sentences),
+        "distinct_sentence_frac": len(sentences) / n_sent if n_sent else 0.0,
+        "unigram_entropy_bits": entropy,
+        "mean_doc_chars": n_chars / n_docs if n_docs else 0.0,
+    }
 
 
 # ============================================================================ probe items

@@ -11,10 +11,32 @@ tokenizer, or a transformers causal LM with its tokenizer.
 ``suite``       every probe as one tidy table
 ==============  ================================================================
 """
+
 from .perplexity import perplexity
-from .probes import TASKS, arithmetic, chance_level, commonsense, extract_answer, in_context, programs
+from .probes import (
+    TASKS,
+    arithmetic,
+    chance_level,
+    commonsense,
+    extract_answer,
+    in_context,
+    programs,
+)
 from .scoring import LM, greedy_generate, loglikelihood, multiple_choice
 from .suite import suite
 
-__all__ = ["LM", "perplexity", "loglikelihood", "multiple_choice", "greedy_generate", "commonsense",
-           "in_context", "arithmetic", "programs", "extract_answer", "chance_level", "suite", "TASKS"]
+__all__ = [
+    "LM",
+    "perplexity",
+    "loglikelihood",
+    "multiple_choice",
+    "greedy_generate",
+    "commonsense",
+    "in_context",
+    "arithmetic",
+    "programs",
+    "extract_answer",
+    "chance_level",
+    "suite",
+    "TASKS",
+]

@@ -3,30 +3,60 @@
 Their own random streams ("probe/..."), the held-out (object, behaviour) pairs, test-split word
 problems and programs, and invented words from the test bucket: items training never showed.
 """
+
 from __future__ import annotations
 
 import random
 import re
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
-from ..data.world import (ANIMALS, CODE_HEADERS, CODE_WORDS_SOURCE, FEELINGS, HELD_OUT, ICL_GROUPS, MATERIAL_OF,
-                          MATERIALS, NAMES, OBJECT_INFO, PATTERN_HEADERS, PLACE_OF, PRONOUNS, RELATIONS,
-                          SECRET_WORDS, WEATHER, article, behaviour, cap, domain_of, past, split_of)
+from ..data.world import (
+    ANIMALS,
+    CODE_HEADERS,
+    CODE_WORDS_SOURCE,
+    FEELINGS,
+    HELD_OUT,
+    ICL_GROUPS,
+    MATERIAL_OF,
+    MATERIALS,
+    NAMES,
+    OBJECT_INFO,
+    PATTERN_HEADERS,
+    PLACE_OF,
+    PRONOUNS,
+    RELATIONS,
+    SECRET_WORDS,
+    WEATHER,
+    article,
+    behaviour,
+    cap,
+    domain_of,
+    past,
+    split_of,
+)
 from ..data.writer import Writer, action_phrase, feeling_cause, icl_episode
 
 # The capability probes of slmlab.evaluate ask about the same world, in the formats the
 # corpus uses, on items training never showed: their own random streams ("probe/..."), the
 # held-out (object, behaviour) pairs, test-split word problems and programs, and invented
 # words from the test bucket.
-COMMONSENSE_KINDS = {"material": 0.4, "weather": 0.15, "feelings": 0.15, "animals": 0.15, "where": 0.15}
+COMMONSENSE_KINDS = {
+    "material": 0.4,
+    "weather": 0.15,
+    "feelings": 0.15,
+    "animals": 0.15,
+    "where": 0.15,
+}
 
 
 def _probe_rng(task: str, seed: int) -> random.Random:
     return random.Random(f"tinytales/probe/{task}/{seed}")
 
 
-def _options(r: random.Random, right: str, wrong: Iterable[str], k: int = 4) -> tuple[list[str], int]:
+def _options(
+    r: random.Random, right: str, wrong: Iterable[str], k: int = 4
+) -> tuple[list[str], int]:
     wrong = sorted(set(wrong) - {right})
     opts = [right] + r.sample(wrong, k - 1)
     r.shuffle(opts)
@@ -48,7 +78,9 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
     kinds = dict(COMMONSENSE_KINDS if kinds is None else kinds)
     bad = set(kinds) - set(COMMONSENSE_KINDS)
     if bad:
-        raise ValueError(f"unknown commonsense kind(s) {sorted(bad)}; known: {list(COMMONSENSE_KINDS)}")
+        raise ValueError(
+            f"unknown commonsense kind(s) {sorted(bad)}; known: {list(COMMONSENSE_KINDS)}"
+        )
     r = _probe_rng("commonsense", seed)
     names, weights = zip(*kinds.items())
     pairs = sorted(HELD_OUT)
@@ -62,17 +94,29 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
             o, action = r.choice(pairs)
             m = MATERIAL_OF[o]
             wrong = {MATERIALS[mm][action] for mm in MATERIALS} - {MATERIALS[m][action]}
-            stated = r.random() < 0.5  # the context says the material (else: recall it, then apply the rule)
+            stated = (
+                r.random() < 0.5
+            )  # the context says the material (else: recall it, then apply the rule)
             if r.random() < 0.5:  # story style, past tense
-                verb = {"drop": f"{cap(he)} dropped the {o} on the floor.", "water": f"{cap(he)} put the {o} in the water.",
-                        "fire": f"{cap(he)} put the {o} near the fire."}[action]
+                verb = {
+                    "drop": f"{cap(he)} dropped the {o} on the floor.",
+                    "water": f"{cap(he)} put the {o} in the water.",
+                    "fire": f"{cap(he)} put the {o} near the fire.",
+                }[action]
                 made = f" The {o} was made of {m}." if stated else ""
                 context = f"{name} had {article(o)}.{made} {verb} The {o}"
                 opts, label = _options(r, past(behaviour(o, action)), (past(w) for w in wrong))
             else:  # fact style, present tense
-                q = {"drop": f"drop {article(o)}?", "water": f"put {article(o)} in water?", "fire": f"put {article(o)} near a fire?"}[action]
-                context = (f"The {o} is made of {m}, so if you {action_phrase(action, o)}, it" if stated
-                           else f"Q: What happens if you {q}\nA: It")
+                q = {
+                    "drop": f"drop {article(o)}?",
+                    "water": f"put {article(o)} in water?",
+                    "fire": f"put {article(o)} near a fire?",
+                }[action]
+                context = (
+                    f"The {o} is made of {m}, so if you {action_phrase(action, o)}, it"
+                    if stated
+                    else f"Q: What happens if you {q}\nA: It"
+                )
                 opts, label = _options(r, behaviour(o, action), wrong)
             extra = {"object": o, "action": action, "material_stated": stated}
         elif kind == "weather":
@@ -106,14 +150,26 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
         else:  # where
             o = r.choice(list(OBJECT_INFO))
             context = f"Q: Where can you find {article(o)}?\nA: In"
-            opts, label = _options(r, PLACE_OF[o].split(" ", 1)[1], {p.split(" ", 1)[1] for p in PLACE_OF.values()})
+            opts, label = _options(
+                r, PLACE_OF[o].split(" ", 1)[1], {p.split(" ", 1)[1] for p in PLACE_OF.values()}
+            )
             opts = ["the " + x for x in opts]
             extra = {"object": o}
-        items.append({"kind": kind, "context": context, "options": [" " + x + "." for x in opts], "label": label, **extra})
+        items.append(
+            {
+                "kind": kind,
+                "context": context,
+                "options": [" " + x + "." for x in opts],
+                "label": label,
+                **extra,
+            }
+        )
     return items
 
 
-def icl_group_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0) -> list[dict]:
+def icl_group_items(
+    n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0
+) -> list[dict]:
     """Secret-words lessons with ``shots`` examples: two invented words (from the test bucket,
     never in training text) each name one group of things (animals, colors, names, ...); the
     query is a new thing of one group, the options are the two words (chance 1/2). The same
@@ -141,12 +197,22 @@ def icl_group_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: 
         header, lines = icl_episode(r, pool, 0, groups, labels, examples)
         for k in shot_list:
             context = "\n".join([header] + lines[:k] + [f"{things[-1]} ->"])
-            items.append({"shots": k, "episode": i, "context": context, "options": [" " + labels[0], " " + labels[1]],
-                          "label": qj, "groups": groups})
+            items.append(
+                {
+                    "shots": k,
+                    "episode": i,
+                    "context": context,
+                    "options": [" " + labels[0], " " + labels[1]],
+                    "label": qj,
+                    "groups": groups,
+                }
+            )
     return items
 
 
-def icl_pattern_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0) -> list[dict]:
+def icl_pattern_items(
+    n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0
+) -> list[dict]:
     """Pattern lessons: ``k`` examples ``thing -> value`` of one relation, then a new thing of the
     same domain. The options are the query's values under each relation of its domain (an
     animal's food, home and sound; an object's material, place and use), so only the examples
@@ -171,12 +237,22 @@ def icl_pattern_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed
         right = f(query)
         for k in shot_list:
             context = "\n".join([header] + [f"{t} -> {f(t)}" for t in shown[:k]] + [f"{query} ->"])
-            items.append({"shots": k, "episode": i, "context": context, "options": [" " + o for o in opts],
-                          "label": opts.index(right), "relation": rel})
+            items.append(
+                {
+                    "shots": k,
+                    "episode": i,
+                    "context": context,
+                    "options": [" " + o for o in opts],
+                    "label": opts.index(right),
+                    "relation": rel,
+                }
+            )
     return items
 
 
-def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0, n_options: int = 4) -> list[dict]:
+def icl_items(
+    n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0, n_options: int = 4
+) -> list[dict]:
     """Secret-code lessons: ``k`` pairs "word = code" in the prompt, then one of the shown words
     again; the answer is its code, an invented word (from the test bucket: never in training) that
     only the prompt gives. The options are the codes of one lesson (chance 1/``n_options``): at 0
@@ -203,9 +279,18 @@ def icl_items(n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 
         r.shuffle(opts)
         for k in shot_list:
             shown = sorted([q] + others[: k - 1]) if k > 0 else []
-            context = "\n".join([header] + [f"{src[j]} = {dst[j]}" for j in shown] + [f"{src[q]} ="])
-            items.append({"shots": k, "episode": i, "context": context, "options": [" " + o for o in opts],
-                          "label": opts.index(dst[q])})
+            context = "\n".join(
+                [header] + [f"{src[j]} = {dst[j]}" for j in shown] + [f"{src[q]} ="]
+            )
+            items.append(
+                {
+                    "shots": k,
+                    "episode": i,
+                    "context": context,
+                    "options": [" " + o for o in opts],
+                    "label": opts.index(dst[q]),
+                }
+            )
     return items
 
 
@@ -226,18 +311,26 @@ def _test_items(task: str, n: int, seed: int, make) -> list:
 def math_items(n: int = 100, seed: int = 0) -> list[dict]:
     """Word problems of the test split (never in training): ``prompt`` is "Problem: ...\\n"; the model
     writes the working and "Answer: N"; ``answer`` is N as a string."""
+
     def make(w):
         q, work, ans = w.math_problem()
         return "math:" + q, {"prompt": f"Problem: {q}\n", "answer": str(ans), "working": work}
+
     return _test_items("math", n, seed, make)
 
 
 def code_items(n: int = 100, seed: int = 0) -> list[dict]:
     """Tiny programs of the test split (never in training): ``prompt`` ends with "Output:";
     ``answer`` is exactly what the program prints."""
+
     def make(w):
         prog, out = w.program()
-        return "code:" + prog, {"prompt": f"```\n{prog}\n```\nOutput:", "answer": out, "program": prog}
+        return "code:" + prog, {
+            "prompt": f"```\n{prog}\n```\nOutput:",
+            "answer": out,
+            "program": prog,
+        }
+
     return _test_items("code", n, seed, make)
 
 

@@ -1,8 +1,9 @@
 """Perplexity and bits per byte of any causal LM over documents (default: TinyTales' validation split)."""
+
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -11,9 +12,17 @@ from ..lm import IGNORE_INDEX, eval_mode, lm_loss
 from .scoring import LM, _pad_batch
 
 
-def perplexity(model, tokenizer, texts: str | Iterable[str] | None = None, split: str = "val",
-               n_tokens: int = 20_000, seq_len: int | None = None, batch_size: int = 8,
-               stride: int | None = None, seed: int = 0) -> dict:
+def perplexity(
+    model,
+    tokenizer,
+    texts: str | Iterable[str] | None = None,
+    split: str = "val",
+    n_tokens: int = 20_000,
+    seq_len: int | None = None,
+    batch_size: int = 8,
+    stride: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Perplexity of a causal LM on ``texts`` (default: the TinyTales ``split``, a fixed slice).
 
     Documents are joined into one token stream, each preceded by the end-of-text token (the
@@ -30,7 +39,9 @@ def perplexity(model, tokenizer, texts: str | Iterable[str] | None = None, split
     L = min(seq_len or lm.max_len, lm.max_len)
     S = stride or L
     if L < 2 or not 0 < S <= L:
-        raise ValueError(f"need seq_len >= 2 and 0 < stride <= seq_len; got seq_len={L}, stride={S}")
+        raise ValueError(
+            f"need seq_len >= 2 and 0 < stride <= seq_len; got seq_len={L}, stride={S}"
+        )
     if texts is None:
         docs = iter_documents(split, seed=seed)
     elif isinstance(texts, str):
@@ -71,6 +82,14 @@ def perplexity(model, tokenizer, texts: str | Iterable[str] | None = None, split
                 total_n += e - b - skip
             total_nll += lm_loss(lm.logits(x), y.to(lm.device), reduction="sum").item()
     nll = total_nll / total_n
-    return {"ppl": math.exp(nll), "nll": nll, "bits_per_token": nll / math.log(2),
-            "bits_per_byte": total_nll / math.log(2) / max(1, n_bytes), "n_tokens": total_n,
-            "n_bytes": n_bytes, "n_docs": n_docs, "seq_len": L, "stride": S}
+    return {
+        "ppl": math.exp(nll),
+        "nll": nll,
+        "bits_per_token": nll / math.log(2),
+        "bits_per_byte": total_nll / math.log(2) / max(1, n_bytes),
+        "n_tokens": total_n,
+        "n_bytes": n_bytes,
+        "n_docs": n_docs,
+        "seq_len": L,
+        "stride": S,
+    }

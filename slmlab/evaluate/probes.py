@@ -2,16 +2,16 @@
 lookup, groups), arithmetic (word problems, exact match of "Answer: N") and programs (exact
 match of the printed output), each on held-out items of :mod:`slmlab.evaluate.items`, and the
 chance level each is measured against."""
+
 from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 from . import items as probe_items
 from .scoring import greedy_generate, multiple_choice
-
 
 _ANSWER = re.compile(r"Answer:\s*(-?\d+)")
 
@@ -26,7 +26,9 @@ def _stderr(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
 
 
-def commonsense(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, _lm=None) -> dict:
+def commonsense(
+    model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, _lm=None
+) -> dict:
     """Four-way multiple choice about the world on held-out items (:func:`slmlab.evaluate.probe_items.commonsense_items`):
     ``acc``, ``acc_norm`` (chance 0.25 each), per-kind accuracy in ``by_kind`` (held-out material
     items split into "material/stated", where the context says the material, and "material/recall",
@@ -34,19 +36,41 @@ def commonsense(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int =
     items = probe_items.commonsense_items(n, seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
     by_kind = {}
-    sub = lambda it: it["kind"] + ("" if "material_stated" not in it else  # noqa: E731
-                                   "/stated" if it["material_stated"] else "/recall")
-    for kind in sorted({sub(it) for it in items}, key=lambda k: (list(probe_items.COMMONSENSE_KINDS).index(k.split("/")[0]), k)):
+    sub = lambda it: (
+        it["kind"]
+        + (
+            ""
+            if "material_stated" not in it
+            # noqa: E731
+            else "/stated"
+            if it["material_stated"]
+            else "/recall"
+        )
+    )
+    for kind in sorted(
+        {sub(it) for it in items},
+        key=lambda k: (list(probe_items.COMMONSENSE_KINDS).index(k.split("/")[0]), k),
+    ):
         sel = [i for i, it in enumerate(items) if sub(it) == kind]
         if sel:
-            by_kind[kind] = {"acc": sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel),
-                             "acc_norm": sum(res["pred_norm"][i] == items[i]["label"] for i in sel) / len(sel),
-                             "n": len(sel)}
+            by_kind[kind] = {
+                "acc": sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel),
+                "acc_norm": sum(res["pred_norm"][i] == items[i]["label"] for i in sel) / len(sel),
+                "n": len(sel),
+            }
     return {**res, "by_kind": by_kind, "items": items}
 
 
-def in_context(model, tokenizer, n: int = 100, shots: Sequence[int] = (0, 1, 5), seed: int = 0,
-               kind: str = "pattern", batch_size: int = 32, _lm=None) -> dict:
+def in_context(
+    model,
+    tokenizer,
+    n: int = 100,
+    shots: Sequence[int] = (0, 1, 5),
+    seed: int = 0,
+    kind: str = "pattern",
+    batch_size: int = 32,
+    _lm=None,
+) -> dict:
     """In-context learning: a mapping given only by examples in the prompt. Three kinds of lesson:
 
     - ``"pattern"`` (the suite's ``icl`` task): *task recognition*, few-shot learning in GPT-3's
@@ -63,7 +87,11 @@ def in_context(model, tokenizer, n: int = 100, shots: Sequence[int] = (0, 1, 5),
       knowing which things belong together.
 
     Returns accuracy per number of shots (``acc``), the chance level and the items."""
-    makers = {"pattern": probe_items.icl_pattern_items, "code": probe_items.icl_items, "groups": probe_items.icl_group_items}
+    makers = {
+        "pattern": probe_items.icl_pattern_items,
+        "code": probe_items.icl_items,
+        "groups": probe_items.icl_group_items,
+    }
     if kind not in makers:
         raise ValueError(f"kind must be one of {sorted(makers)}, got {kind!r}")
     make = makers[kind]
@@ -73,37 +101,84 @@ def in_context(model, tokenizer, n: int = 100, shots: Sequence[int] = (0, 1, 5),
     for k in shots:
         sel = [i for i, it in enumerate(items) if it["shots"] == k]
         acc[k] = sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel)
-    return {"acc": acc, "chance": res["chance"], "n": n, "items": items, "pred": res["pred"],
-            "loglikelihoods": res["loglikelihoods"]}
+    return {
+        "acc": acc,
+        "chance": res["chance"],
+        "n": n,
+        "items": items,
+        "pred": res["pred"],
+        "loglikelihoods": res["loglikelihoods"],
+    }
 
 
-def arithmetic(model, tokenizer, n: int = 100, seed: int = 0, max_new_tokens: int = 32, batch_size: int = 64, _lm=None) -> dict:
+def arithmetic(
+    model,
+    tokenizer,
+    n: int = 100,
+    seed: int = 0,
+    max_new_tokens: int = 32,
+    batch_size: int = 64,
+    _lm=None,
+) -> dict:
     """Word problems of the test split (:func:`slmlab.evaluate.probe_items.math_items`), answered by greedy
     generation; exact match of the number after "Answer:". ``chance`` is the best trivial
     guesser (:func:`slmlab.evaluate.probe_items.trivial_baselines`)."""
     items = probe_items.math_items(n, seed=seed)
-    gens = greedy_generate(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
-                           stop=("\n\n",),
-                           batch_size=batch_size, _lm=_lm)
+    gens = greedy_generate(
+        model,
+        tokenizer,
+        [it["prompt"] for it in items],
+        max_new_tokens=max_new_tokens,
+        stop=("\n\n",),
+        batch_size=batch_size,
+        _lm=_lm,
+    )
     preds = [extract_answer(g) for g in gens]
     em = sum(p == it["answer"] for p, it in zip(preds, items)) / n
-    return {"exact_match": em, "chance": chance_level("math"), "n": n, "generations": gens, "pred": preds,
-            "items": items}
+    return {
+        "exact_match": em,
+        "chance": chance_level("math"),
+        "n": n,
+        "generations": gens,
+        "pred": preds,
+        "items": items,
+    }
 
 
-def programs(model, tokenizer, n: int = 100, seed: int = 0, max_new_tokens: int = 16, batch_size: int = 64, _lm=None) -> dict:
+def programs(
+    model,
+    tokenizer,
+    n: int = 100,
+    seed: int = 0,
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+    _lm=None,
+) -> dict:
     """Tiny programs of the test split (:func:`slmlab.evaluate.probe_items.code_items`): the greedy continuation
     after "Output:" up to the end of the line must equal what the program prints."""
     items = probe_items.code_items(n, seed=seed)
-    gens = greedy_generate(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=max_new_tokens,
-                           stop=("\n",), batch_size=batch_size, _lm=_lm)
+    gens = greedy_generate(
+        model,
+        tokenizer,
+        [it["prompt"] for it in items],
+        max_new_tokens=max_new_tokens,
+        stop=("\n",),
+        batch_size=batch_size,
+        _lm=_lm,
+    )
     preds = [g.strip() for g in gens]
     em = sum(p == it["answer"] for p, it in zip(preds, items)) / n
-    return {"exact_match": em, "chance": chance_level("code"), "n": n, "generations": gens, "pred": preds,
-            "items": items}
+    return {
+        "exact_match": em,
+        "chance": chance_level("code"),
+        "n": n,
+        "generations": gens,
+        "pred": preds,
+        "items": items,
+    }
 
 
-@lru_cache(maxsize=None)
+@cache
 def chance_level(task: str) -> float:
     """The chance level of a probe. Multiple choice: 1 / number of options (commonsense 1/4,
     in-context pattern lessons 1/3, lookup 1/4). Exact match (math, code): the accuracy of the best answer-free guesser —

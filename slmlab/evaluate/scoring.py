@@ -9,9 +9,10 @@ the context length and the end-of-text token. Every prompt starts with the token
 end-of-text token (a transformers tokenizer's BOS token if it has one), the document separator
 the model saw in training.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,16 +32,26 @@ class LM:
         if isinstance(model, LM):
             raise TypeError("pass the model and tokenizer, not an LM adapter")
         if not callable(model):
-            raise TypeError(f"model must be a torch module (TinyLM or a transformers causal LM), got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a torch module (TinyLM or a transformers causal LM), got {type(model).__name__}"
+            )
         if not hasattr(tokenizer, "encode") or not hasattr(tokenizer, "decode"):
-            raise TypeError(f"tokenizer must have encode() and decode(), got {type(tokenizer).__name__}")
+            raise TypeError(
+                f"tokenizer must have encode() and decode(), got {type(tokenizer).__name__}"
+            )
         self.model, self.tokenizer = model, tokenizer
         cfg = getattr(model, "config", None)
-        self.max_len = max_len or _first_int(cfg, ("block_size", "max_position_embeddings", "n_positions", "n_ctx"))
+        self.max_len = max_len or _first_int(
+            cfg, ("block_size", "max_position_embeddings", "n_positions", "n_ctx")
+        )
         if not self.max_len:
-            raise ValueError("cannot tell the model's context length (no config.block_size or "
-                             "config.max_position_embeddings): pass max_len=")
-        self.device = model_device(model) if isinstance(model, torch.nn.Module) else torch.device("cpu")
+            raise ValueError(
+                "cannot tell the model's context length (no config.block_size or "
+                "config.max_position_embeddings): pass max_len="
+            )
+        self.device = (
+            model_device(model) if isinstance(model, torch.nn.Module) else torch.device("cpu")
+        )
         self.eos_id = _first_int(tokenizer, ("eos_id", "eos_token_id"))
         bos = getattr(tokenizer, "bos_token_id", None)
         self.prefix_id = bos if isinstance(bos, int) else self.eos_id
@@ -92,11 +103,16 @@ def _split_context(lm: LM, context: str, continuation: str) -> tuple[list[int], 
     ctx = lm.encode(context)
     if whole[: len(ctx)] != ctx:  # a merge across the boundary: encode the parts apart
         return ctx, lm.encode(continuation)
-    return ctx, whole[len(ctx):]
+    return ctx, whole[len(ctx) :]
 
 
-def loglikelihood(model, tokenizer, requests: Sequence[tuple[str, str]], batch_size: int = 32,
-                  _lm: LM | None = None) -> list[tuple[float, bool]]:
+def loglikelihood(
+    model,
+    tokenizer,
+    requests: Sequence[tuple[str, str]],
+    batch_size: int = 32,
+    _lm: LM | None = None,
+) -> list[tuple[float, bool]]:
     """For each ``(context, continuation)``: (log-probability of the continuation's tokens given
     the context, whether greedy decoding would produce exactly those tokens). Sequences longer
     than the model's context keep their last ``max_len`` tokens."""
@@ -107,7 +123,7 @@ def loglikelihood(model, tokenizer, requests: Sequence[tuple[str, str]], batch_s
         if not t:
             raise ValueError(f"empty continuation for context {ctx[-40:]!r}")
         seq = lm.with_prefix(c) + t
-        seq = seq[-(lm.max_len + 1):]
+        seq = seq[-(lm.max_len + 1) :]
         enc.append((seq, len(t)))
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i][0]))  # similar lengths batch together
     out: list[tuple[float, bool]] = [(0.0, False)] * len(enc)
@@ -127,7 +143,9 @@ def loglikelihood(model, tokenizer, requests: Sequence[tuple[str, str]], batch_s
     return out
 
 
-def multiple_choice(model, tokenizer, items: Sequence[dict], batch_size: int = 32, _lm: LM | None = None) -> dict:
+def multiple_choice(
+    model, tokenizer, items: Sequence[dict], batch_size: int = 32, _lm: LM | None = None
+) -> dict:
     """Accuracy on multiple-choice ``items`` (``context``, ``options``, ``label``), scored as
     lm-evaluation-harness scores multiple choice: ``acc`` picks the option with the highest
     log-likelihood; ``acc_norm`` the highest log-likelihood per character of the option.
@@ -147,15 +165,29 @@ def multiple_choice(model, tokenizer, items: Sequence[dict], batch_size: int = 3
     acc = sum(p == it["label"] for p, it in zip(preds, items)) / n
     acc_norm = sum(p == it["label"] for p, it in zip(preds_norm, items)) / n
     chance = sum(1 / len(it["options"]) for it in items) / n
-    return {"acc": acc, "acc_norm": acc_norm, "chance": chance, "n": n, "pred": preds, "pred_norm": preds_norm,
-            "loglikelihoods": all_ll}
+    return {
+        "acc": acc,
+        "acc_norm": acc_norm,
+        "chance": chance,
+        "n": n,
+        "pred": preds,
+        "pred_norm": preds_norm,
+        "loglikelihoods": all_ll,
+    }
 
 
 # ----------------------------------------------------------------------------- generation
 @torch.no_grad()
-def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 24,
-                    stop: Sequence[str] = ("\n\n",), batch_size: int = 64, use_cache: bool = True,
-                    _lm: LM | None = None) -> list[str]:
+def greedy_generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 24,
+    stop: Sequence[str] = ("\n\n",),
+    batch_size: int = 64,
+    use_cache: bool = True,
+    _lm: LM | None = None,
+) -> list[str]:
     """Greedy continuations of ``prompts`` (each after the end-of-text prefix), cut before the
     first of the ``stop`` strings and at the end-of-text token.
 
@@ -171,7 +203,9 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
         ids = lm.with_prefix(lm.encode(p))
         keep = lm.max_len - max_new_tokens
         if keep < 1:
-            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of {lm.max_len}")
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of {lm.max_len}"
+            )
         encoded.append(ids[-keep:])
     by_len: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
@@ -200,17 +234,21 @@ def _generate_batch(lm: LM, x: torch.Tensor, n: int, use_cache: bool) -> torch.T
     """(B, n) greedy new tokens after the equal-length prompts ``x`` (B, T)."""
     model = lm.model
     if use_cache and isinstance(model, TinyLM):
-        return model.generate(x, n, temperature=0.0)[:, x.shape[1]:]
+        return model.generate(x, n, temperature=0.0)[:, x.shape[1] :]
     if use_cache and hasattr(model, "generate") and hasattr(model, "generation_config"):
         from transformers import GenerationConfig
 
         # the tokenizer's end-of-text token, not whatever the model config says
-        gc = GenerationConfig(max_new_tokens=n, do_sample=False, eos_token_id=lm.eos_id,
-                              pad_token_id=lm.eos_id if lm.eos_id is not None else 0)
+        gc = GenerationConfig(
+            max_new_tokens=n,
+            do_sample=False,
+            eos_token_id=lm.eos_id,
+            pad_token_id=lm.eos_id if lm.eos_id is not None else 0,
+        )
         out = model.generate(x, attention_mask=torch.ones_like(x), generation_config=gc)
-        return out[:, x.shape[1]:]
+        return out[:, x.shape[1] :]
     seq = x
     for _ in range(n):
         nxt = lm.logits(seq)[:, -1].argmax(-1, keepdim=True).to(seq.device)
         seq = torch.cat([seq, nxt], dim=1)
-    return seq[:, x.shape[1]:]
+    return seq[:, x.shape[1] :]

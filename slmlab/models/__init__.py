@@ -12,14 +12,24 @@
 :data:`MODEL_TYPES` maps a ``config.json``'s ``model_type`` to the class that reads it;
 :func:`load_model` loads any directory ``save_pretrained`` wrote.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from .. import checkpoint
 from .config import CHOICES, TinyLMConfig
-from .estimates import (Arch, as_arch, bits_of, flops_per_token, kv_cache_bytes, kv_cache_bytes_per_token,
-                        num_params, param_breakdown, weight_bytes)
+from .estimates import (
+    Arch,
+    as_arch,
+    bits_of,
+    flops_per_token,
+    kv_cache_bytes,
+    kv_cache_bytes_per_token,
+    num_params,
+    param_breakdown,
+    weight_bytes,
+)
 from .generation import generate, sample_next, stream
 from .layers import KVCache
 from .tinylm import TinyLM
@@ -37,10 +47,28 @@ def load_model(directory, device=None, dtype=None):
     if model_type not in MODEL_TYPES:
         raise checkpoint.CheckpointError(
             f"{directory}/config.json has model_type {model_type!r}, which slmlab does not know "
-            f"(known: {sorted(MODEL_TYPES)}); a transformers checkpoint loads with slmlab.from_hf(path)")
+            f"(known: {sorted(MODEL_TYPES)}); a transformers checkpoint loads with slmlab.from_hf(path)"
+        )
     return MODEL_TYPES[model_type].from_pretrained(directory, device=device, dtype=dtype)
 
 
-__all__ = ["TinyLMConfig", "CHOICES", "TinyLM", "KVCache", "MODEL_TYPES", "load_model", "Arch", "as_arch",
-           "num_params", "param_breakdown", "weight_bytes", "flops_per_token", "kv_cache_bytes_per_token",
-           "kv_cache_bytes", "bits_of", "sample_next", "generate", "stream"]
+__all__ = [
+    "TinyLMConfig",
+    "CHOICES",
+    "TinyLM",
+    "KVCache",
+    "MODEL_TYPES",
+    "load_model",
+    "Arch",
+    "as_arch",
+    "num_params",
+    "param_breakdown",
+    "weight_bytes",
+    "flops_per_token",
+    "kv_cache_bytes_per_token",
+    "kv_cache_bytes",
+    "bits_of",
+    "sample_next",
+    "generate",
+    "stream",
+]

@@ -11,12 +11,17 @@ tie_embeddings     True / False                                either
 bias               True / False                                False
 =================  ==========================================  ===================
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
 
-CHOICES = {"ffn": ("swiglu", "gelu", "relu"), "norm": ("rmsnorm", "layernorm"), "pos": ("rope", "learned", "none")}
+CHOICES = {
+    "ffn": ("swiglu", "gelu", "relu"),
+    "norm": ("rmsnorm", "layernorm"),
+    "pos": ("rope", "learned", "none"),
+}
 
 
 @dataclass
@@ -28,7 +33,9 @@ class TinyLMConfig:
     n_kv_head: int | None = None  # None -> n_head (MHA)
     d_model: int = 128
     ffn: str = "swiglu"
-    ffn_ratio: float = 4.0  # hidden width / d_model (for SwiGLU: the width of each of the two up-projections)
+    ffn_ratio: float = (
+        4.0  # hidden width / d_model (for SwiGLU: the width of each of the two up-projections)
+    )
     d_ff: int | None = None  # overrides ffn_ratio when set
     norm: str = "rmsnorm"
     norm_eps: float = 1e-5
@@ -44,7 +51,9 @@ class TinyLMConfig:
             self.n_kv_head = self.n_head
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
-                raise ValueError(f"TinyLMConfig.{name}={getattr(self, name)!r} is not one of {choices}.")
+                raise ValueError(
+                    f"TinyLMConfig.{name}={getattr(self, name)!r} is not one of {choices}."
+                )
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -60,7 +69,9 @@ class TinyLMConfig:
                 f"of query heads; use 1 (MQA), {self.n_head} (MHA) or another divisor (GQA)."
             )
         if self.pos == "rope" and self.head_dim % 2:
-            raise ValueError(f"RoPE needs an even head dimension, got d_model/n_head={self.head_dim}.")
+            raise ValueError(
+                f"RoPE needs an even head dimension, got d_model/n_head={self.head_dim}."
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.d_ff is None and self.ffn_ratio <= 0:
@@ -76,27 +87,33 @@ class TinyLMConfig:
 
     @property
     def llama_compatible(self) -> bool:
-        return self.norm == "rmsnorm" and self.ffn == "swiglu" and self.pos == "rope" and not self.bias
+        return (
+            self.norm == "rmsnorm" and self.ffn == "swiglu" and self.pos == "rope" and not self.bias
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TinyLMConfig":
+    def from_dict(cls, d: dict) -> TinyLMConfig:
         """From a dict of options, or a ``config.json`` that ``save_pretrained`` wrote (its
         ``model_type`` is ``"slmlab-tinylm"``; a transformers config is refused with a pointer)."""
         d = dict(d)
         model_type = d.pop("model_type", "slmlab-tinylm")
         if model_type != "slmlab-tinylm":
-            raise ValueError(f"this is a {model_type!r} config, not a TinyLM one: load a transformers checkpoint "
-                             "with slmlab.from_hf(path) (Llama family) or slmlab.hf.config_from_hf(config)")
+            raise ValueError(
+                f"this is a {model_type!r} config, not a TinyLM one: load a transformers checkpoint "
+                "with slmlab.from_hf(path) (Llama family) or slmlab.hf.config_from_hf(config)"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"Unknown TinyLMConfig option(s) {unknown}; known options are {sorted(known)}.")
+            raise ValueError(
+                f"Unknown TinyLMConfig option(s) {unknown}; known options are {sorted(known)}."
+            )
         return cls(**d)
 
     @classmethod
-    def from_json(cls, path) -> "TinyLMConfig":
+    def from_json(cls, path) -> TinyLMConfig:
         with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))

@@ -38,6 +38,7 @@ steps, ``copy_``, ``load_state_dict``), replaced, or moved to another dtype or d
 replaced (a layer swapped for a quantized one), or a config value changed. Writes through
 ``tensor.data`` bypass the version counter: after those, call :func:`forget`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,11 +97,12 @@ PACK_MAX_ELEMENTS = 1 << 18
 def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """The matrix P with x @ P == rotate_half(x) == cat([-x2, x1])."""
     eye = torch.eye(head_dim, dtype=dtype, device=device)
-    return torch.cat([-eye[:, head_dim // 2:], eye[:, : head_dim // 2]], dim=-1)
+    return torch.cat([-eye[:, head_dim // 2 :], eye[:, : head_dim // 2]], dim=-1)
 
 
-def rope_matrix(cos: torch.Tensor, sin: torch.Tensor,
-                rotate_half: torch.Tensor | None = None) -> torch.Tensor:
+def rope_matrix(
+    cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor | None = None
+) -> torch.Tensor:
     """The (head_dim, head_dim) matrix R with x @ R == apply_rope(x, cos, sin) for one position:
     x * cos + rotate_half(x) * sin == x @ (diag(cos) + P diag(sin))."""
     if rotate_half is None:
@@ -112,7 +114,9 @@ def _own_forward(model: nn.Module) -> bool:
     """Is ``model``'s forward TinyLM's own (not a subclass's)? Checked by name, so that this module
     need not import the model that imports it."""
     forward = type(model).forward
-    return forward.__qualname__ == "TinyLM.forward" and forward.__module__ == f"{__package__}.tinylm"
+    return (
+        forward.__qualname__ == "TinyLM.forward" and forward.__module__ == f"{__package__}.tinylm"
+    )
 
 
 def unsupported_config(config) -> str | None:
@@ -124,8 +128,10 @@ def unsupported_config(config) -> str | None:
     values.update(getattr(config, "__dict__", {}))
     unknown = sorted(set(values) - set(SUPPORTED))
     if unknown:
-        return (f"config field(s) {unknown} are not in the decoder's SUPPORTED table: only forward "
-                "knows what they change")
+        return (
+            f"config field(s) {unknown} are not in the decoder's SUPPORTED table: only forward "
+            "knows what they change"
+        )
     missing = sorted(set(SUPPORTED) - set(values))
     if missing:
         return f"the config lacks the field(s) {missing} that the decoder reads"
@@ -144,14 +150,24 @@ def unsupported(model: nn.Module) -> str | None:
         return reason
     # the modules whose forward the decoder does not call but re-implements must be exactly TinyLM's
     pos_embed = getattr(model, "pos_embed", None)
-    if (not _own_forward(model) or type(model.embed) is not nn.Embedding
-            or (pos_embed is not None and type(pos_embed) is not nn.Embedding)
-            or type(model.drop) is not nn.Dropout
-            or any(type(b) is not Block or type(b.attn) is not Attention or type(b.ffn) is not FeedForward
-                   or type(b.drop) is not nn.Dropout for b in model.blocks)):
+    if (
+        not _own_forward(model)
+        or type(model.embed) is not nn.Embedding
+        or (pos_embed is not None and type(pos_embed) is not nn.Embedding)
+        or type(model.drop) is not nn.Dropout
+        or any(
+            type(b) is not Block
+            or type(b.attn) is not Attention
+            or type(b.ffn) is not FeedForward
+            or type(b.drop) is not nn.Dropout
+            for b in model.blocks
+        )
+    ):
         return "a module's forward was replaced (a subclass): only forward knows what it does"
-    global_hooks = (getattr(nn.modules.module, "_global_forward_hooks", None),
-                    getattr(nn.modules.module, "_global_forward_pre_hooks", None))
+    global_hooks = (
+        getattr(nn.modules.module, "_global_forward_hooks", None),
+        getattr(nn.modules.module, "_global_forward_pre_hooks", None),
+    )
     if any(global_hooks) or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()):
         return "the model has forward hooks"
     return None
@@ -175,8 +191,10 @@ def _lean_norm(norm: nn.Module):
 
 def _packable(projections: tuple[nn.Module, ...]) -> bool:
     """Are these projections (which read the same normalized input) worth copying into one packed matrix?"""
-    return (all(type(m) is nn.Linear for m in projections)
-            and sum(m.weight.numel() for m in projections) <= PACK_MAX_ELEMENTS)
+    return (
+        all(type(m) is nn.Linear for m in projections)
+        and sum(m.weight.numel() for m in projections) <= PACK_MAX_ELEMENTS
+    )
 
 
 def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
@@ -187,9 +205,15 @@ def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
     are used in place, and anything else (a quantized layer) keeps its own forward."""
     if _packable(projections):
         weight = torch.cat([m.weight.detach() for m in projections]).t()
-        bias = None if projections[0].bias is None else torch.cat([m.bias.detach() for m in projections])
+        bias = (
+            None
+            if projections[0].bias is None
+            else torch.cat([m.bias.detach() for m in projections])
+        )
         normalize = norm
-        if type(norm) is RMSNorm and norm.weight.dtype == torch.float32:  # forward computes it in float32
+        if (
+            type(norm) is RMSNorm and norm.weight.dtype == torch.float32
+        ):  # forward computes it in float32
             normalize, weight = _gainless_rms(norm), norm.weight.detach()[:, None] * weight
         if bias is None:
             return lambda x: normalize(x) @ weight
@@ -302,8 +326,17 @@ def forget(model: nn.Module) -> None:
 
 # ------------------------------------------------------------------------------------------ the decoder
 # the module types a TinyLM is built of
-_OWN_MODULES = (nn.ModuleList, Block, Attention, FeedForward, RMSNorm, nn.LayerNorm, nn.Linear,
-                nn.Embedding, nn.Dropout)
+_OWN_MODULES = (
+    nn.ModuleList,
+    Block,
+    Attention,
+    FeedForward,
+    RMSNorm,
+    nn.LayerNorm,
+    nn.Linear,
+    nn.Embedding,
+    nn.Dropout,
+)
 
 
 class Decoder:
@@ -322,7 +355,9 @@ class Decoder:
         since, else a new one (kept for the next call)."""
         reason = unsupported(model)
         if reason is not None:
-            raise ValueError(f"Decoder cannot run this model: {reason}; use model(ids, cache) instead")
+            raise ValueError(
+                f"Decoder cannot run this model: {reason}; use model(ids, cache) instead"
+            )
         decoder = _DECODERS.get(model)
         if decoder is not None and decoder.current():
             return decoder
@@ -336,7 +371,9 @@ class Decoder:
     def __init__(self, model: nn.Module):
         reason = unsupported(model)
         if reason is not None:
-            raise ValueError(f"Decoder cannot run this model: {reason}; use model(ids, cache) instead")
+            raise ValueError(
+                f"Decoder cannot run this model: {reason}; use model(ids, cache) instead"
+            )
         type(self).builds += 1
         self._model = weakref.ref(model)  # the cache's value must not keep its key alive
         self.config = c = model.config
@@ -345,11 +382,21 @@ class Decoder:
         # packed tensors are ordinary ones (not inference tensors) even if built under inference_mode, so
         # a decoder built there can also step under no_grad later
         with torch.inference_mode(False), torch.no_grad():
-            self.layers = [(_normalize_and_project(b.attn_norm, b.attn.q_proj, b.attn.k_proj, b.attn.v_proj),
-                            _residual(b.attn.o_proj), _feed_forward(b.ffn_norm, b.ffn)) for b in model.blocks]
+            self.layers = [
+                (
+                    _normalize_and_project(
+                        b.attn_norm, b.attn.q_proj, b.attn.k_proj, b.attn.v_proj
+                    ),
+                    _residual(b.attn.o_proj),
+                    _feed_forward(b.ffn_norm, b.ffn),
+                )
+                for b in model.blocks
+            ]
             self.head = _normalize_and_project(model.norm, model.lm_head)
             w = model.embed.weight
-            self.rotate_half = rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
+            self.rotate_half = (
+                rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
+            )
         # inference_mode skips autograd's bookkeeping (version counters, view tracking): fewer costs per
         # call than no_grad. But a tensor made under it can never enter autograd later, and a foreign
         # layer (a quantized or bitsandbytes one) may cache state on its first call, so models with
@@ -405,8 +452,9 @@ class Decoder:
                 qk = apply_rope(qk, cos, sin)
             q, k = qk.split([nq, nkv], dim=1)
             k, v = cache.update(i, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                               enable_gqa=nkv != nq)
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=nkv != nq
+            )
             y = y.reshape(B, d) if T == 1 else y.transpose(1, 2).reshape(B * T, d)
             x = feed_forward(o_residual(x, y))
         cache.advance(T)

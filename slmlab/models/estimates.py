@@ -8,6 +8,7 @@ norms, biases, tying). Every formula takes an Arch or a :class:`~slmlab.models.T
 configs into Archs and uses the same formulas; the tests check them against the tensors that
 TinyLM and transformers allocate.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -16,8 +17,21 @@ from .config import TinyLMConfig
 
 # Bits per weight. fp16/int8/int4 are the bare number formats; llama.cpp's q8_0 and q4_0 store blocks of
 # 32 weights with one fp16 scale, i.e. 8 + 16/32 = 8.5 and 4 + 16/32 = 4.5 bits per weight.
-BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0, "int8": 8.0, "q8_0": 8.5, "int4": 4.0, "q4_0": 4.5}
-NORM_PARAMS = {"rmsnorm": 1, "layernorm": 2, "layernorm_nobias": 1, "layernorm_noparam": 0}  # per channel
+BITS = {
+    "fp32": 32.0,
+    "fp16": 16.0,
+    "bf16": 16.0,
+    "int8": 8.0,
+    "q8_0": 8.5,
+    "int4": 4.0,
+    "q4_0": 4.5,
+}
+NORM_PARAMS = {
+    "rmsnorm": 1,
+    "layernorm": 2,
+    "layernorm_nobias": 1,
+    "layernorm_noparam": 0,
+}  # per channel
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,9 @@ class Arch:
     norms_per_layer: int = 2  # 1 for a parallel block with one shared norm (Phi), 4 for Gemma 2
     final_norm: bool = True
     embed_norm: bool = False  # BLOOM normalizes the embeddings
-    embed_dim: int = 0  # OPT-350m: embeddings of width 512 projected to d_model (0: same as d_model)
+    embed_dim: int = (
+        0  # OPT-350m: embeddings of width 512 projected to d_model (0: same as d_model)
+    )
 
     @property
     def gated(self) -> bool:
@@ -63,34 +79,67 @@ class Arch:
         return {"swiglu": "silu", "geglu": "gelu_tanh"}.get(self.ffn, self.ffn)
 
     @classmethod
-    def from_tinylm(cls, c: TinyLMConfig, name: str = "TinyLM") -> "Arch":
+    def from_tinylm(cls, c: TinyLMConfig, name: str = "TinyLM") -> Arch:
         norm = "rmsnorm" if c.norm == "rmsnorm" else ("layernorm" if c.bias else "layernorm_nobias")
-        return cls(name=name, model_type="tinylm", vocab_size=c.vocab_size, n_layer=c.n_layer, d_model=c.d_model,
-                   n_head=c.n_head, n_kv_head=c.n_kv_head, head_dim=c.head_dim, d_ff=c.hidden_dim, ffn=c.ffn,
-                   norm=norm, pos=c.pos, context=c.block_size, tie_embeddings=c.tie_embeddings,
-                   n_positions=c.block_size if c.pos == "learned" else 0, qkv_bias=c.bias, o_bias=c.bias,
-                   mlp_bias=c.bias)
+        return cls(
+            name=name,
+            model_type="tinylm",
+            vocab_size=c.vocab_size,
+            n_layer=c.n_layer,
+            d_model=c.d_model,
+            n_head=c.n_head,
+            n_kv_head=c.n_kv_head,
+            head_dim=c.head_dim,
+            d_ff=c.hidden_dim,
+            ffn=c.ffn,
+            norm=norm,
+            pos=c.pos,
+            context=c.block_size,
+            tie_embeddings=c.tie_embeddings,
+            n_positions=c.block_size if c.pos == "learned" else 0,
+            qkv_bias=c.bias,
+            o_bias=c.bias,
+            mlp_bias=c.bias,
+        )
 
     def to_tinylm(self) -> TinyLMConfig | None:
         """The TinyLMConfig with exactly these weights' shapes, or None when TinyLM cannot express it."""
         same_bias = self.qkv_bias == self.o_bias == self.mlp_bias
-        ok = (same_bias and self.head_dim * self.n_head == self.d_model and self.ffn in ("swiglu", "gelu", "relu")
-              and self.norms_per_layer == 2 and self.final_norm and not self.embed_norm and not self.embed_dim
-              and not self.lm_head_bias and self.pos in ("rope", "learned", "none")
-              and (self.pos != "learned" or self.n_positions == self.context)
-              and self.norm in ("rmsnorm", "layernorm", "layernorm_nobias")
-              and (self.norm != "layernorm" or self.mlp_bias) and (self.norm != "layernorm_nobias" or not self.mlp_bias)
-              and (self.pos != "rope" or self.head_dim % 2 == 0))
+        ok = (
+            same_bias
+            and self.head_dim * self.n_head == self.d_model
+            and self.ffn in ("swiglu", "gelu", "relu")
+            and self.norms_per_layer == 2
+            and self.final_norm
+            and not self.embed_norm
+            and not self.embed_dim
+            and not self.lm_head_bias
+            and self.pos in ("rope", "learned", "none")
+            and (self.pos != "learned" or self.n_positions == self.context)
+            and self.norm in ("rmsnorm", "layernorm", "layernorm_nobias")
+            and (self.norm != "layernorm" or self.mlp_bias)
+            and (self.norm != "layernorm_nobias" or not self.mlp_bias)
+            and (self.pos != "rope" or self.head_dim % 2 == 0)
+        )
         if not ok:
             return None
-        return TinyLMConfig(vocab_size=self.vocab_size, block_size=self.context, n_layer=self.n_layer,
-                            n_head=self.n_head, n_kv_head=self.n_kv_head, d_model=self.d_model, ffn=self.ffn,
-                            d_ff=self.d_ff, norm="rmsnorm" if self.norm == "rmsnorm" else "layernorm",
-                            pos=self.pos, tie_embeddings=self.tie_embeddings, bias=self.mlp_bias)
+        return TinyLMConfig(
+            vocab_size=self.vocab_size,
+            block_size=self.context,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_kv_head=self.n_kv_head,
+            d_model=self.d_model,
+            ffn=self.ffn,
+            d_ff=self.d_ff,
+            norm="rmsnorm" if self.norm == "rmsnorm" else "layernorm",
+            pos=self.pos,
+            tie_embeddings=self.tie_embeddings,
+            bias=self.mlp_bias,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
-
 
 
 def as_arch(model) -> Arch:
@@ -101,8 +150,10 @@ def as_arch(model) -> Arch:
     config = getattr(model, "config", model)
     if isinstance(config, TinyLMConfig):
         return Arch.from_tinylm(config)
-    raise TypeError(f"expected an Arch or a TinyLMConfig, got {type(model).__name__}; "
-                    "for a model name or a transformers config use slmlab.zoo.get_arch(...)")
+    raise TypeError(
+        f"expected an Arch or a TinyLMConfig, got {type(model).__name__}; "
+        "for a model name or a transformers config use slmlab.zoo.get_arch(...)"
+    )
 
 
 def param_breakdown(model) -> dict[str, int]:
@@ -112,14 +163,24 @@ def param_breakdown(model) -> dict[str, int]:
     d, e = a.d_model, a.embed_dim or a.d_model
     q_out, kv_out = a.n_head * a.head_dim, a.n_kv_head * a.head_dim
     norm = NORM_PARAMS[a.norm] * d
-    emb = a.vocab_size * e + a.n_positions * d * (a.pos == "learned") + norm * a.embed_norm \
+    emb = (
+        a.vocab_size * e
+        + a.n_positions * d * (a.pos == "learned")
+        + norm * a.embed_norm
         + 2 * e * d * bool(a.embed_dim)
+    )
     attn = d * q_out + 2 * d * kv_out + q_out * d + (q_out + 2 * kv_out) * a.qkv_bias + d * a.o_bias
     n_in = 2 if a.gated else 1
     ffn = (n_in + 1) * d * a.d_ff + (n_in * a.d_ff + d) * a.mlp_bias
     norms = a.n_layer * a.norms_per_layer * norm + norm * a.final_norm
     head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
-    out = {"embeddings": emb, "attention": a.n_layer * attn, "ffn": a.n_layer * ffn, "norms": norms, "lm_head": head}
+    out = {
+        "embeddings": emb,
+        "attention": a.n_layer * attn,
+        "ffn": a.n_layer * ffn,
+        "norms": norms,
+        "lm_head": head,
+    }
     out["total"] = sum(out.values())
     return out
 
@@ -134,7 +195,9 @@ def num_params(model, non_embedding: bool = False) -> int:
 def bits_of(bits: float | str) -> float:
     if isinstance(bits, str):
         if bits.lower() not in BITS:
-            raise ValueError(f"unknown precision {bits!r}; use a number of bits or one of {list(BITS)}")
+            raise ValueError(
+                f"unknown precision {bits!r}; use a number of bits or one of {list(BITS)}"
+            )
         return BITS[bits.lower()]
     if not bits > 0:
         raise ValueError(f"bits must be positive, got {bits}")
@@ -152,7 +215,9 @@ def decode_weight_params(model) -> int:
     a = as_arch(model)
     b = param_breakdown(a)
     head_matrix = a.vocab_size * (a.embed_dim or a.d_model)
-    projections = 2 * (a.embed_dim or 0) * a.d_model  # OPT-350m's project_in / project_out are used per token
+    projections = (
+        2 * (a.embed_dim or 0) * a.d_model
+    )  # OPT-350m's project_in / project_out are used per token
     return b["total"] - b["embeddings"] + (head_matrix if a.tie_embeddings else 0) + projections
 
 
@@ -165,7 +230,9 @@ def kv_cache_bytes_per_token(model, bits: float | str) -> int:
 def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
     """KV-cache bytes for ``context`` tokens (and ``batch`` sequences)."""
     if context < 0 or batch < 1:
-        raise ValueError(f"context must be >= 0 and batch >= 1, got context={context}, batch={batch}")
+        raise ValueError(
+            f"context must be >= 0 and batch >= 1, got context={context}, batch={batch}"
+        )
     return kv_cache_bytes_per_token(model, bits) * int(context) * int(batch)
 
 

@@ -1,8 +1,9 @@
 """Generating text with a TinyLM: sampling one token from logits, and the loop that feeds tokens
 back through a KV cache (the lean decode step of :mod:`slmlab.models.decoder` when it applies)."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -10,8 +11,13 @@ from .decoder import Decoder, unsupported
 from .layers import KVCache
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Pick the next token from logits (B, V): greedy when temperature == 0, else sample from the
     temperature-scaled distribution restricted to the top-k tokens and/or the top-p nucleus."""
     if temperature < 0:
@@ -27,7 +33,9 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     if top_p is not None and top_p < 1:
         sorted_logits, order = torch.sort(logits, descending=True)
         cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) >= top_p  # keep the smallest prefix whose mass reaches top_p
+        drop = (
+            cum - sorted_logits.softmax(-1) >= top_p
+        )  # keep the smallest prefix whose mass reaches top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = logits.softmax(-1)
@@ -44,9 +52,17 @@ def decode_step(model):
 
 
 @torch.no_grad()
-def stream(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-           top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
-           cache_cls=KVCache) -> Iterator[torch.Tensor]:
+def stream(
+    model,
+    idx,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    cache_cls=KVCache,
+) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache. When the
     context (``block_size``) is full, the window slides by half and the cache is refilled.
 
@@ -86,7 +102,7 @@ def stream(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int
                 if bool(done.all()):
                     return
             if cache.pos >= L:  # context full: slide the window and re-fill the cache
-                ctx = ctx[:, -(L // 2):]
+                ctx = ctx[:, -(L // 2) :]
                 cache = new_cache(min(L, ctx.shape[1] + left - 1))
                 logits = step(ctx, cache)
             else:
@@ -96,8 +112,17 @@ def stream(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int
 
 
 @torch.no_grad()
-def generate(model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, eos_id: int | None = None, generator=None, **kw) -> torch.Tensor:
+def generate(
+    model,
+    idx,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    generator=None,
+    **kw,
+) -> torch.Tensor:
     """``idx`` (B, T) with up to ``max_new_tokens`` sampled tokens appended; temperature 0 is greedy."""
     idx = torch.as_tensor(idx, device=model.device)
     squeeze = idx.dim() == 1

@@ -1,6 +1,7 @@
 """The modules a TinyLM is built of: norms, rotary positions, the KV cache, attention, the
 feed-forward network and the transformer block (one :class:`~slmlab.models.TinyLMConfig`
 chooses between their variants)."""
+
 from __future__ import annotations
 
 import torch
@@ -9,23 +10,35 @@ import torch.nn.functional as F
 
 from .config import TinyLMConfig
 
+
 class RMSNorm(nn.Module):
     def __init__(self, d: int, eps: float = 1e-5):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d))
 
-    def forward(self, x):  # x / sqrt(mean(x^2) + eps), computed in float32, then scaled: as Llama does
+    def forward(
+        self, x
+    ):  # x / sqrt(mean(x^2) + eps), computed in float32, then scaled: as Llama does
         return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
 def make_norm(c: TinyLMConfig) -> nn.Module:
-    return RMSNorm(c.d_model, c.norm_eps) if c.norm == "rmsnorm" else nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
+    return (
+        RMSNorm(c.d_model, c.norm_eps)
+        if c.norm == "rmsnorm"
+        else nn.LayerNorm(c.d_model, eps=c.norm_eps, bias=c.bias)
+    )
 
 
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_cos_sin(
+    positions: torch.Tensor, head_dim: int, theta: float, dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables of rotary embeddings, (T, head_dim), in the "rotate half" layout Llama uses."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (
+        theta
+        ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
     angles = positions.float()[:, None] * inv_freq[None, :]
     emb = torch.cat([angles, angles], dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -56,7 +69,9 @@ class KVCache:
         self.max_len = max_len
         self.pos = 0  # number of positions already stored
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, n_kv, T, hd) at the current position; return all cached keys/values."""
         T, end = k.shape[2], self.pos + k.shape[2]
         self.k[layer].narrow(2, self.pos, T).copy_(k)
@@ -95,7 +110,12 @@ class Attention(nn.Module):
             k, v = cache.update(self.layer, k, v)
         mask, causal = causal_mask(past, T, x.device)
         y = F.scaled_dot_product_attention(  # enable_gqa: each KV head serves n_head / n_kv_head query heads
-            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0,
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=c.n_kv_head != c.n_head,
         )
         return self.o_proj(y.transpose(1, 2).reshape(B, T, c.d_model))

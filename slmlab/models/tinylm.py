@@ -5,11 +5,12 @@ In the spirit of nanoGPT's model.py: the config (:mod:`~slmlab.models.config`) a
 the model, with ``save_pretrained``/``from_pretrained`` and ``generate`` as transformers has
 them. Its size, FLOPs and KV-cache bytes come from :mod:`~slmlab.models.estimates`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,9 @@ from .layers import Block, KVCache, make_norm, rope_cos_sin
 class TinyLM(nn.Module):
     """Token ids (B, T) -> logits (B, T, vocab_size)."""
 
-    model_type = "slmlab-tinylm"  # config.json's model_type: slmlab.models.MODEL_TYPES maps it back here
+    model_type = (
+        "slmlab-tinylm"  # config.json's model_type: slmlab.models.MODEL_TYPES maps it back here
+    )
 
     def __init__(self, config: TinyLMConfig):
         super().__init__()
@@ -54,13 +57,17 @@ class TinyLM(nn.Module):
     def device(self) -> torch.device:
         return self.embed.weight.device
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
         """Logits (B, T, vocab); with ``last_only`` only the last position's (B, 1, vocab), as generation needs."""
         B, T = idx.shape
         c = self.config
         start = cache.pos if cache is not None else 0
         if start + T > c.block_size and c.pos == "learned":
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size={c.block_size} (learned positions)")
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds block_size={c.block_size} (learned positions)"
+            )
         x = self.embed(idx)
         rope = None
         if c.pos == "learned":
@@ -79,9 +86,13 @@ class TinyLM(nn.Module):
         """RoPE cos/sin of positions 0 .. end-1 (at least block_size), computed once and reused."""
         t = self._rope
         if t is None or t[0].shape[0] < end or t[0].dtype != dtype or t[0].device != device:
-            with torch.inference_mode(False):  # a cached table must serve training too, even if made while decoding
+            with torch.inference_mode(
+                False
+            ):  # a cached table must serve training too, even if made while decoding
                 positions = torch.arange(max(end, self.config.block_size), device=device)
-                t = self._rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta, dtype)
+                t = self._rope = rope_cos_sin(
+                    positions, self.config.head_dim, self.config.rope_theta, dtype
+                )
         return t
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -96,7 +107,7 @@ class TinyLM(nn.Module):
         return checkpoint.save_pretrained(self, directory, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, directory, device=None, dtype: torch.dtype | None = None) -> "TinyLM":
+    def from_pretrained(cls, directory, device=None, dtype: torch.dtype | None = None) -> TinyLM:
         """The TinyLM that ``save_pretrained`` wrote into ``directory`` (in eval mode)."""
         if not Path(directory).is_dir():
             raise checkpoint.CheckpointError(f"no model directory at {directory}")
@@ -111,7 +122,18 @@ class TinyLM(nn.Module):
         """Yield the next token ids (B,) one step at a time (see :func:`slmlab.models.generation.stream`)."""
         return generation.stream(self, idx, max_new_tokens, **kw)
 
-    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, eos_id: int | None = None, generator=None, **kw) -> torch.Tensor:
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_id: int | None = None,
+        generator=None,
+        **kw,
+    ) -> torch.Tensor:
         """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T); temperature 0 is greedy."""
-        return generation.generate(self, idx, max_new_tokens, temperature, top_k, top_p, eos_id, generator, **kw)
+        return generation.generate(
+            self, idx, max_new_tokens, temperature, top_k, top_p, eos_id, generator, **kw
+        )

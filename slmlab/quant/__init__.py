@@ -26,29 +26,99 @@ Typical use::
     calib = calibration_windows(tok, n_samples=32, seq_len=128)
     q = quantize(model, "gptq", bits=4, group_size=64, calib=calib)
 """
-from .apply import METHODS, compare_methods, dequantize_model, dequantized_linear, quantize, weight_bits_per_param
+
+from .apply import (
+    METHODS,
+    compare_methods,
+    dequantize_model,
+    dequantized_linear,
+    quantize,
+    weight_bits_per_param,
+)
 from .awq import awq_quantize_weight, awq_search_scale
-from .formats import (NF4_CODEBOOK, SUPPORTED_BITS, QTensor, cast_roundtrip, check_bits, check_group_size,
-                      dequantize_nf4, fake_quantize, fake_quantize_nf4, float_format_info, nf4_codebook_from_normal,
-                      quant_error, quantize_activations_per_tensor, quantize_activations_per_token, quantize_nf4,
-                      quantize_tensor, valid_group_sizes)
+from .formats import (
+    NF4_CODEBOOK,
+    SUPPORTED_BITS,
+    QTensor,
+    cast_roundtrip,
+    check_bits,
+    check_group_size,
+    dequantize_nf4,
+    fake_quantize,
+    fake_quantize_nf4,
+    float_format_info,
+    nf4_codebook_from_normal,
+    quant_error,
+    quantize_activations_per_tensor,
+    quantize_activations_per_token,
+    quantize_nf4,
+    quantize_tensor,
+    valid_group_sizes,
+)
 from .gptq import gptq_quantize_weight, hessian_from_inputs, output_error
 from .kv_cache import Int4KVCache, Int8KVCache, QuantizedKVCache, cache_nbytes, quantized_kv_cache
 from .llm_int8 import Int8Linear, outlier_stats
-from .packing import QuantLinear, load_quantized, pack_bits, quantized_layers, save_quantized, saved_nbytes, unpack_bits
+from .packing import (
+    QuantLinear,
+    load_quantized,
+    pack_bits,
+    quantized_layers,
+    save_quantized,
+    saved_nbytes,
+    unpack_bits,
+)
 from .qat import QATLinear, fake_quantize_ste, prepare_qat, qat_finetune, ste_round
 from .smoothquant import W8A8Linear, collect_act_absmax, smoothing_factors
 
 __all__ = [
-    "quantize", "METHODS", "compare_methods", "dequantize_model", "dequantized_linear", "weight_bits_per_param",
-    "SUPPORTED_BITS", "NF4_CODEBOOK", "QTensor", "check_bits", "check_group_size", "valid_group_sizes",
-    "quantize_tensor", "fake_quantize", "quantize_nf4", "dequantize_nf4", "fake_quantize_nf4",
-    "nf4_codebook_from_normal", "cast_roundtrip", "float_format_info", "quant_error",
-    "quantize_activations_per_token", "quantize_activations_per_tensor",
-    "QuantLinear", "pack_bits", "unpack_bits", "save_quantized", "load_quantized", "saved_nbytes",
+    "quantize",
+    "METHODS",
+    "compare_methods",
+    "dequantize_model",
+    "dequantized_linear",
+    "weight_bits_per_param",
+    "SUPPORTED_BITS",
+    "NF4_CODEBOOK",
+    "QTensor",
+    "check_bits",
+    "check_group_size",
+    "valid_group_sizes",
+    "quantize_tensor",
+    "fake_quantize",
+    "quantize_nf4",
+    "dequantize_nf4",
+    "fake_quantize_nf4",
+    "nf4_codebook_from_normal",
+    "cast_roundtrip",
+    "float_format_info",
+    "quant_error",
+    "quantize_activations_per_token",
+    "quantize_activations_per_tensor",
+    "QuantLinear",
+    "pack_bits",
+    "unpack_bits",
+    "save_quantized",
+    "load_quantized",
+    "saved_nbytes",
     "quantized_layers",
-    "Int8Linear", "outlier_stats", "W8A8Linear", "smoothing_factors", "collect_act_absmax",
-    "gptq_quantize_weight", "hessian_from_inputs", "output_error", "awq_search_scale", "awq_quantize_weight",
-    "QuantizedKVCache", "quantized_kv_cache", "Int8KVCache", "Int4KVCache", "cache_nbytes",
-    "QATLinear", "ste_round", "fake_quantize_ste", "prepare_qat", "qat_finetune",
+    "Int8Linear",
+    "outlier_stats",
+    "W8A8Linear",
+    "smoothing_factors",
+    "collect_act_absmax",
+    "gptq_quantize_weight",
+    "hessian_from_inputs",
+    "output_error",
+    "awq_search_scale",
+    "awq_quantize_weight",
+    "QuantizedKVCache",
+    "quantized_kv_cache",
+    "Int8KVCache",
+    "Int4KVCache",
+    "cache_nbytes",
+    "QATLinear",
+    "ste_round",
+    "fake_quantize_ste",
+    "prepare_qat",
+    "qat_finetune",
 ]

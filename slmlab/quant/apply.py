@@ -7,13 +7,14 @@ embeddings unless told otherwise), quantizes them with the chosen method and ret
 copy with quantized layers in their place. The same call works for a TinyLM and for a
 transformers causal LM.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -23,6 +24,7 @@ from ..lm import window_perplexity
 from ..surgery import DEFAULT_SKIP, find_linears, model_nbytes, set_module
 from .formats import check_bits, check_group_size
 from .packing import QuantLinear
+
 
 @dataclass(frozen=True)
 class Method:
@@ -50,25 +52,52 @@ def _rtn(model, layers, windows, bits, group_size, symmetric, opts, progress, in
 
 def _float_format(fmt):
     def apply(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
-        return {n: QuantLinear.from_linear(m, 4, group_size, False, fmt=fmt) for n, m in layers.items()}
+        return {
+            n: QuantLinear.from_linear(m, 4, group_size, False, fmt=fmt) for n, m in layers.items()
+        }
+
     return apply
 
 
 def _gptq(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
     from .gptq import gptq_layers
 
-    qts = gptq_layers(model, layers, windows, bits, group_size, symmetric, opts["act_order"], opts["percdamp"],
-                      opts["blocksize"], opts["batch_size"], progress)
+    qts = gptq_layers(
+        model,
+        layers,
+        windows,
+        bits,
+        group_size,
+        symmetric,
+        opts["act_order"],
+        opts["percdamp"],
+        opts["blocksize"],
+        opts["batch_size"],
+        progress,
+    )
     return {n: QuantLinear.from_qtensor(qt, layers[n].bias) for n, qt in qts.items()}
 
 
 def _awq(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
     from .awq import awq_layers
 
-    res = awq_layers(model, layers, windows, bits, group_size, symmetric, opts["n_grid"], opts["clip"],
-                     opts["batch_size"], progress)
+    res = awq_layers(
+        model,
+        layers,
+        windows,
+        bits,
+        group_size,
+        symmetric,
+        opts["n_grid"],
+        opts["clip"],
+        opts["batch_size"],
+        progress,
+    )
     info["awq_alpha"] = {n: r[2]["alpha"] for n, r in res.items()}
-    return {n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s) for n, (qt, s, _) in res.items()}
+    return {
+        n: QuantLinear.from_qtensor(qt, layers[n].bias, input_scale=s)
+        for n, (qt, s, _) in res.items()
+    }
 
 
 def _llm_int8(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
@@ -80,14 +109,24 @@ def _llm_int8(model, layers, windows, bits, group_size, symmetric, opts, progres
 def _w8a8(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
     from .smoothquant import W8A8Linear
 
-    return {n: W8A8Linear.from_linear(m, None, opts["act_granularity"], opts["act_bits"]) for n, m in layers.items()}
+    return {
+        n: W8A8Linear.from_linear(m, None, opts["act_granularity"], opts["act_bits"])
+        for n, m in layers.items()
+    }
 
 
 def _smoothquant(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
     from .smoothquant import smoothquant_layers
 
-    return smoothquant_layers(model, layers, windows, opts["alpha"], opts["act_granularity"], opts["act_bits"],
-                              opts["batch_size"])
+    return smoothquant_layers(
+        model,
+        layers,
+        windows,
+        opts["alpha"],
+        opts["act_granularity"],
+        opts["act_bits"],
+        opts["batch_size"],
+    )
 
 
 def _qat(model, layers, windows, bits, group_size, symmetric, opts, progress, info):
@@ -98,8 +137,21 @@ def _qat(model, layers, windows, bits, group_size, symmetric, opts, progress, in
 
     names = list(layers)
     warmup = min(opts["warmup"], opts["steps"])
-    trained, losses = qat_finetune(model, windows, bits, group_size, symmetric, opts["steps"], opts["batch_size"],
-                                   opts["lr"], warmup, opts["seed"], (), names, progress)
+    trained, losses = qat_finetune(
+        model,
+        windows,
+        bits,
+        group_size,
+        symmetric,
+        opts["steps"],
+        opts["batch_size"],
+        opts["lr"],
+        warmup,
+        opts["seed"],
+        (),
+        names,
+        progress,
+    )
     with torch.no_grad():
         model.load_state_dict(trained.state_dict())
         info["final_train_loss"] = losses[-1] if losses else None
@@ -107,41 +159,109 @@ def _qat(model, layers, windows, bits, group_size, symmetric, opts, progress, in
 
 
 _INT_BITS = (2, 3, 4, 8)
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("rtn", 4, _INT_BITS, _rtn, summary="round to nearest, per channel or per group"),
-    Method("nf4", 4, (4,), _float_format("nf4"), default_group_size=64, summary="4-bit NormalFloat, blocks of 64"),
-    Method("fp16", 16, (16,), _float_format("fp16"), grouped=False, summary="16-bit float storage"),
-    Method("bf16", 16, (16,), _float_format("bf16"), grouped=False, summary="bfloat16 storage"),
-    Method("gptq", 4, _INT_BITS, _gptq, needs_calib=True,
-           options={"act_order": False, "percdamp": 0.01, "blocksize": 128, "batch_size": 8},
-           summary="second-order error compensation on the input Hessian"),
-    Method("awq", 4, _INT_BITS, _awq, needs_calib=True, options={"n_grid": 20, "clip": True, "batch_size": 8},
-           summary="activation-aware per-channel scales (+ clipping)"),
-    Method("llm_int8", 8, (8,), _llm_int8, options={"threshold": 6.0}, grouped=False, weight_only=False,
-           summary="int8 with floating-point outlier columns"),
-    Method("w8a8", 8, (8,), _w8a8, options={"act_granularity": "token", "act_bits": 8}, grouped=False,
-           weight_only=False, summary="int8 weights and int8 activations, naive"),
-    Method("smoothquant", 8, (8,), _smoothquant, needs_calib=True, grouped=False, weight_only=False,
-           options={"alpha": 0.5, "act_granularity": "token", "act_bits": 8, "batch_size": 8},
-           summary="W8A8 after migrating activation outliers into the weights"),
-    Method("qat", 3, _INT_BITS, _qat, needs_calib=True,
-           options={"steps": 100, "batch_size": 8, "lr": 3e-4, "warmup": 10, "seed": 0},
-           summary="quantization-aware fine-tune on calib, then RTN"),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("rtn", 4, _INT_BITS, _rtn, summary="round to nearest, per channel or per group"),
+        Method(
+            "nf4",
+            4,
+            (4,),
+            _float_format("nf4"),
+            default_group_size=64,
+            summary="4-bit NormalFloat, blocks of 64",
+        ),
+        Method(
+            "fp16", 16, (16,), _float_format("fp16"), grouped=False, summary="16-bit float storage"
+        ),
+        Method("bf16", 16, (16,), _float_format("bf16"), grouped=False, summary="bfloat16 storage"),
+        Method(
+            "gptq",
+            4,
+            _INT_BITS,
+            _gptq,
+            needs_calib=True,
+            options={"act_order": False, "percdamp": 0.01, "blocksize": 128, "batch_size": 8},
+            summary="second-order error compensation on the input Hessian",
+        ),
+        Method(
+            "awq",
+            4,
+            _INT_BITS,
+            _awq,
+            needs_calib=True,
+            options={"n_grid": 20, "clip": True, "batch_size": 8},
+            summary="activation-aware per-channel scales (+ clipping)",
+        ),
+        Method(
+            "llm_int8",
+            8,
+            (8,),
+            _llm_int8,
+            options={"threshold": 6.0},
+            grouped=False,
+            weight_only=False,
+            summary="int8 with floating-point outlier columns",
+        ),
+        Method(
+            "w8a8",
+            8,
+            (8,),
+            _w8a8,
+            options={"act_granularity": "token", "act_bits": 8},
+            grouped=False,
+            weight_only=False,
+            summary="int8 weights and int8 activations, naive",
+        ),
+        Method(
+            "smoothquant",
+            8,
+            (8,),
+            _smoothquant,
+            needs_calib=True,
+            grouped=False,
+            weight_only=False,
+            options={"alpha": 0.5, "act_granularity": "token", "act_bits": 8, "batch_size": 8},
+            summary="W8A8 after migrating activation outliers into the weights",
+        ),
+        Method(
+            "qat",
+            3,
+            _INT_BITS,
+            _qat,
+            needs_calib=True,
+            options={"steps": 100, "batch_size": 8, "lr": 3e-4, "warmup": 10, "seed": 0},
+            summary="quantization-aware fine-tune on calib, then RTN",
+        ),
+    ]
+}
 """Every method :func:`quantize` knows, by name (see :class:`Method`)."""
 
 
 def _check_options(method: Method, options: dict) -> dict:
     unknown = sorted(set(options) - set(method.options))
     if unknown:
-        raise TypeError(f"quantize(method={method.name!r}) got unknown option(s) {unknown}; "
-                        f"its options are {method.options or 'none'}.")
+        raise TypeError(
+            f"quantize(method={method.name!r}) got unknown option(s) {unknown}; "
+            f"its options are {method.options or 'none'}."
+        )
     return {**method.options, **options}
 
 
-def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, group_size: int | None = None, *,
-             symmetric: bool = False, calib=None, skip=DEFAULT_SKIP, include=None, pack: bool = True,
-             progress: bool = False, **options) -> nn.Module:
+def quantize(
+    model: nn.Module,
+    method: str = "rtn",
+    bits: int | None = None,
+    group_size: int | None = None,
+    *,
+    symmetric: bool = False,
+    calib=None,
+    skip=DEFAULT_SKIP,
+    include=None,
+    pack: bool = True,
+    progress: bool = False,
+    **options,
+) -> nn.Module:
     """Return a quantized deep copy of ``model`` (TinyLM or any causal LM built of ``nn.Linear``).
 
     Parameters
@@ -167,12 +287,16 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
     check runs before anything is copied, so a bad argument leaves ``model`` as it was.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown quantization method {method!r}; choose one of {sorted(METHODS)}.")
+        raise ValueError(
+            f"unknown quantization method {method!r}; choose one of {sorted(METHODS)}."
+        )
     spec = METHODS[method]
     bits = spec.default_bits if bits is None else bits
     if bits not in spec.allowed_bits:
         if spec.default_bits == 16:
-            raise ValueError(f"method={method!r} stores 16-bit floats; leave bits unset (got {bits}).")
+            raise ValueError(
+                f"method={method!r} stores 16-bit floats; leave bits unset (got {bits})."
+            )
         check_bits(bits)  # says which integer widths exist at all
         raise ValueError(f"method={method!r} supports bits in {spec.allowed_bits}, got {bits}.")
     opts = _check_options(spec, options)
@@ -183,12 +307,16 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
     windows = as_windows(calib) if spec.needs_calib else None
     for name, lin in find_linears(model, skip, include).items():
         if not isinstance(lin, nn.Linear):
-            raise TypeError(f"layer {name!r} is a {type(lin).__name__}, not an nn.Linear: quantize the float "
-                            "model (the model given is left unchanged)")
+            raise TypeError(
+                f"layer {name!r} is a {type(lin).__name__}, not an nn.Linear: quantize the float "
+                "model (the model given is left unchanged)"
+            )
         if method == "nf4":
             if (lin.in_features * lin.out_features) % group_size:
-                raise ValueError(f"NF4 blocksize {group_size} must divide the {lin.in_features * lin.out_features} "
-                                 f"weights of layer {name!r}.")
+                raise ValueError(
+                    f"NF4 blocksize {group_size} must divide the {lin.in_features * lin.out_features} "
+                    f"weights of layer {name!r}."
+                )
         else:
             check_group_size(lin.in_features, group_size, name)
 
@@ -196,8 +324,14 @@ def quantize(model: nn.Module, method: str = "rtn", bits: int | None = None, gro
     qmodel = copy.deepcopy(model)
     qmodel.eval()
     layers = find_linears(qmodel, skip, include)
-    info = {"method": method, "bits": bits, "group_size": group_size, "symmetric": symmetric,
-            "options": {k: v for k, v in opts.items() if k != "batch_size"}, "layers": list(layers)}
+    info = {
+        "method": method,
+        "bits": bits,
+        "group_size": group_size,
+        "symmetric": symmetric,
+        "options": {k: v for k, v in opts.items() if k != "batch_size"},
+        "layers": list(layers),
+    }
     with torch.no_grad() if method != "qat" else contextlib.nullcontext():
         new = spec.apply(qmodel, layers, windows, bits, group_size, symmetric, opts, progress, info)
     for name, layer in new.items():
@@ -215,7 +349,9 @@ def dequantized_linear(layer: nn.Module) -> nn.Linear:
     w = layer.dequantize(torch.float32)
     if getattr(layer, "input_scale", None) is not None:
         w = w / layer.input_scale.unsqueeze(0)
-    lin = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device=w.device)
+    lin = nn.Linear(
+        layer.in_features, layer.out_features, bias=layer.bias is not None, device=w.device
+    )
     with torch.no_grad():
         lin.weight.copy_(w)
         if layer.bias is not None:
@@ -243,15 +379,23 @@ def weight_bits_per_param(model: nn.Module) -> float:
     layers = quantized_layers(model)
     if not layers:
         raise ValueError("the model has no quantized layers.")
-    nbytes = sum(sum(t.numel() * t.element_size() for t in m.buffers() if t is not None) -
-                 (m.bias.numel() * m.bias.element_size() if getattr(m, "bias", None) is not None else 0)
-                 for m in layers.values())
+    nbytes = sum(
+        sum(t.numel() * t.element_size() for t in m.buffers() if t is not None)
+        - (m.bias.numel() * m.bias.element_size() if getattr(m, "bias", None) is not None else 0)
+        for m in layers.values()
+    )
     n = sum(m.in_features * m.out_features for m in layers.values())
     return 8 * nbytes / n
 
 
-def compare_methods(model: nn.Module, eval_windows, runs: list[dict], calib=None, baseline: bool = True,
-                    progress: bool = False) -> list[dict]:
+def compare_methods(
+    model: nn.Module,
+    eval_windows,
+    runs: list[dict],
+    calib=None,
+    baseline: bool = True,
+    progress: bool = False,
+) -> list[dict]:
     """Quantize ``model`` once per entry of ``runs`` and measure each result.
 
     Each run is a dict of :func:`quantize` keyword arguments (``{"method": "gptq", "bits": 4,
@@ -264,11 +408,22 @@ def compare_methods(model: nn.Module, eval_windows, runs: list[dict], calib=None
     rows = []
     ppl_float = window_perplexity(model, eval_windows)
     if baseline:
-        rows.append({"method": "float32", "bits": 32, "group_size": None, "ppl": ppl_float, "ppl_ratio": 1.0,
-                     "bytes": model_nbytes(model), "bits_per_weight": 32.0, "seconds": 0.0})
+        rows.append(
+            {
+                "method": "float32",
+                "bits": 32,
+                "group_size": None,
+                "ppl": ppl_float,
+                "ppl_ratio": 1.0,
+                "bytes": model_nbytes(model),
+                "bits_per_weight": 32.0,
+                "seconds": 0.0,
+            }
+        )
     it = runs
     if progress:
         from tqdm.auto import tqdm
+
         it = tqdm(runs, desc="methods", leave=False)
     for run in it:
         run = dict(run)
@@ -278,8 +433,16 @@ def compare_methods(model: nn.Module, eval_windows, runs: list[dict], calib=None
         q = quantize(model, method, **run)
         ppl = window_perplexity(q, eval_windows)
         label = {k: v for k, v in run.items() if k not in ("calib", "bits", "group_size")}
-        rows.append({"method": method + (f" {label}" if label else ""), "bits": q.quant_info["bits"],
-                     "group_size": q.quant_info["group_size"], "ppl": ppl, "ppl_ratio": ppl / ppl_float,
-                     "bytes": model_nbytes(q), "bits_per_weight": weight_bits_per_param(q),
-                     "seconds": q.quant_info["seconds"]})
+        rows.append(
+            {
+                "method": method + (f" {label}" if label else ""),
+                "bits": q.quant_info["bits"],
+                "group_size": q.quant_info["group_size"],
+                "ppl": ppl,
+                "ppl_ratio": ppl / ppl_float,
+                "bytes": model_nbytes(q),
+                "bits_per_weight": weight_bits_per_param(q),
+                "seconds": q.quant_info["seconds"],
+            }
+        )
     return rows

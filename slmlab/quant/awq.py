@@ -21,16 +21,29 @@ layer is searched on its own and the scale is kept in the layer (``input_scale``
 reference code searches layers that share an input together and folds ``1/s`` into the
 preceding layer.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from .formats import QTensor, check_bits, check_group_size, compute_qparams, quantize_codes, quantize_tensor
+from .formats import (
+    QTensor,
+    check_bits,
+    check_group_size,
+    compute_qparams,
+    quantize_codes,
+    quantize_tensor,
+)
 
 
-def _fake_quant_groups(w: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
-                       clip: torch.Tensor | None = None) -> torch.Tensor:
+def _fake_quant_groups(
+    w: torch.Tensor,
+    bits: int,
+    group_size: int | None,
+    symmetric: bool,
+    clip: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Group-wise RTN of ``w``; ``clip`` (rows, n_groups) first shrinks each group's range by that ratio."""
     rows, cols = w.shape
     gs = cols if group_size is None else group_size
@@ -63,9 +76,16 @@ def input_stats(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def awq_search_scale(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 4, group_size: int | None = 64,
-                     symmetric: bool = False, n_grid: int = 20, H: torch.Tensor | None = None,
-                     x_absmean: torch.Tensor | None = None) -> tuple[torch.Tensor, float, list[float]]:
+def awq_search_scale(
+    W: torch.Tensor,
+    X: torch.Tensor | None = None,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    n_grid: int = 20,
+    H: torch.Tensor | None = None,
+    x_absmean: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float, list[float]]:
     """Search AWQ's per-input-channel scale for weight ``W`` (out, in).
 
     Give the calibration inputs ``X`` (n, in), or their statistics ``H`` and ``x_absmean``.
@@ -74,7 +94,9 @@ def awq_search_scale(W: torch.Tensor, X: torch.Tensor | None = None, bits: int =
     if X is not None:
         H, x_absmean = input_stats(X)
     if H is None or x_absmean is None:
-        raise ValueError("awq_search_scale needs the calibration inputs X, or their H and x_absmean.")
+        raise ValueError(
+            "awq_search_scale needs the calibration inputs X, or their H and x_absmean."
+        )
     W = W.float()
     best_err, best_alpha, best_s, errors = float("inf"), 0.0, torch.ones_like(x_absmean), []
     for k in range(n_grid + 1):
@@ -90,8 +112,14 @@ def awq_search_scale(W: torch.Tensor, X: torch.Tensor | None = None, bits: int =
 
 
 @torch.no_grad()
-def awq_search_clip(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: int | None = 64,
-                    symmetric: bool = False, ratios=None) -> torch.Tensor:
+def awq_search_clip(
+    W: torch.Tensor,
+    H: torch.Tensor,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    ratios=None,
+) -> torch.Tensor:
     """Per (row, group) clipping ratio minimising that group's share of the output error,
     ``D_g H_gg D_g^T`` (the group's block of the Hessian)."""
     ratios = ratios if ratios is not None else [1.0 - 0.05 * i for i in range(11)]  # 1.0 ... 0.5
@@ -99,7 +127,9 @@ def awq_search_clip(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size:
     rows, cols = W.shape
     gs = cols if group_size is None else group_size
     G = cols // gs
-    Hg = torch.stack([H[g * gs:(g + 1) * gs, g * gs:(g + 1) * gs] for g in range(G)])  # (G, gs, gs)
+    Hg = torch.stack(
+        [H[g * gs : (g + 1) * gs, g * gs : (g + 1) * gs] for g in range(G)]
+    )  # (G, gs, gs)
     best_err = torch.full((rows, G), float("inf"), device=W.device)
     best = torch.ones(rows, G, device=W.device)
     for r in ratios:
@@ -113,9 +143,17 @@ def awq_search_clip(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size:
 
 
 @torch.no_grad()
-def awq_quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: int = 4, group_size: int | None = 64,
-                        symmetric: bool = False, n_grid: int = 20, clip: bool = True, H: torch.Tensor | None = None,
-                        x_absmean: torch.Tensor | None = None) -> tuple[QTensor, torch.Tensor, dict]:
+def awq_quantize_weight(
+    W: torch.Tensor,
+    X: torch.Tensor | None = None,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    n_grid: int = 20,
+    clip: bool = True,
+    H: torch.Tensor | None = None,
+    x_absmean: torch.Tensor | None = None,
+) -> tuple[QTensor, torch.Tensor, dict]:
     """AWQ of one weight (from inputs ``X`` or their ``H``/``x_absmean``): returns the :class:`QTensor`
     of the (clipped) ``W * s``, the input scale ``s`` (the layer computes ``(x / s) @ W_hat_s.T``)
     and a dict with the chosen ``alpha`` and the grid's errors."""
@@ -136,9 +174,18 @@ def awq_quantize_weight(W: torch.Tensor, X: torch.Tensor | None = None, bits: in
 
 
 @torch.no_grad()
-def awq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor, bits: int = 4,
-               group_size: int | None = 64, symmetric: bool = False, n_grid: int = 20, clip: bool = True,
-               batch_size: int = 8, progress: bool = False) -> dict[str, tuple[QTensor, torch.Tensor, dict]]:
+def awq_layers(
+    model: nn.Module,
+    layers: dict[str, nn.Linear],
+    windows: torch.Tensor,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    n_grid: int = 20,
+    clip: bool = True,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict[str, tuple[QTensor, torch.Tensor, dict]]:
     """AWQ every layer in ``layers`` with inputs from the float model (block by block).
 
     Returns name -> (QTensor of ``W * s``, ``s``, info with ``alpha``)."""
@@ -148,13 +195,23 @@ def awq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Te
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(layers), desc="AWQ", leave=False)
 
     def process(block_layers: dict[str, nn.Linear], run) -> None:
         stats = collect_input_stats(block_layers, run, absmean=True)
         for n, m in block_layers.items():
-            results[n] = awq_quantize_weight(m.weight, None, bits, group_size, symmetric, n_grid, clip,
-                                             stats[n].H, stats[n].absmean)
+            results[n] = awq_quantize_weight(
+                m.weight,
+                None,
+                bits,
+                group_size,
+                symmetric,
+                n_grid,
+                clip,
+                stats[n].H,
+                stats[n].absmean,
+            )
             if bar is not None:
                 bar.update(1)
 

@@ -22,6 +22,7 @@ The NF4 codebook (Dettmers et al., 2023, QLoRA) replaces the evenly spaced integ
 16 values placed at quantiles of a standard normal, since trained weights are roughly
 normal; blocks of 64 weights share one absmax scale.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,19 +35,35 @@ SUPPORTED_BITS = (2, 3, 4, 8)
 GRANULARITIES = ("tensor", "channel", "group")
 
 # The NF4 data type as published with QLoRA and used by bitsandbytes (16 values in [-1, 1]).
-NF4_CODEBOOK = torch.tensor([
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-])
+NF4_CODEBOOK = torch.tensor(
+    [
+        -1.0,
+        -0.6961928009986877,
+        -0.5250730514526367,
+        -0.39491748809814453,
+        -0.28444138169288635,
+        -0.18477343022823334,
+        -0.09105003625154495,
+        0.0,
+        0.07958029955625534,
+        0.16093020141124725,
+        0.24611230194568634,
+        0.33791524171829224,
+        0.44070982933044434,
+        0.5626170039176941,
+        0.7229568362236023,
+        1.0,
+    ]
+)
 
 
 # ----------------------------------------------------------------------------- validation
 def check_bits(bits: int, supported=SUPPORTED_BITS) -> int:
     """Return ``bits`` if it is a supported integer bit width, else raise a ValueError that lists them."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in supported:
-        raise ValueError(f"unsupported bit width {bits!r}; supported bit widths are {tuple(supported)}.")
+        raise ValueError(
+            f"unsupported bit width {bits!r}; supported bit widths are {tuple(supported)}."
+        )
     return bits
 
 
@@ -60,7 +77,9 @@ def check_group_size(in_features: int, group_size: int | None, name: str = "") -
     if group_size is None:
         return None
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0:
-        raise ValueError(f"group_size must be a positive integer or None (per-channel), got {group_size!r}.")
+        raise ValueError(
+            f"group_size must be a positive integer or None (per-channel), got {group_size!r}."
+        )
     if in_features % group_size:
         where = f" of layer {name!r}" if name else ""
         raise ValueError(
@@ -121,7 +140,9 @@ def _group_view(w: torch.Tensor, granularity: str, group_size: int | None) -> to
     return w.reshape(rows * (cols // group_size), group_size)
 
 
-def compute_qparams(w_groups: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_qparams(
+    w_groups: torch.Tensor, bits: int, symmetric: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero-point for each row of ``w_groups`` (n, k) -> ((n, 1), (n, 1)).
 
     A constant group (max == min) gets scale 1 so that the division stays finite."""
@@ -131,7 +152,9 @@ def compute_qparams(w_groups: torch.Tensor, bits: int, symmetric: bool) -> tuple
         scale = w_groups.abs().amax(dim=1, keepdim=True) / hi
         zero = torch.zeros_like(scale)
     else:
-        wmin = w_groups.amin(dim=1, keepdim=True).clamp(max=0)  # keep 0 representable (exact zero padding/ReLU)
+        wmin = w_groups.amin(dim=1, keepdim=True).clamp(
+            max=0
+        )  # keep 0 representable (exact zero padding/ReLU)
         wmax = w_groups.amax(dim=1, keepdim=True).clamp(min=0)
         scale = (wmax - wmin) / hi
         zero = torch.round(-wmin / torch.where(scale > 0, scale, torch.ones_like(scale)))
@@ -139,7 +162,9 @@ def compute_qparams(w_groups: torch.Tensor, bits: int, symmetric: bool) -> tuple
     return scale, zero
 
 
-def quantize_codes(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
+def quantize_codes(
+    w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool
+) -> torch.Tensor:
     """Round-to-nearest integer codes of ``w`` for broadcastable ``scale``/``zero``."""
     lo, hi = qrange(bits, symmetric)
     return torch.clamp(torch.round(w.float() / scale) + zero, lo, hi)
@@ -152,11 +177,18 @@ def dequantize_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tenso
         return (codes.float() - zero.reshape(())) * scale.reshape(())
     n_groups = scale.shape[-1]
     g = codes.float().reshape(rows, n_groups, cols // n_groups)
-    return ((g - zero.reshape(rows, n_groups, 1)) * scale.reshape(rows, n_groups, 1)).reshape(rows, cols)
+    return ((g - zero.reshape(rows, n_groups, 1)) * scale.reshape(rows, n_groups, 1)).reshape(
+        rows, cols
+    )
 
 
-def quantize_tensor(w: torch.Tensor, bits: int = 8, symmetric: bool = True, group_size: int | None = None,
-                    granularity: str | None = None) -> QTensor:
+def quantize_tensor(
+    w: torch.Tensor,
+    bits: int = 8,
+    symmetric: bool = True,
+    group_size: int | None = None,
+    granularity: str | None = None,
+) -> QTensor:
     """Round-to-nearest quantization of a 2-D weight ``(out_features, in_features)`` into a :class:`QTensor`.
 
     ``granularity`` is ``"tensor"``, ``"channel"`` (default when ``group_size`` is None) or
@@ -164,7 +196,9 @@ def quantize_tensor(w: torch.Tensor, bits: int = 8, symmetric: bool = True, grou
     """
     check_bits(bits)
     if w.dim() != 2:
-        raise ValueError(f"quantize_tensor expects a 2-D weight (out_features, in_features), got shape {tuple(w.shape)}.")
+        raise ValueError(
+            f"quantize_tensor expects a 2-D weight (out_features, in_features), got shape {tuple(w.shape)}."
+        )
     granularity = _granularity(granularity, group_size)
     if granularity == "group":
         check_group_size(w.shape[1], group_size)
@@ -177,16 +211,30 @@ def quantize_tensor(w: torch.Tensor, bits: int = 8, symmetric: bool = True, grou
     else:
         n_groups = 1 if granularity == "channel" else cols // group_size
         scale, zero = scale.reshape(rows, n_groups), zero.reshape(rows, n_groups)
-    return QTensor(codes.to(torch.int16), scale, zero, bits, symmetric, group_size if granularity == "group" else None)
+    return QTensor(
+        codes.to(torch.int16),
+        scale,
+        zero,
+        bits,
+        symmetric,
+        group_size if granularity == "group" else None,
+    )
 
 
-def fake_quantize(w: torch.Tensor, bits: int = 8, symmetric: bool = True, group_size: int | None = None,
-                  granularity: str | None = None) -> torch.Tensor:
+def fake_quantize(
+    w: torch.Tensor,
+    bits: int = 8,
+    symmetric: bool = True,
+    group_size: int | None = None,
+    granularity: str | None = None,
+) -> torch.Tensor:
     """Quantize then dequantize (RTN): the float weight the quantized model effectively uses."""
     return quantize_tensor(w, bits, symmetric, group_size, granularity).dequantize(w.dtype)
 
 
-def quantize_activations_per_token(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_activations_per_token(
+    x: torch.Tensor, bits: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic symmetric quantization of activations, one scale per token (row of the last dim).
 
     Returns ``(codes, scale)`` with ``x ~= codes * scale``; codes are int8 for ``bits <= 8``."""
@@ -197,7 +245,9 @@ def quantize_activations_per_token(x: torch.Tensor, bits: int = 8) -> tuple[torc
     return codes, scale
 
 
-def quantize_activations_per_tensor(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_activations_per_tensor(
+    x: torch.Tensor, bits: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic symmetric quantization of activations with one scale for the whole tensor."""
     check_bits(bits)
     qmax = 2 ** (bits - 1) - 1
@@ -214,7 +264,9 @@ def nf4_codebook_from_normal(offset: float = 0.9677083) -> torch.Tensor:
     ones at ``linspace(offset, 0.5, 8)[:-1]``, and an exact zero; normalised to [-1, 1].
     (The asymmetry gives 16 values with an exact 0.) Agrees with :data:`NF4_CODEBOOK` to ~1e-7.
     """
-    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    normal = torch.distributions.Normal(
+        torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    )
     pos = normal.icdf(torch.linspace(offset, 0.5, 9, dtype=torch.float64)[:-1])
     neg = -normal.icdf(torch.linspace(offset, 0.5, 8, dtype=torch.float64)[:-1])
     values = torch.cat([neg, torch.zeros(1, dtype=torch.float64), pos]).sort().values
@@ -229,8 +281,10 @@ def quantize_nf4(w: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, to
     codebook entry (via the midpoints between sorted entries).
     """
     if w.numel() % blocksize:
-        raise ValueError(f"NF4 needs numel ({w.numel()}) to be a multiple of blocksize={blocksize}; "
-                         f"pick a blocksize that divides it (e.g. 64 when in_features is a multiple of 64).")
+        raise ValueError(
+            f"NF4 needs numel ({w.numel()}) to be a multiple of blocksize={blocksize}; "
+            f"pick a blocksize that divides it (e.g. 64 when in_features is a multiple of 64)."
+        )
     blocks = w.detach().float().reshape(-1, blocksize)
     absmax = blocks.abs().amax(dim=1)
     scaled = torch.clamp(blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1), -1, 1)
@@ -240,9 +294,13 @@ def quantize_nf4(w: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, to
     return codes.reshape(w.shape), absmax
 
 
-def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor, blocksize: int = 64, dtype=torch.float32) -> torch.Tensor:
+def dequantize_nf4(
+    codes: torch.Tensor, absmax: torch.Tensor, blocksize: int = 64, dtype=torch.float32
+) -> torch.Tensor:
     """Inverse of :func:`quantize_nf4`: ``codebook[codes] * absmax`` block by block."""
-    values = NF4_CODEBOOK.to(codes.device)[codes.long()].reshape(-1, blocksize) * absmax.float().unsqueeze(1)
+    values = NF4_CODEBOOK.to(codes.device)[codes.long()].reshape(
+        -1, blocksize
+    ) * absmax.float().unsqueeze(1)
     return values.reshape(codes.shape).to(dtype)
 
 
@@ -269,11 +327,20 @@ def float_format_info(fmt: str) -> dict:
     if fmt not in FLOAT_FORMATS:
         raise ValueError(f"unknown float format {fmt!r}; choose one of {list(FLOAT_FORMATS)}.")
     fi = torch.finfo(FLOAT_FORMATS[fmt])
-    return {"format": fmt, "bits": fi.bits, "max": fi.max, "smallest_normal": fi.tiny, "eps": fi.eps}
+    return {
+        "format": fmt,
+        "bits": fi.bits,
+        "max": fi.max,
+        "smallest_normal": fi.tiny,
+        "eps": fi.eps,
+    }
 
 
 def quant_error(w: torch.Tensor, w_hat: torch.Tensor) -> dict:
     """Mean squared error, relative Frobenius error and max absolute error of a quantized weight."""
-    d = (w_hat.float() - w.float())
-    return {"mse": d.pow(2).mean().item(), "rel_error": (d.norm() / w.float().norm().clamp(min=1e-12)).item(),
-            "max_abs": d.abs().max().item()}
+    d = w_hat.float() - w.float()
+    return {
+        "mse": d.pow(2).mean().item(),
+        "rel_error": (d.norm() / w.float().norm().clamp(min=1e-12)).item(),
+        "max_abs": d.abs().max().item(),
+    }

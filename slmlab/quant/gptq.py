@@ -20,6 +20,7 @@ The practical recipe of the paper, all here:
   the most energy) first. With groups, the group parameters are then fixed up front from
   the original weights ("static groups") so the stored format stays contiguous.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,14 +51,23 @@ def _cholesky_inverse_upper(H: torch.Tensor, percdamp: float) -> torch.Tensor:
             if int(info) == 0:
                 return U
         damp *= 10
-    raise RuntimeError(f"GPTQ: the Hessian is not positive definite even with damping {damp / 10:g}; "
-                       "use more calibration tokens (at least as many as the layer's input features).")
+    raise RuntimeError(
+        f"GPTQ: the Hessian is not positive definite even with damping {damp / 10:g}; "
+        "use more calibration tokens (at least as many as the layer's input features)."
+    )
 
 
 @torch.no_grad()
-def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_size: int | None = 64,
-                         symmetric: bool = False, act_order: bool = False, percdamp: float = 0.01,
-                         blocksize: int = 128) -> tuple[QTensor, dict]:
+def gptq_quantize_weight(
+    W: torch.Tensor,
+    H: torch.Tensor,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    act_order: bool = False,
+    percdamp: float = 0.01,
+    blocksize: int = 128,
+) -> tuple[QTensor, dict]:
     """GPTQ of one weight matrix ``W`` (out_features, in_features) given the input Hessian ``H``.
 
     Returns the :class:`QTensor` (codes, per-group scales/zeros) and a dict with GPTQ's
@@ -67,7 +77,9 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
     rows, cols = W.shape
     check_group_size(cols, group_size)
     if H.shape != (cols, cols):
-        raise ValueError(f"Hessian shape {tuple(H.shape)} does not match the weight's {cols} input features.")
+        raise ValueError(
+            f"Hessian shape {tuple(H.shape)} does not match the weight's {cols} input features."
+        )
     lo, hi = qrange(bits, symmetric)
     W = W.detach().clone().float()
     W_orig = W.clone()
@@ -86,7 +98,9 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
     perm = None
     if act_order:
         perm = torch.argsort(torch.diag(H), descending=True)
-        if group_size is not None:  # static groups, from the original weights, original column order
+        if (
+            group_size is not None
+        ):  # static groups, from the original weights, original column order
             s, z = compute_qparams(W.reshape(rows * n_groups, group_size), bits, symmetric)
             scales, zeros = s.reshape(rows, n_groups), z.reshape(rows, n_groups)
         W, H = W[:, perm], H[perm][:, perm]
@@ -109,7 +123,11 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
             if group_size is not None and not act_order and col % group_size == 0:
                 # the group starts here: its range from the current (already error-compensated) weights
                 end = col + group_size
-                grp = torch.cat([W1[:, i:], W[:, i2:end]], dim=1)[:, :group_size] if end > i2 else W1[:, i:i + group_size]
+                grp = (
+                    torch.cat([W1[:, i:], W[:, i2:end]], dim=1)[:, :group_size]
+                    if end > i2
+                    else W1[:, i : i + group_size]
+                )
                 s, z = compute_qparams(grp, bits, symmetric)
                 scales[:, g], zeros[:, g] = s[:, 0], z[:, 0]
             w = W1[:, i]
@@ -119,7 +137,9 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
             q = (c - z) * s
             codes[:, col], Q[:, col] = c, q
             err = (w - q) / d
-            W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1.0)  # the OBS update of the block's remaining columns
+            W1[:, i:].addr_(
+                err, Hinv1[i, i:], alpha=-1.0
+            )  # the OBS update of the block's remaining columns
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of everything after the block
         loss += 0.5 * float(Err1.pow(2).sum())
@@ -133,14 +153,24 @@ def gptq_quantize_weight(W: torch.Tensor, H: torch.Tensor, bits: int = 4, group_
 
 def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
     """``trace((W - W_hat) H (W - W_hat)^T) / 2``: the layer-output squared error per token that GPTQ minimises."""
-    D = (W.float() - W_hat.float())
+    D = W.float() - W_hat.float()
     return float(torch.einsum("ij,jk,ik->", D, H.float(), D) / 2)
 
 
 @torch.no_grad()
-def gptq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor, bits: int = 4,
-                group_size: int | None = 64, symmetric: bool = False, act_order: bool = False,
-                percdamp: float = 0.01, blocksize: int = 128, batch_size: int = 8, progress: bool = False) -> dict[str, QTensor]:
+def gptq_layers(
+    model: nn.Module,
+    layers: dict[str, nn.Linear],
+    windows: torch.Tensor,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    act_order: bool = False,
+    percdamp: float = 0.01,
+    blocksize: int = 128,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict[str, QTensor]:
     """GPTQ every layer in ``layers`` (name -> nn.Linear of ``model``), block by block.
 
     Each transformer block sees calibration inputs that went through the already-quantized
@@ -151,12 +181,15 @@ def gptq_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.T
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(layers), desc="GPTQ", leave=False)
 
     def process(block_layers: dict[str, nn.Linear], run) -> None:
         stats = collect_input_stats(block_layers, run)
         for n, m in block_layers.items():
-            qt, _ = gptq_quantize_weight(m.weight, stats[n].H, bits, group_size, symmetric, act_order, percdamp, blocksize)
+            qt, _ = gptq_quantize_weight(
+                m.weight, stats[n].H, bits, group_size, symmetric, act_order, percdamp, blocksize
+            )
             m.weight.copy_(qt.dequantize(m.weight.dtype))
             results[n] = qt
             if bar is not None:

@@ -14,6 +14,7 @@ This follows bitsandbytes' ``Linear8bitLt(has_fp16_weights=False, threshold=6.0)
 live only in int8, so the outlier columns are multiplied with the *dequantized* int8 weight
 columns. The tests check the outputs agree with bitsandbytes on this CPU.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,7 +38,11 @@ def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
         if outlier_cols.numel():
             stats_src = A.masked_fill(outliers, 0.0)
     row_absmax = stats_src.abs().amax(dim=1)
-    codes = torch.round(stats_src * (127.0 / row_absmax.clamp(min=1e-12)).unsqueeze(1)).clamp(-127, 127).to(torch.int8)
+    codes = (
+        torch.round(stats_src * (127.0 / row_absmax.clamp(min=1e-12)).unsqueeze(1))
+        .clamp(-127, 127)
+        .to(torch.int8)
+    )
     if outlier_cols is not None and outlier_cols.numel():
         codes[:, outlier_cols] = 0
     return codes, row_absmax, outlier_cols
@@ -63,18 +68,40 @@ class Int8Linear(nn.Module):
     ``threshold=0`` disables the outlier path (plain vector-wise int8).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, threshold: float = 6.0, device=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        threshold: float = 6.0,
+        device=None,
+    ):
         super().__init__()
-        self.in_features, self.out_features, self.threshold = in_features, out_features, float(threshold)
-        self.register_buffer("weight_t", torch.zeros(in_features, out_features, dtype=torch.int8, device=device))
-        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
+        self.in_features, self.out_features, self.threshold = (
+            in_features,
+            out_features,
+            float(threshold),
+        )
+        self.register_buffer(
+            "weight_t", torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
+        )
+        self.register_buffer(
+            "weight_scale", torch.ones(out_features, dtype=torch.float32, device=device)
+        )
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
-        self.last_outlier_cols = 0  # how many input columns took the fp path in the last call (for teaching)
+        self.last_outlier_cols = (
+            0  # how many input columns took the fp path in the last call (for teaching)
+        )
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, threshold: float = 6.0) -> "Int8Linear":
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, threshold,
-                    device=linear.weight.device)
+    def from_linear(cls, linear: nn.Linear, threshold: float = 6.0) -> Int8Linear:
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            threshold,
+            device=linear.weight.device,
+        )
         codes, absmax, _ = int8_vectorwise_quant(linear.weight.detach(), 0.0)
         layer.weight_t.copy_(codes.t())
         layer.weight_scale.copy_(absmax)
@@ -91,21 +118,30 @@ class Int8Linear(nn.Module):
         x2 = x.reshape(-1, self.in_features)
         codes, row_absmax, cols = int8_vectorwise_quant(x2, self.threshold)
         acc = int8_matmul(codes, self.weight_t)
-        out = acc.float() * (row_absmax.unsqueeze(1) * self.weight_scale.unsqueeze(0) / (127.0 * 127.0))
+        out = acc.float() * (
+            row_absmax.unsqueeze(1) * self.weight_scale.unsqueeze(0) / (127.0 * 127.0)
+        )
         self.last_outlier_cols = 0 if cols is None else int(cols.numel())
         if cols is not None and cols.numel():
-            w_cols = self.weight_t[cols].float() * (self.weight_scale / 127.0).unsqueeze(0)  # (n_out_cols, out)
+            w_cols = self.weight_t[cols].float() * (self.weight_scale / 127.0).unsqueeze(
+                0
+            )  # (n_out_cols, out)
             out = out + x2[:, cols].float() @ w_cols
         if self.bias is not None:
             out = out + self.bias
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def layer_config(self) -> dict:
-        return {"kind": "Int8Linear", "in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None, "threshold": self.threshold}
+        return {
+            "kind": "Int8Linear",
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "threshold": self.threshold,
+        }
 
     @classmethod
-    def from_layer_config(cls, cfg: dict) -> "Int8Linear":
+    def from_layer_config(cls, cfg: dict) -> Int8Linear:
         return cls(cfg["in_features"], cfg["out_features"], cfg["bias"], cfg["threshold"])
 
     def extra_repr(self) -> str:
@@ -117,12 +153,18 @@ def outlier_stats(x: torch.Tensor, threshold: float = 6.0) -> dict:
     and what fraction of all values that is."""
     x2 = x.reshape(-1, x.shape[-1]).abs()
     mask = x2 >= threshold
-    return {"outlier_dims": int(mask.any(dim=0).sum()), "dims": x2.shape[1], "outlier_fraction": mask.float().mean().item(),
-            "absmax": x2.max().item()}
+    return {
+        "outlier_dims": int(mask.any(dim=0).sum()),
+        "dims": x2.shape[1],
+        "outlier_fraction": mask.float().mean().item(),
+        "absmax": x2.max().item(),
+    }
 
 
 def check_int8_bits(bits: int) -> None:
     check_bits(bits)
     if bits != 8:
-        raise ValueError(f"LLM.int8 quantizes to 8 bits only, got bits={bits}; use method='gptq', 'awq' or 'rtn' "
-                         "for lower bit widths.")
+        raise ValueError(
+            f"LLM.int8 quantizes to 8 bits only, got bits={bits}; use method='gptq', 'awq' or 'rtn' "
+            "for lower bit widths."
+        )

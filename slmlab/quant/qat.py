@@ -11,6 +11,7 @@ so gradients reach the float "latent" weights:
 After a short fine-tune the latent weights sit where their rounded values work well;
 exporting them with round-to-nearest gives exactly the model that was trained.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,8 +32,9 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def fake_quantize_ste(w: torch.Tensor, bits: int, group_size: int | None = 64,
-                      symmetric: bool = False) -> torch.Tensor:
+def fake_quantize_ste(
+    w: torch.Tensor, bits: int, group_size: int | None = 64, symmetric: bool = False
+) -> torch.Tensor:
     """Fake quantization whose gradient is the identity (straight-through) w.r.t. ``w``.
 
     The scales are computed from the current weights and treated as constants."""
@@ -44,17 +46,35 @@ def fake_quantize_ste(w: torch.Tensor, bits: int, group_size: int | None = 64,
 class QATLinear(nn.Linear):
     """An ``nn.Linear`` whose forward pass uses its fake-quantized weight (STE backward)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int = 4,
-                 group_size: int | None = 64, symmetric: bool = False, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        bits: int = 4,
+        group_size: int | None = 64,
+        symmetric: bool = False,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.bits, self.symmetric = check_bits(bits), symmetric
         self.group_size = check_group_size(in_features, group_size)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int, group_size: int | None,
-                    symmetric: bool) -> "QATLinear":
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, group_size,
-                    symmetric, device=linear.weight.device, dtype=linear.weight.dtype)
+    def from_linear(
+        cls, linear: nn.Linear, bits: int, group_size: int | None, symmetric: bool
+    ) -> QATLinear:
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            bits,
+            group_size,
+            symmetric,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
         with torch.no_grad():
             layer.weight.copy_(linear.weight)
             if linear.bias is not None:
@@ -66,8 +86,13 @@ class QATLinear(nn.Linear):
         return F.linear(x, w, self.bias)
 
     def to_linear(self) -> nn.Linear:
-        lin = nn.Linear(self.in_features, self.out_features, self.bias is not None,
-                        device=self.weight.device, dtype=self.weight.dtype)
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            self.bias is not None,
+            device=self.weight.device,
+            dtype=self.weight.dtype,
+        )
         with torch.no_grad():
             lin.weight.copy_(self.weight)
             if self.bias is not None:
@@ -75,12 +100,20 @@ class QATLinear(nn.Linear):
         return lin
 
     def extra_repr(self) -> str:
-        return (super().extra_repr()
-                + f", bits={self.bits}, group_size={self.group_size}, symmetric={self.symmetric}")
+        return (
+            super().extra_repr()
+            + f", bits={self.bits}, group_size={self.group_size}, symmetric={self.symmetric}"
+        )
 
 
-def prepare_qat(model: nn.Module, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
-                skip=None, include=None) -> nn.Module:
+def prepare_qat(
+    model: nn.Module,
+    bits: int = 4,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    skip=None,
+    include=None,
+) -> nn.Module:
     """A deep copy of ``model`` whose linear layers (except ``skip``) are :class:`QATLinear`."""
 
     check_bits(bits)
@@ -101,10 +134,22 @@ def strip_qat(model: nn.Module) -> nn.Module:
     return model
 
 
-def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_size: int | None = 64,
-                 symmetric: bool = False, steps: int = 100, batch_size: int = 8, lr: float = 3e-4,
-                 warmup: int = 10, seed: int = 0, skip=None, include=None, progress: bool = False,
-                 log_every: int = 0) -> tuple[nn.Module, list[float]]:
+def qat_finetune(
+    model: nn.Module,
+    windows: torch.Tensor,
+    bits: int = 3,
+    group_size: int | None = 64,
+    symmetric: bool = False,
+    steps: int = 100,
+    batch_size: int = 8,
+    lr: float = 3e-4,
+    warmup: int = 10,
+    seed: int = 0,
+    skip=None,
+    include=None,
+    progress: bool = False,
+    log_every: int = 0,
+) -> tuple[nn.Module, list[float]]:
     """Fine-tune a copy of ``model`` through fake-quantized weights (straight-through estimator).
 
     ``windows`` (N, T) are training token windows; step ``s`` trains on ``batch_size`` of them
@@ -121,11 +166,14 @@ def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_s
     """
     windows = as_windows(windows, name="QAT training windows")
     if steps < 0 or batch_size < 1:
-        raise ValueError(f"QAT needs steps >= 0 and batch_size >= 1, got steps={steps}, "
-                         f"batch_size={batch_size}")
+        raise ValueError(
+            f"QAT needs steps >= 0 and batch_size >= 1, got steps={steps}, batch_size={batch_size}"
+        )
     if steps and not 0 <= warmup <= steps:
-        raise ValueError(f"QAT warm-up of {warmup} steps is longer than the run (steps={steps}): the "
-                         f"learning rate would never reach lr={lr}; pass 0 <= warmup <= steps")
+        raise ValueError(
+            f"QAT warm-up of {warmup} steps is longer than the run (steps={steps}): the "
+            f"learning rate would never reach lr={lr}; pass 0 <= warmup <= steps"
+        )
     qmodel = prepare_qat(model, bits, group_size, symmetric, skip, include)
     losses: list[float] = []
     if steps:
@@ -133,10 +181,24 @@ def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_s
         gen = torch.Generator().manual_seed(seed)
         picks = [torch.randint(0, n, (min(batch_size, n),), generator=gen) for _ in range(steps)]
         device = model_device(qmodel)
-        config = TrainConfig(batch_size=min(batch_size, n), seq_len=windows.shape[1] - 1, max_steps=steps,
-                             lr=lr, min_lr=0.1 * lr, warmup_steps=warmup, schedule="cosine", weight_decay=0.0,
-                             beta1=0.9, beta2=0.95, grad_clip=1.0, eval_every=0, log_every=1, seed=seed,
-                             device=str(device), progress=progress)
+        config = TrainConfig(
+            batch_size=min(batch_size, n),
+            seq_len=windows.shape[1] - 1,
+            max_steps=steps,
+            lr=lr,
+            min_lr=0.1 * lr,
+            warmup_steps=warmup,
+            schedule="cosine",
+            weight_decay=0.0,
+            beta1=0.9,
+            beta2=0.95,
+            grad_clip=1.0,
+            eval_every=0,
+            log_every=1,
+            seed=seed,
+            device=str(device),
+            progress=progress,
+        )
 
         def record(r: dict) -> None:
             losses.append(r["loss"])
@@ -146,7 +208,13 @@ def qat_finetune(model: nn.Module, windows: torch.Tensor, bits: int = 3, group_s
 
         # fit seeds torch's global RNG every step (dropout noise); the caller's RNG is left as it was
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            fit(qmodel, lambda step: windows[picks[step]], causal_lm_loss, config, callback=record,
-                progress_kw={"desc": f"QAT {bits}-bit", "leave": False})
+            fit(
+                qmodel,
+                lambda step: windows[picks[step]],
+                causal_lm_loss,
+                config,
+                callback=record,
+                progress_kw={"desc": f"QAT {bits}-bit", "leave": False},
+            )
     qmodel.eval()
     return strip_qat(qmodel), losses

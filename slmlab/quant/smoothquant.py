@@ -16,6 +16,7 @@ dynamic activation scales, per-output-channel weight scales). Here ``s`` is kept
 (``smooth``) so it works for every linear layer of any model; a deployment folds ``1/s``
 into the preceding normalisation layer's weight so it costs nothing.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,8 +30,9 @@ from .llm_int8 import int8_matmul, int8_vectorwise_quant
 ACT_GRANULARITIES = ("token", "tensor")
 
 
-def smoothing_factors(act_absmax: torch.Tensor, weight: torch.Tensor, alpha: float = 0.5,
-                      eps: float = 1e-5) -> torch.Tensor:
+def smoothing_factors(
+    act_absmax: torch.Tensor, weight: torch.Tensor, alpha: float = 0.5, eps: float = 1e-5
+) -> torch.Tensor:
     """SmoothQuant's per-input-channel factors ``s_j = max|x_j|^alpha / max_i |W_ij|^(1-alpha)``."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"migration strength alpha must be in [0, 1], got {alpha}.")
@@ -45,25 +47,51 @@ class W8A8Linear(nn.Module):
     quantized dynamically at run time (per token, or one scale per tensor), multiplied
     with an exact int8 GEMM. With ``smooth`` set it is a SmoothQuant layer."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, act_granularity: str = "token",
-                 act_bits: int = 8, smooth: bool = False, device=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        act_granularity: str = "token",
+        act_bits: int = 8,
+        smooth: bool = False,
+        device=None,
+    ):
         super().__init__()
         if act_granularity not in ACT_GRANULARITIES:
-            raise ValueError(f"act_granularity must be one of {ACT_GRANULARITIES}, got {act_granularity!r}.")
+            raise ValueError(
+                f"act_granularity must be one of {ACT_GRANULARITIES}, got {act_granularity!r}."
+            )
         check_bits(act_bits)
         self.in_features, self.out_features = in_features, out_features
         self.act_granularity, self.act_bits = act_granularity, act_bits
-        self.register_buffer("weight_t", torch.zeros(in_features, out_features, dtype=torch.int8, device=device))
-        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
+        self.register_buffer(
+            "weight_t", torch.zeros(in_features, out_features, dtype=torch.int8, device=device)
+        )
+        self.register_buffer(
+            "weight_scale", torch.ones(out_features, dtype=torch.float32, device=device)
+        )
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
         self.register_buffer("smooth", torch.ones(in_features, device=device) if smooth else None)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, smooth: torch.Tensor | None = None, act_granularity: str = "token",
-                    act_bits: int = 8) -> "W8A8Linear":
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        smooth: torch.Tensor | None = None,
+        act_granularity: str = "token",
+        act_bits: int = 8,
+    ) -> W8A8Linear:
         """Quantize ``linear``; if ``smooth`` (in_features,) is given, the weight is first multiplied by it."""
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, act_granularity, act_bits,
-                    smooth is not None, device=linear.weight.device)
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            act_granularity,
+            act_bits,
+            smooth is not None,
+            device=linear.weight.device,
+        )
         w = linear.weight.detach().float()
         if smooth is not None:
             w = w * smooth.to(w).unsqueeze(0)
@@ -97,34 +125,59 @@ class W8A8Linear(nn.Module):
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def layer_config(self) -> dict:
-        return {"kind": "W8A8Linear", "in_features": self.in_features, "out_features": self.out_features,
-                "bias": self.bias is not None, "act_granularity": self.act_granularity, "act_bits": self.act_bits,
-                "smooth": self.smooth is not None}
+        return {
+            "kind": "W8A8Linear",
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "act_granularity": self.act_granularity,
+            "act_bits": self.act_bits,
+            "smooth": self.smooth is not None,
+        }
 
     @classmethod
-    def from_layer_config(cls, cfg: dict) -> "W8A8Linear":
-        return cls(cfg["in_features"], cfg["out_features"], cfg["bias"], cfg["act_granularity"], cfg["act_bits"],
-                   cfg["smooth"])
+    def from_layer_config(cls, cfg: dict) -> W8A8Linear:
+        return cls(
+            cfg["in_features"],
+            cfg["out_features"],
+            cfg["bias"],
+            cfg["act_granularity"],
+            cfg["act_bits"],
+            cfg["smooth"],
+        )
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, act={self.act_granularity}"
-                f"/{self.act_bits}bit, smooth={self.smooth is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, act={self.act_granularity}"
+            f"/{self.act_bits}bit, smooth={self.smooth is not None}"
+        )
 
 
 @torch.no_grad()
-def collect_act_absmax(model: nn.Module, windows: torch.Tensor, layers: dict[str, nn.Module],
-                       batch_size: int = 8) -> dict[str, torch.Tensor]:
+def collect_act_absmax(
+    model: nn.Module, windows: torch.Tensor, layers: dict[str, nn.Module], batch_size: int = 8
+) -> dict[str, torch.Tensor]:
     """Per-input-channel max |x| seen at the input of each layer over the calibration windows."""
 
     def run():
         for batch in windows.split(batch_size):
             logits(model, batch.to(model_device(model)))
 
-    return {n: st.absmax for n, st in collect_input_stats(layers, run, hessian=False, absmax=True).items()}
+    return {
+        n: st.absmax
+        for n, st in collect_input_stats(layers, run, hessian=False, absmax=True).items()
+    }
 
 
-def smoothquant_layers(model: nn.Module, layers: dict[str, nn.Linear], windows: torch.Tensor, alpha: float = 0.5,
-                       act_granularity: str = "token", act_bits: int = 8, batch_size: int = 8) -> dict[str, W8A8Linear]:
+def smoothquant_layers(
+    model: nn.Module,
+    layers: dict[str, nn.Linear],
+    windows: torch.Tensor,
+    alpha: float = 0.5,
+    act_granularity: str = "token",
+    act_bits: int = 8,
+    batch_size: int = 8,
+) -> dict[str, W8A8Linear]:
     """SmoothQuant W8A8 versions of ``layers`` (name -> nn.Linear of ``model``), calibrated on ``windows``."""
     absmax = collect_act_absmax(model, windows, layers, batch_size)
     out = {}

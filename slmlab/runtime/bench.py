@@ -14,6 +14,7 @@ greedy, batch 1, for each number of new tokens. Each call is timed as a user mak
 call on a freshly loaded model (for TinyLM, that includes building its lean decoder) and the
 median of repeated calls (which reuse it).
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ from ..lm import lm_loss
 from ..models import TinyLM, TinyLMConfig, flops_per_token
 from ..timing import interleaved
 
-BENCH_CONFIG = dict(vocab_size=2048, block_size=256, n_layer=6, n_head=6, n_kv_head=2, d_model=192, d_ff=512)
+BENCH_CONFIG = dict(
+    vocab_size=2048, block_size=256, n_layer=6, n_head=6, n_kv_head=2, d_model=192, d_ff=512
+)
 TARGETS = {"train_speedup": 1.3, "decode_speedup": 2.0}
 
 
@@ -72,7 +75,9 @@ def kernel_share(step, reps: int = 2) -> float:
     Both implementations of the same model run the same products and the same attention kernel, so
     this share of the slower peer's step is a floor no implementation goes below: a speedup over
     it is at most 1 / share."""
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # else the profiler's C++ side logs its start and stop
+    os.environ.setdefault(
+        "KINETO_LOG_LEVEL", "6"
+    )  # else the profiler's C++ side logs its start and stop
     from torch.profiler import ProfilerActivity, profile
 
     step()
@@ -85,28 +90,50 @@ def kernel_share(step, reps: int = 2) -> float:
     return kernels / total
 
 
-def run(config: TinyLMConfig | None = None, batch: int = 8, seq: int = 256, new_tokens: int = 200,
-        reps: int = 5, matmul_n: int = 2048) -> dict:
+def run(
+    config: TinyLMConfig | None = None,
+    batch: int = 8,
+    seq: int = 256,
+    new_tokens: int = 200,
+    reps: int = 5,
+    matmul_n: int = 2048,
+) -> dict:
     """Measure and return the report (a dict); ``main`` prints it."""
     torch.manual_seed(0)
     config = config or TinyLMConfig(**BENCH_CONFIG)
     ours = TinyLM(config)
     theirs = to_hf(ours)
-    report = {"config": config.to_dict(), "parameters": ours.num_params(), "batch": batch,
-              "seq_len": seq, "threads": torch.get_num_threads()}
+    report = {
+        "config": config.to_dict(),
+        "parameters": ours.num_params(),
+        "batch": batch,
+        "seq_len": seq,
+        "threads": torch.get_num_threads(),
+    }
 
     # training: forward + backward + AdamW step, same weights, same batch
-    t = interleaved({"tinylm": _train_step_fn(ours, batch, seq, config.vocab_size, hf=False),
-                     "transformers": _train_step_fn(theirs, batch, seq, config.vocab_size, hf=True)}, reps)
+    t = interleaved(
+        {
+            "tinylm": _train_step_fn(ours, batch, seq, config.vocab_size, hf=False),
+            "transformers": _train_step_fn(theirs, batch, seq, config.vocab_size, hf=True),
+        },
+        reps,
+    )
     report["train_tokens_per_s"] = {k: batch * seq / v for k, v in t.items()}
     report["train_speedup"] = t["transformers"] / t["tinylm"]
     report["train_kernel_share"] = kernel_share(
-        _train_step_fn(theirs, batch, seq, config.vocab_size, hf=True))
+        _train_step_fn(theirs, batch, seq, config.vocab_size, hf=True)
+    )
 
     # the same TinyLM with its input embedding and LM head tied: one weight, two uses
     tied = TinyLM(TinyLMConfig(**{**config.to_dict(), "tie_embeddings": True}))
-    t = interleaved({"untied": _train_step_fn(ours, batch, seq, config.vocab_size, hf=False),
-                     "tied": _train_step_fn(tied, batch, seq, config.vocab_size, hf=False)}, reps)
+    t = interleaved(
+        {
+            "untied": _train_step_fn(ours, batch, seq, config.vocab_size, hf=False),
+            "tied": _train_step_fn(tied, batch, seq, config.vocab_size, hf=False),
+        },
+        reps,
+    )
     report["tied_step_slowdown"] = t["tied"] / t["untied"]
 
     # decode: greedy, batch 1, KV cache, same prompt and length. transformers gets its leanest setting:
@@ -116,7 +143,9 @@ def run(config: TinyLMConfig | None = None, batch: int = 8, seq: int = 256, new_
     ours = TinyLM(config).eval()
     theirs = to_hf(ours)
     theirs.generation_config.eos_token_id = None
-    prompt = torch.randint(0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1))
+    prompt = torch.randint(
+        0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1)
+    )
     n = min(new_tokens, config.block_size - prompt.shape[1])
     calls = _generate_calls(ours, theirs, prompt, n)
     with torch.no_grad():
@@ -138,33 +167,53 @@ def _generate_calls(ours, theirs, prompt: torch.Tensor, n: int) -> dict:
     """Greedy ``generate`` of ``n`` new tokens after ``prompt`` by TinyLM and by transformers (which
     gets its leanest setting: no end-of-sequence token, so no logits processor forces the length)."""
     theirs.generation_config.eos_token_id = None
-    hf_kw = {"max_new_tokens": n, "do_sample": False, "pad_token_id": 0,
-             "attention_mask": torch.ones_like(prompt)}
-    return {"tinylm": lambda: ours.generate(prompt, n, temperature=0),
-            "transformers": lambda: theirs.generate(prompt, **hf_kw)}
+    hf_kw = {
+        "max_new_tokens": n,
+        "do_sample": False,
+        "pad_token_id": 0,
+        "attention_mask": torch.ones_like(prompt),
+    }
+    return {
+        "tinylm": lambda: ours.generate(prompt, n, temperature=0),
+        "transformers": lambda: theirs.generate(prompt, **hf_kw),
+    }
 
 
 def format_report(r: dict) -> str:
-    lines = [(f"TinyLM vs transformers LlamaForCausalLM, same config ({r['parameters'] / 1e6:.2f}M "
-              f"parameters), batch {r['batch']} x seq {r['seq_len']}, {r['threads']} threads"),
-             f"{'':28}{'TinyLM':>14}{'transformers':>14}{'ratio':>9}  target"]
-    for key, label, target in [("train", "training tokens/s", "train_speedup"),
-                               ("decode", "decode tokens/s (KV cache)", "decode_speedup")]:
+    lines = [
+        (
+            f"TinyLM vs transformers LlamaForCausalLM, same config ({r['parameters'] / 1e6:.2f}M "
+            f"parameters), batch {r['batch']} x seq {r['seq_len']}, {r['threads']} threads"
+        ),
+        f"{'':28}{'TinyLM':>14}{'transformers':>14}{'ratio':>9}  target",
+    ]
+    for key, label, target in [
+        ("train", "training tokens/s", "train_speedup"),
+        ("decode", "decode tokens/s (KV cache)", "decode_speedup"),
+    ]:
         a, b = r[f"{key}_tokens_per_s"]["tinylm"], r[f"{key}_tokens_per_s"]["transformers"]
         ratio = r[target]
         verdict = "PASS" if ratio >= TARGETS[target] else "MISS"
-        lines.append(f"{label:28}{a:14,.0f}{b:14,.0f}{ratio:8.2f}x  >= {TARGETS[target]}x {verdict}")
+        lines.append(
+            f"{label:28}{a:14,.0f}{b:14,.0f}{ratio:8.2f}x  >= {TARGETS[target]}x {verdict}"
+        )
     share = r["train_kernel_share"]
-    lines.append(f"matrix products + attention kernels: {100 * share:.0f}% of transformers' training step; "
-                 f"with these kernels no implementation of this model can train more than {1 / share:.2f}x "
-                 "faster here")
+    lines.append(
+        f"matrix products + attention kernels: {100 * share:.0f}% of transformers' training step; "
+        f"with these kernels no implementation of this model can train more than {1 / share:.2f}x "
+        "faster here"
+    )
     same = r["decode_same_tokens"]
     lines.append("greedy decode: " + ("the same tokens from both" if same else "the tokens DIFFER"))
-    lines.append(f"tied embedding / LM head: a training step takes {r['tied_step_slowdown']:.2f}x the "
-                 "untied one")
-    lines.append(f"training step: {r['train_flops'] / 1e9:.1f} GFLOP/s achieved = "
-                 f"{100 * r['train_flops_fraction']:.1f}% of this machine's fp32 matmul "
-                 f"({r['matmul_flops'] / 1e9:.1f} GFLOP/s)")
+    lines.append(
+        f"tied embedding / LM head: a training step takes {r['tied_step_slowdown']:.2f}x the "
+        "untied one"
+    )
+    lines.append(
+        f"training step: {r['train_flops'] / 1e9:.1f} GFLOP/s achieved = "
+        f"{100 * r['train_flops_fraction']:.1f}% of this machine's fp32 matmul "
+        f"({r['matmul_flops'] / 1e9:.1f} GFLOP/s)"
+    )
     return "\n".join(lines)
 
 
@@ -191,7 +240,9 @@ def write_random_checkpoint(config_path, directory, seed: int = 0) -> Path:
     return Path(directory)
 
 
-def run_checkpoint(path, new_tokens=CHECKPOINT_NEW_TOKENS, prompt_len: int = 16, reps: int = 5) -> dict:
+def run_checkpoint(
+    path, new_tokens=CHECKPOINT_NEW_TOKENS, prompt_len: int = 16, reps: int = 5
+) -> dict:
     """``generate`` of the checkpoint at ``path`` by TinyLM (``from_hf``) and by transformers
     (``AutoModelForCausalLM``): greedy, batch 1, transformers without an end-of-sequence token (its
     leanest setting, as in :func:`run`).
@@ -206,9 +257,17 @@ def run_checkpoint(path, new_tokens=CHECKPOINT_NEW_TOKENS, prompt_len: int = 16,
     theirs = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     ours = from_hf(path)
     config = ours.config
-    prompt = torch.randint(0, config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1))
-    report = {"checkpoint": str(path), "parameters": sum(p.numel() for p in ours.parameters()),
-              "prompt_len": prompt_len, "threads": torch.get_num_threads(), "reps": reps, "generate": {}}
+    prompt = torch.randint(
+        0, config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1)
+    )
+    report = {
+        "checkpoint": str(path),
+        "parameters": sum(p.numel() for p in ours.parameters()),
+        "prompt_len": prompt_len,
+        "threads": torch.get_num_threads(),
+        "reps": reps,
+        "generate": {},
+    }
     with torch.no_grad():
         for n in new_tokens:
             calls = _generate_calls(ours, theirs, prompt, n)
@@ -221,8 +280,10 @@ def run_checkpoint(path, new_tokens=CHECKPOINT_NEW_TOKENS, prompt_len: int = 16,
             repeated = interleaved(calls, reps, warmup=0)
             report["generate"][n] = {
                 "same_tokens": torch.equal(out["tinylm"], out["transformers"]),
-                "first_s": first, "first_speedup": first["transformers"] / first["tinylm"],
-                "repeated_s": repeated, "repeated_speedup": repeated["transformers"] / repeated["tinylm"],
+                "first_s": first,
+                "first_speedup": first["transformers"] / first["tinylm"],
+                "repeated_s": repeated,
+                "repeated_speedup": repeated["transformers"] / repeated["tinylm"],
             }
         forget(ours)
         t = time.perf_counter()
@@ -232,26 +293,49 @@ def run_checkpoint(path, new_tokens=CHECKPOINT_NEW_TOKENS, prompt_len: int = 16,
 
 
 def format_checkpoint_report(r: dict) -> str:
-    lines = [(f"generate: TinyLM (slmlab.from_hf) vs transformers (AutoModelForCausalLM), the same "
-              f"checkpoint ({r['parameters'] / 1e6:.1f}M parameters), {r['prompt_len']}-token prompt, "
-              f"greedy, batch 1, {r['threads']} threads"),
-             f"{'new tokens':>10}  {'call':<24}{'TinyLM s':>10}{'transformers s':>16}{'ratio':>9}  target"]
+    lines = [
+        (
+            f"generate: TinyLM (slmlab.from_hf) vs transformers (AutoModelForCausalLM), the same "
+            f"checkpoint ({r['parameters'] / 1e6:.1f}M parameters), {r['prompt_len']}-token prompt, "
+            f"greedy, batch 1, {r['threads']} threads"
+        ),
+        f"{'new tokens':>10}  {'call':<24}{'TinyLM s':>10}{'transformers s':>16}{'ratio':>9}  target",
+    ]
     for n, g in r["generate"].items():
-        for key, label in (("first", "first call (cold)"), ("repeated", f"repeated (median of {r['reps']})")):
-            a, b, ratio = g[f"{key}_s"]["tinylm"], g[f"{key}_s"]["transformers"], g[f"{key}_speedup"]
+        for key, label in (
+            ("first", "first call (cold)"),
+            ("repeated", f"repeated (median of {r['reps']})"),
+        ):
+            a, b, ratio = (
+                g[f"{key}_s"]["tinylm"],
+                g[f"{key}_s"]["transformers"],
+                g[f"{key}_speedup"],
+            )
             verdict = "PASS" if ratio > CHECKPOINT_TARGET else "MISS"
-            lines.append(f"{n:>10}  {label:<24}{a:10.3f}{b:16.3f}{ratio:8.2f}x  > {CHECKPOINT_TARGET}x "
-                         f"{verdict}")
+            lines.append(
+                f"{n:>10}  {label:<24}{a:10.3f}{b:16.3f}{ratio:8.2f}x  > {CHECKPOINT_TARGET}x "
+                f"{verdict}"
+            )
     same = all(g["same_tokens"] for g in r["generate"].values())
-    lines.append("greedy generate: " + ("the same tokens from both" if same else "the tokens DIFFER")
-                 + f" ({' and '.join(str(n) for n in r['generate'])} new tokens)")
-    lines.append("TinyLM's decoder (built once per model, in its first call): "
-                 f"{r['decoder_build_s']:.3f} s to build")
+    lines.append(
+        "greedy generate: "
+        + ("the same tokens from both" if same else "the tokens DIFFER")
+        + f" ({' and '.join(str(n) for n in r['generate'])} new tokens)"
+    )
+    lines.append(
+        "TinyLM's decoder (built once per model, in its first call): "
+        f"{r['decoder_build_s']:.3f} s to build"
+    )
     return "\n".join(lines)
 
 
-def main(quick: bool = False, checkpoint=None, config=None, new_tokens=CHECKPOINT_NEW_TOKENS,
-         reps: int | None = None) -> dict:
+def main(
+    quick: bool = False,
+    checkpoint=None,
+    config=None,
+    new_tokens=CHECKPOINT_NEW_TOKENS,
+    reps: int | None = None,
+) -> dict:
     """Print and return a report: the base-model-shaped comparison by default, or ``generate`` of a
     checkpoint directory (``checkpoint``) or of a random model of a transformers ``config.json``."""
     if checkpoint is not None or config is not None:
@@ -265,8 +349,16 @@ def main(quick: bool = False, checkpoint=None, config=None, new_tokens=CHECKPOIN
         print(format_checkpoint_report(report))
         return report
     if quick:
-        cfg = TinyLMConfig(**{**BENCH_CONFIG, "n_layer": 2, "d_model": 96, "n_head": 3, "n_kv_head": 1,
-                              "d_ff": 256})
+        cfg = TinyLMConfig(
+            **{
+                **BENCH_CONFIG,
+                "n_layer": 2,
+                "d_model": 96,
+                "n_head": 3,
+                "n_kv_head": 1,
+                "d_ff": 256,
+            }
+        )
         report = run(cfg, batch=2, seq=128, new_tokens=40, reps=reps or 2, matmul_n=512)
     else:
         report = run(reps=reps or 5)

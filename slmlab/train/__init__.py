@@ -10,6 +10,7 @@
 ``run``           :func:`train`: a TinyLM pre-trained from a run config (``python -m slmlab train``)
 ================  ==============================================================================
 """
+
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig, lr_at
 from .data import build_tokenizer, encode_docs, evaluate_loss, get_batch, prepare_data
@@ -18,6 +19,24 @@ from .loop import fit
 from .losses import LOSSES, causal_lm_loss, get_loss
 from .run import TrainResult, load_run_config, main_train, pretraining_batches, train
 
-__all__ = ["TrainConfig", "lr_at", "fit", "LOSSES", "causal_lm_loss", "get_loss", "train", "main_train",
-           "TrainResult", "load_run_config", "pretraining_batches", "prepare_data", "build_tokenizer",
-           "encode_docs", "get_batch", "evaluate_loss", "save_checkpoint", "load_checkpoint", "dist_info"]
+__all__ = [
+    "TrainConfig",
+    "lr_at",
+    "fit",
+    "LOSSES",
+    "causal_lm_loss",
+    "get_loss",
+    "train",
+    "main_train",
+    "TrainResult",
+    "load_run_config",
+    "pretraining_batches",
+    "prepare_data",
+    "build_tokenizer",
+    "encode_docs",
+    "get_batch",
+    "evaluate_loss",
+    "save_checkpoint",
+    "load_checkpoint",
+    "dist_info",
+]

@@ -4,6 +4,7 @@ a whole directory or not at all, so an interrupted run resumes exactly where it 
 A model slmlab can save (a TinyLM) is written with ``save_pretrained``, so a checkpoint is also a
 model directory; any other module (a transformers model) as its ``state_dict`` in
 ``model.safetensors`` (a shared weight once), enough to resume into the same module."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"]}
 
 
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def _load_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
+) -> None:
     state: dict[int, dict] = {}
     for name, val in tensors.items():
         pid, key = name.split(".", 1)
@@ -51,12 +54,25 @@ def _save_model(model: torch.nn.Module, directory: Path, tokenizer) -> None:
         tokenizer.save(directory / "tokenizer.json")
 
 
-def save_checkpoint(out_dir, model, opt, step: int, run_config: dict | None = None, tokenizer=None,
-                    history: list[dict] = (), tokens: int | None = None) -> Path:
+def save_checkpoint(
+    out_dir,
+    model,
+    opt,
+    step: int,
+    run_config: dict | None = None,
+    tokenizer=None,
+    history: list[dict] = (),
+    tokens: int | None = None,
+) -> Path:
     """``out_dir/checkpoint``: model + optimizer (safetensors) and ``state.json`` (the step, the
     run's description, the log so far and the tokens trained on); written as a whole or not at all."""
     opt_tensors, opt_meta = _optimizer_tensors(opt)
-    state = {"step": step, "run_config": run_config, "optimizer": opt_meta, "history": list(history)}
+    state = {
+        "step": step,
+        "run_config": run_config,
+        "optimizer": opt_meta,
+        "history": list(history),
+    }
     if tokens is not None:
         state["tokens"] = tokens
 
@@ -74,12 +90,16 @@ def load_checkpoint(ckpt_dir, model, opt) -> dict:
     ckpt_dir = Path(ckpt_dir)
     state_path = ckpt_dir / "state.json"
     if not state_path.is_file():
-        raise CheckpointError(f"missing {state_path}: {ckpt_dir} is not a complete training checkpoint")
+        raise CheckpointError(
+            f"missing {state_path}: {ckpt_dir} is not a complete training checkpoint"
+        )
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{state_path} is corrupt ({e})") from None
-    opt_tensors = load_tensors(ckpt_dir / "optimizer.safetensors")  # read every file before changing anything
+    opt_tensors = load_tensors(
+        ckpt_dir / "optimizer.safetensors"
+    )  # read every file before changing anything
     load_weights(model, ckpt_dir)
     _load_optimizer(opt, opt_tensors, state["optimizer"])
     return state

@@ -1,4 +1,5 @@
 """A training run's options (:class:`TrainConfig`) and its learning-rate schedule (:func:`lr_at`)."""
+
 from __future__ import annotations
 
 import math
@@ -45,7 +46,9 @@ class TrainConfig:
         A warm-up longer than ``max_steps`` is allowed: the run then covers only the first steps of
         its warm-up (a one-step check of a longer run's configuration, as notebook 21 does)."""
         if self.schedule not in ("cosine", "wsd", "constant"):
-            raise ValueError(f"train.schedule={self.schedule!r} is not one of 'cosine', 'wsd', 'constant'")
+            raise ValueError(
+                f"train.schedule={self.schedule!r} is not one of 'cosine', 'wsd', 'constant'"
+            )
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"train.dtype={self.dtype!r} is not 'float32' or 'bfloat16'")
         for name in ("batch_size", "seq_len", "grad_accum", "max_steps"):
@@ -57,11 +60,13 @@ class TrainConfig:
             raise ValueError(f"train.decay_frac must be in (0, 1], got {self.decay_frac}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"Unknown train option(s) {unknown}; known options are {sorted(known)}.")
+            raise ValueError(
+                f"Unknown train option(s) {unknown}; known options are {sorted(known)}."
+            )
         return cls(**d)
 
 

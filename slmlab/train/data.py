@@ -1,8 +1,9 @@
 """A run's data: the tokenizer, the corpus as one stream of token ids, and the batch of each step."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -17,8 +18,10 @@ def build_tokenizer(spec: dict, texts: Callable[[int], str]):
     kind = spec.get("kind", "bpe")
     sample = texts(int(spec.get("train_chars", 4_000_000)))
     if kind == "bpe":
-        return BPETokenizer.train([sample[i : i + 10_000] for i in range(0, len(sample), 10_000)],
-                                  vocab_size=int(spec.get("vocab_size", 2048)))
+        return BPETokenizer.train(
+            [sample[i : i + 10_000] for i in range(0, len(sample), 10_000)],
+            vocab_size=int(spec.get("vocab_size", 2048)),
+        )
     if kind == "char":
         return CharTokenizer.train([sample])
     raise ValueError(f"data.tokenizer.kind={kind!r} is not 'bpe' or 'char'")
@@ -58,8 +61,10 @@ def prepare_data(data: dict):
         sample = lambda n: text[:n]  # noqa: E731
     else:
         if data.get("corpus", "tinytales") != "tinytales":
-            raise ValueError(f"data.corpus={data.get('corpus')!r}: only 'tinytales' or a data.text_file "
-                             "is supported")
+            raise ValueError(
+                f"data.corpus={data.get('corpus')!r}: only 'tinytales' or a data.text_file "
+                "is supported"
+            )
         mix = data.get("mix")
         train_docs = _tinytales_docs("train", int(data.get("train_chars", 20_000_000)), seed, mix)
         val_docs = _tinytales_docs("val", int(data.get("val_chars", 200_000)), seed, mix)
@@ -68,8 +73,15 @@ def prepare_data(data: dict):
     return tokenizer, encode_docs(tokenizer, train_docs), encode_docs(tokenizer, val_docs)
 
 
-def get_batch(ids: torch.Tensor, step: int, seed: int, batch_size: int, seq_len: int,
-              rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(
+    ids: torch.Tensor,
+    step: int,
+    seed: int,
+    batch_size: int,
+    seq_len: int,
+    rank: int = 0,
+    world: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """This process's slice of the global batch of ``step``: a function of (seed, step) only."""
     if len(ids) <= seq_len + 1:
         raise ValueError(f"only {len(ids)} tokens of data, fewer than seq_len+1={seq_len + 1}")
@@ -81,8 +93,9 @@ def get_batch(ids: torch.Tensor, step: int, seed: int, batch_size: int, seq_len:
     return x, y
 
 
-def evaluate_loss(model, ids: torch.Tensor, seq_len: int, n_batches: int, batch_size: int,
-                  device=None) -> float:
+def evaluate_loss(
+    model, ids: torch.Tensor, seq_len: int, n_batches: int, batch_size: int, device=None
+) -> float:
     """Mean next-token loss on fixed, evenly spaced windows of ``ids`` (the same every call), on
     the model's device (``device`` is accepted for old callers and not used)."""
     n = min(n_batches * batch_size, max(1, (len(ids) - 1) // seq_len))

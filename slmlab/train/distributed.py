@@ -7,6 +7,7 @@ here, joins the process group (NCCL on CUDA, gloo on CPU), and wraps the model i
 ``backward``. Each process trains on its own slice of the same global batch, so ``W``
 processes compute the gradient of one process with ``W`` times the batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,11 @@ from ..utils import pick_device
 def dist_info() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` of this process: ``(0, 1, 0)`` outside ``torchrun``."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+        return (
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", 0)),
+        )
     return 0, 1, 0
 
 

@@ -20,13 +20,15 @@ the ``W`` processes trains on its own slice of the same global batch (``batches`
 this process's slice: see :func:`~slmlab.train.distributed.dist_info`), so a 2-process run
 computes the gradient of the 1-process run with twice the batch.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -61,8 +63,10 @@ def micro_batches(batch, n: int) -> list:
         return [batch]
     if torch.is_tensor(batch):
         if batch.dim() == 0 or batch.shape[0] % n:
-            raise ValueError(f"train.grad_accum={n} must divide the number of rows of every tensor in a "
-                             f"batch, got a tensor of shape {tuple(batch.shape)}")
+            raise ValueError(
+                f"train.grad_accum={n} must divide the number of rows of every tensor in a "
+                f"batch, got a tensor of shape {tuple(batch.shape)}"
+            )
         return list(batch.split(batch.shape[0] // n))
     if isinstance(batch, (tuple, list)):
         parts = [micro_batches(b, n) for b in batch]
@@ -87,7 +91,13 @@ def _n_tokens(batch) -> int | None:
     """The number of entries of the batch's first tensor (its input token ids)."""
     if torch.is_tensor(batch):
         return batch.numel()
-    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else ()
+    values = (
+        batch.values()
+        if isinstance(batch, dict)
+        else batch
+        if isinstance(batch, (tuple, list))
+        else ()
+    )
     for b in values:
         if (n := _n_tokens(b)) is not None:
             return n
@@ -100,15 +110,31 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     trainable = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.dim() >= 2]
     no_decay = [p for p in trainable if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=config.lr, betas=(config.beta1, config.beta2), foreach=True)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        betas=(config.beta1, config.beta2),
+        foreach=True,
+    )
 
 
-def fit(model: nn.Module, batches: Callable[[int], Any], loss_fn: LossFn | str, config: TrainConfig, *,
-        evaluate: Callable[[nn.Module], dict] | None = None, callback: Callable[[dict], None] | None = None,
-        resume: bool = True, stop_at: int | None = None, run_config: dict | None = None, tokenizer=None,
-        progress_kw: dict | None = None) -> list[dict]:
+def fit(
+    model: nn.Module,
+    batches: Callable[[int], Any],
+    loss_fn: LossFn | str,
+    config: TrainConfig,
+    *,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    callback: Callable[[dict], None] | None = None,
+    resume: bool = True,
+    stop_at: int | None = None,
+    run_config: dict | None = None,
+    tokenizer=None,
+    progress_kw: dict | None = None,
+) -> list[dict]:
     """Train ``model`` in place for ``config.max_steps`` optimizer steps; returns the log records.
 
     Parameters
@@ -154,7 +180,9 @@ def fit(model: nn.Module, batches: Callable[[int], Any], loss_fn: LossFn | str, 
     rank, world, local_rank = dist_info()
     device = train_device(config.device, world, local_rank)
     if config.dtype == "bfloat16" and not bf16_supported(device):
-        raise ValueError(f"train.dtype='bfloat16' but {device} cannot run bfloat16 autocast; use 'float32'")
+        raise ValueError(
+            f"train.dtype='bfloat16' but {device} cannot run bfloat16 autocast; use 'float32'"
+        )
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has no parameters with requires_grad=True: nothing to train")
     first = batches(0)
@@ -194,8 +222,12 @@ def fit(model: nn.Module, batches: Callable[[int], Any], loss_fn: LossFn | str, 
     params = [p for p in model.parameters() if p.requires_grad]
     ga = config.grad_accum
     end = config.max_steps if stop_at is None else min(stop_at, config.max_steps)
-    bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress or rank != 0,
-               **{"desc": "train", "dynamic_ncols": True, **(progress_kw or {})})
+    bar = tqdm(
+        total=config.max_steps,
+        initial=step,
+        disable=not config.progress or rank != 0,
+        **{"desc": "train", "dynamic_ncols": True, **(progress_kw or {})},
+    )
     was_training = model.training
     model.train()
     t0, last_tokens = time.perf_counter(), tokens
@@ -205,7 +237,9 @@ def fit(model: nn.Module, batches: Callable[[int], Any], loss_fn: LossFn | str, 
             lr = lr_at(step, config)
             for g in opt.param_groups:
                 g["lr"] = lr
-            torch.manual_seed(config.seed * 7_919 + step * world + rank)  # dropout noise of this step
+            torch.manual_seed(
+                config.seed * 7_919 + step * world + rank
+            )  # dropout noise of this step
             loss_sum, metric_sums = 0.0, {}
             for micro, batch in enumerate(micro_batches(batches(step), ga)):
                 batch = _to(batch, device)
@@ -231,12 +265,21 @@ def fit(model: nn.Module, batches: Callable[[int], Any], loss_fn: LossFn | str, 
                 dt = time.perf_counter() - t0
                 tps = (tokens - last_tokens) / max(dt, 1e-9)
                 t0, last_tokens = time.perf_counter(), tokens
-                record = {"step": step, "loss": loss_sum, "lr": lr, "grad_norm": grad_norm,
-                          "tokens_per_s": tps, "tokens": tokens,
-                          "elapsed_s": round(time.perf_counter() - t_start, 2),
-                          **dict(zip(metric_sums, means, strict=True))}
-                if evaluate is not None and config.eval_every and (step % config.eval_every == 0
-                                                                   or step == config.max_steps):
+                record = {
+                    "step": step,
+                    "loss": loss_sum,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": tps,
+                    "tokens": tokens,
+                    "elapsed_s": round(time.perf_counter() - t_start, 2),
+                    **dict(zip(metric_sums, means, strict=True)),
+                }
+                if (
+                    evaluate is not None
+                    and config.eval_every
+                    and (step % config.eval_every == 0 or step == config.max_steps)
+                ):
                     with eval_mode(model), torch.no_grad():
                         record.update(evaluate(model))
                     t0 = time.perf_counter()  # evaluation time is not training throughput

@@ -11,10 +11,12 @@ ignored), DPO (a preference margin against a frozen reference) and distillation 
 teacher's distribution as the target) are further entries of :data:`LOSSES` to come; QAT
 needs no loss of its own (it trains the fake-quantized model with :func:`causal_lm_loss`).
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn

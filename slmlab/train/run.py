@@ -16,12 +16,13 @@ A run is described by one JSON-able dict with three sections::
 :func:`~slmlab.train.get_batch`, and saves the final model to ``out_dir/model``. The loop
 writes ``out_dir/config.json``, ``log.jsonl`` and the checkpoints, and makes resumption exact.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -68,15 +69,27 @@ def pretraining_batches(ids: torch.Tensor, c: TrainConfig, rank: int = 0, world:
     ``s`` is the batch of sampler step ``s * grad_accum + m``)."""
 
     def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = zip(*(get_batch(ids, step * c.grad_accum + m, c.seed, c.batch_size, c.seq_len, rank, world)
-                       for m in range(c.grad_accum)), strict=True)
+        xs, ys = zip(
+            *(
+                get_batch(
+                    ids, step * c.grad_accum + m, c.seed, c.batch_size, c.seq_len, rank, world
+                )
+                for m in range(c.grad_accum)
+            ),
+            strict=True,
+        )
         return (xs[0], ys[0]) if c.grad_accum == 1 else (torch.cat(xs), torch.cat(ys))
 
     return batches
 
 
-def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[dict], None] | None = None,
-          stop_at: int | None = None) -> TrainResult:
+def train(
+    run_config: dict,
+    resume: bool = True,
+    data=None,
+    callback: Callable[[dict], None] | None = None,
+    stop_at: int | None = None,
+) -> TrainResult:
     """Train a TinyLM as ``run_config`` says; returns the model, tokenizer and the logged history.
 
     ``data=(tokenizer, train_ids, val_ids)`` skips data preparation (notebooks reuse it);
@@ -85,15 +98,21 @@ def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[
     ``stop_at`` ends the run early at that step, with a checkpoint, as if it were interrupted."""
     unknown = sorted(set(run_config) - {"model", "data", "train", "name", "description"})
     if unknown:
-        raise ValueError(f"Unknown top-level section(s) {unknown}; a run config has 'model', 'data', 'train'")
+        raise ValueError(
+            f"Unknown top-level section(s) {unknown}; a run config has 'model', 'data', 'train'"
+        )
     tc = TrainConfig.from_dict(dict(run_config.get("train", {})))
-    tokenizer, train_ids, val_ids = data if data is not None else prepare_data(run_config.get("data", {}))
+    tokenizer, train_ids, val_ids = (
+        data if data is not None else prepare_data(run_config.get("data", {}))
+    )
     mdict = dict(run_config.get("model", {}))
     mdict.setdefault("vocab_size", tokenizer.vocab_size)
     mdict.setdefault("block_size", tc.seq_len)
     mconf = TinyLMConfig.from_dict(mdict)
     if mconf.vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"model.vocab_size={mconf.vocab_size} < tokenizer vocabulary {tokenizer.vocab_size}")
+        raise ValueError(
+            f"model.vocab_size={mconf.vocab_size} < tokenizer vocabulary {tokenizer.vocab_size}"
+        )
     if tc.seq_len > mconf.block_size:
         raise ValueError(f"train.seq_len={tc.seq_len} exceeds model.block_size={mconf.block_size}")
 
@@ -105,8 +124,18 @@ def train(run_config: dict, resume: bool = True, data=None, callback: Callable[[
         return {"val_loss": evaluate_loss(m, val_ids, tc.seq_len, tc.eval_batches, tc.batch_size)}
 
     batches = pretraining_batches(train_ids, tc, rank, world)
-    history = fit(model, batches, causal_lm_loss, tc, evaluate=evaluate, callback=callback, resume=resume,
-                  stop_at=stop_at, run_config=run_config, tokenizer=tokenizer)
+    history = fit(
+        model,
+        batches,
+        causal_lm_loss,
+        tc,
+        evaluate=evaluate,
+        callback=callback,
+        resume=resume,
+        stop_at=stop_at,
+        run_config=run_config,
+        tokenizer=tokenizer,
+    )
     out_dir = Path(tc.out_dir) if tc.out_dir else None
     if out_dir and rank == 0:
         save_pretrained(model, out_dir / "model", tokenizer)
@@ -126,7 +155,11 @@ def main_train(config_path, out_dir=None, max_steps=None, resume=True) -> TrainR
     res = train(cfg, resume=resume)
     rank, world, _ = dist_info()
     if rank == 0:
-        print(json.dumps({"out_dir": str(res.out_dir), "final": res.history[-1] if res.history else None}))
+        print(
+            json.dumps(
+                {"out_dir": str(res.out_dir), "final": res.history[-1] if res.history else None}
+            )
+        )
     if world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return res

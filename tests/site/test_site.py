@@ -67,17 +67,26 @@ def run_build(extra_args: list[str], env_extra: dict[str, str] | None = None) ->
     start = time.perf_counter()
     proc = subprocess.run(
         [*jupyter_book(), "build", ".", "-W", "--keep-going", *extra_args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
     )
     elapsed = time.perf_counter() - start
     log = proc.stdout + proc.stderr
     # Sphinx's own messages ("path:line: WARNING: ..."); not the kernel's "[IPKernelApp] WARNING |" logs.
-    warnings = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL|SEVERE):", line)]
+    warnings = [
+        line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL|SEVERE):", line)
+    ]
     if proc.returncode != 0 or warnings:
         tail = "\n".join(log.splitlines()[-60:])
         pytest.fail(
             f"jupyter-book build {' '.join(extra_args)} failed (exit {proc.returncode}, "
-            f"{len(warnings)} warning/error lines):\n" + "\n".join(warnings[:30]) + "\n--- log tail ---\n" + tail
+            f"{len(warnings)} warning/error lines):\n"
+            + "\n".join(warnings[:30])
+            + "\n--- log tail ---\n"
+            + tail
         )
     return elapsed
 
@@ -113,7 +122,9 @@ def expected_title(doc: str) -> str:
     if src.suffix == ".ipynb":
         nb = json.loads(src.read_text(encoding="utf-8"))
         lines = [
-            line for cell in nb["cells"] if cell["cell_type"] == "markdown"
+            line
+            for cell in nb["cells"]
+            if cell["cell_type"] == "markdown"
             for line in "".join(cell["source"]).splitlines()
         ]
     else:
@@ -188,7 +199,7 @@ def stored_figures_and_tables(nb: dict) -> tuple[int, int]:
     return figures, tables
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ids_in(path: Path) -> frozenset[str]:
     text = path.read_text(encoding="utf-8", errors="replace")
     return frozenset(re.findall(r'\bid="([^"]+)"', text))
@@ -241,9 +252,16 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=1280,900",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)
@@ -257,7 +275,9 @@ def load(browser, url: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url)
-    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def screenshot(browser, name: str) -> None:
@@ -308,7 +328,11 @@ def test_every_toc_page_loads_with_title_links_and_images(browser, server, built
                 target = target / "index.html"
             if not target.exists():
                 problems.append(f"{doc}: broken link {href}")
-            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in ids_in(target):
+            elif (
+                parts.fragment
+                and target.suffix == ".html"
+                and unquote(parts.fragment) not in ids_in(target)
+            ):
                 problems.append(f"{doc}: link to a missing anchor {href}")
     assert not problems, "site problems:\n" + "\n".join(problems)
 
@@ -349,14 +373,18 @@ def test_search_finds_results(browser, server):
     load(browser, server + "search.html?q=quantization")
     try:
         WebDriverWait(browser, 30).until(
-            lambda d: d.execute_script("return document.querySelectorAll('ul.search li').length") > 0
+            lambda d: (
+                d.execute_script("return document.querySelectorAll('ul.search li').length") > 0
+            )
         )
     finally:
         screenshot(browser, "search-quantization")
     found = browser.execute_script(
         "return Array.from(document.querySelectorAll('ul.search li a')).map(a => a.getAttribute('href'));"
     )
-    assert any("06-compression" in href for href in found), f"search for 'quantization' returned {found[:10]}"
+    assert any("06-compression" in href for href in found), (
+        f"search for 'quantization' returned {found[:10]}"
+    )
 
 
 def test_exercise_solution_opens_on_click(browser, server):
@@ -369,7 +397,9 @@ def test_exercise_solution_opens_on_click(browser, server):
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
     button.click()
     time.sleep(0.5)
-    assert "toggle-hidden" not in sol.get_attribute("class"), "clicking the title did not open the solution"
+    assert "toggle-hidden" not in sol.get_attribute("class"), (
+        "clicking the title did not open the solution"
+    )
     assert body.is_displayed(), "the opened solution's text is not visible"
     screenshot(browser, "solution-open")
 
@@ -428,8 +458,12 @@ def test_student_edition_has_exercises_but_no_solutions(built_site):
         student = student_page.read_text(encoding="utf-8")
         n_ex = normal.count('class="exercise admonition"')
         assert student.count('class="exercise admonition"') == n_ex, f"{doc}: exercises lost"
-        assert 'class="solution' not in student, f"{doc}: a solution survived in the student edition"
+        assert 'class="solution' not in student, (
+            f"{doc}: a solution survived in the student edition"
+        )
         if n_ex:
             exercise_pages += 1
-            assert 'class="solution' in normal, f"{doc}: the normal edition has exercises but no solutions"
+            assert 'class="solution' in normal, (
+                f"{doc}: the normal edition has exercises but no solutions"
+            )
     assert exercise_pages >= 10
