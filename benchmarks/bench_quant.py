@@ -39,8 +39,8 @@ from slmlab.timing import interleaved
 
 
 def torch_dynamic_int8(module: nn.Module, only=None):
-    """PyTorch's built-in dynamic int8 quantization (deprecated in torch 2.x, still shipped); None if absent.
-    ``only``: names of the linear layers to quantize (default: every nn.Linear)."""
+    """PyTorch's built-in dynamic int8 quantization (deprecated in torch 2.x, still shipped); None
+    if absent. ``only``: names of the linear layers to quantize (default: every nn.Linear)."""
     try:
         from torch.ao.quantization import quantize_dynamic
     except ImportError:
@@ -58,7 +58,8 @@ def torch_dynamic_int8(module: nn.Module, only=None):
 
 @torch.no_grad()
 def race(fns: dict, repeat: int, warmup: int = 3) -> dict:
-    """Median seconds per call of each function, measured interleaved (slmlab.timing.interleaved)."""
+    """Median seconds per call of each function, measured interleaved
+    (slmlab.timing.interleaved)."""
     return interleaved(fns, repeat, warmup=warmup)
 
 
@@ -192,12 +193,12 @@ def main(argv=None):
     x = torch.randn(64, 4096)
     fns = {
         "float32": lambda: lin(x),
-        "int8 W8A8 (slmlab, torch._int_mm)": (lambda l: lambda: l(x))(W8A8Linear.from_linear(lin)),
+        "int8 W8A8 (slmlab, torch._int_mm)": (lambda q: lambda: q(x))(W8A8Linear.from_linear(lin)),
     }
     dyn = torch_dynamic_int8(nn.Sequential(lin))
     if dyn is not None:
         fns["int8 dynamic (torch.ao quantize_dynamic)"] = lambda: dyn(x)
-    fns["int4 g64 weight-only (dequant on the fly)"] = (lambda l: lambda: l(x))(
+    fns["int4 g64 weight-only (dequant on the fly)"] = (lambda q: lambda: q(x))(
         QuantLinear.from_linear(lin, 4, 64)
     )
     times = race(fns, args.repeat)
@@ -248,7 +249,8 @@ def main(argv=None):
     print("\nSummary (ratios, measured above):")
     print(f"  size int4-g64 model / float32 model        {model_nbytes(q_gptq) / f_bytes:.3f}")
     print(
-        f"  size int8 model / float32 model            {model_nbytes(variants['int8 W8A8 (per-channel)']) / f_bytes:.3f}"
+        "  size int8 model / float32 model            "
+        f"{model_nbytes(variants['int8 W8A8 (per-channel)']) / f_bytes:.3f}"
     )
     print(f"  int8 speed-up, 4096x4096 layer (batch 64)   {layer_ratio:.2f}x")
     print(f"  int8 speed-up, base model prefill           {model_ratio:.2f}x")
@@ -284,7 +286,8 @@ def quality(model, tok, calib, text_file=None):
     t = time.perf_counter()
     rows = compare_methods(model, evals, runs, calib=calib)
     print(
-        f"\n0. Quality: perplexity on {evals.numel()} held-out tokens ({time.perf_counter() - t:.0f} s for all)"
+        f"\n0. Quality: perplexity on {evals.numel()} held-out tokens "
+        f"({time.perf_counter() - t:.0f} s for all)"
     )
     df = pd.DataFrame(rows)
     df["MB"] = df["bytes"] / 1e6

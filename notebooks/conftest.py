@@ -1,22 +1,26 @@
-"""pytest plugin for the notebooks, loaded by ``pytest --nbval ... notebooks`` (``make test``).
+"""pytest plugin for the notebooks, loaded by ``pytest --nbval ... notebooks``
+(``make test``).
 
-nbval collects every code cell of ``notebooks/*.ipynb`` as one test item and runs a notebook's
-cells in one fresh kernel. This plugin adds what nbval lacks:
+nbval collects every code cell of ``notebooks/*.ipynb`` as one test item and runs a
+notebook's cells in one fresh kernel. This plugin adds what nbval lacks:
 
-- **Time per notebook.** It sums the wall time of each notebook's items (kernel start-up
-  included) and prints the ten slowest notebooks at the end of the session.
-- **The notebook budget.** About 45 s per notebook on average and at most 90 s; 180 s in total
-  is the hard CI limit. A cell that would take a notebook past 180 s is interrupted and fails
-  with a message that states the budget, and the notebook's remaining cells are skipped. (The
-  per-cell limit is nbval's ``--nbval-cell-timeout``, set in the Makefile.)
-- **skip-execution.** Cells tagged ``skip-execution`` are skipped here too, as the book's
-  executor (``make notebooks``) skips them.
-- **Cells run as in Jupyter.** nbval 0.11 sends each cell with ``store_history=False``; IPython
-  then misses a final ``;`` (it looks for it in the history) and shows the value the notebook
-  hides, e.g. the function ``widgets.interact(...);`` returns. Here cells run with history, as
-  in Jupyter and in ``make notebooks``.
+- **Time per notebook.** It sums the wall time of each notebook's items (kernel
+  start-up included) and prints the ten slowest notebooks at the end of the session.
+- **The notebook budget.** About 45 s per notebook on average and at most 90 s; 180 s
+  in total is the hard CI limit. A cell that would take a notebook past 180 s is
+  interrupted and fails with a message that states the budget, and the notebook's
+  remaining cells are skipped. (The per-cell limit is nbval's
+  ``--nbval-cell-timeout``, set in the Makefile.)
+- **skip-execution.** Cells tagged ``skip-execution`` are skipped here too, as the
+  book's executor (``make notebooks``) skips them.
+- **Cells run as in Jupyter.** nbval 0.11 sends each cell with
+  ``store_history=False``; IPython then misses a final ``;`` (it looks for it in the
+  history) and shows the value the notebook hides, e.g. the function
+  ``widgets.interact(...);`` returns. Here cells run with history, as in Jupyter and in
+  ``make notebooks``.
 
-The kernels inherit this process's environment: offline, as in ``tools/execute_notebooks.py``.
+The kernels inherit this process's environment: offline, as in
+``tools/execute_notebooks.py``.
 """
 
 from __future__ import annotations
@@ -27,15 +31,16 @@ from collections import defaultdict
 
 import pytest
 
-# The hard CI limit for one notebook, kernel start-up included. SLM_NOTEBOOK_BUDGET=600 raises it
-# on a slow or busy machine (tools/execute_notebooks.py reads the same variable).
+# The hard CI limit for one notebook, kernel start-up included. SLM_NOTEBOOK_BUDGET=600
+# raises it on a slow or busy machine (tools/execute_notebooks.py reads the same
+# variable).
 BUDGET_S = float(os.environ.get("SLM_NOTEBOOK_BUDGET", "180"))
 TARGET_S = 90.0  # what each notebook should stay under
 AVERAGE_S = 45.0  # what notebooks should take on average
 SLOWEST_SHOWN = 10
 BUDGET_TEXT = (
-    f"the notebook budget: about {AVERAGE_S:.0f} s on average, at most {TARGET_S:.0f} s per "
-    "notebook; 3 minutes (180 s) is the hard CI limit"
+    f"the notebook budget: about {AVERAGE_S:.0f} s on average, "
+    f"at most {TARGET_S:.0f} s per notebook; 3 minutes (180 s) is the hard CI limit"
     + (
         ""
         if BUDGET_S == 180
@@ -115,7 +120,10 @@ def pytest_runtest_call(item):
     nb = _notebook(item.nodeid)
     remaining = BUDGET_S - _spent[nb]
     where = f"Cell {item.cell_num}"
-    message = f"{nb} ran past {BUDGET_S:.0f} s in total at {where}: make it faster ({BUDGET_TEXT})"
+    message = (
+        f"{nb} ran past {BUDGET_S:.0f} s in total at {where}: "
+        f"make it faster ({BUDGET_TEXT})"
+    )
     if remaining <= 0:
         _over_budget[nb] = where
         raise NbCellError(item.cell_num, message + " (cell not run)", item.cell.source)
@@ -158,6 +166,6 @@ def pytest_terminal_summary(terminalreporter):
             flag = f"  over the {TARGET_S:.0f} s target"
         tr.write_line(f"{seconds:7.1f} s  {nb}{flag}")
     tr.write_line(
-        f"{total:7.1f} s  for {len(ranked)} notebooks, {total / len(ranked):.1f} s on average "
-        f"({BUDGET_TEXT})"
+        f"{total:7.1f} s  for {len(ranked)} notebooks, {total / len(ranked):.1f} s on "
+        f"average ({BUDGET_TEXT})"
     )

@@ -31,20 +31,22 @@ def as_windows(calib, name: str = "calibration set") -> torch.Tensor:
     lists is accepted). Raises a clear error when it is missing or empty."""
     if calib is None:
         raise ValueError(
-            f"this method needs a {name}: pass calib=slmlab.quant.calibration_windows(tokenizer, ...) "
-            "(a LongTensor of token windows, shape (N, T))."
+            f"this method needs a {name}: pass calib=slmlab.quant.calibration_windows(tokenizer, "
+            "...) (a LongTensor of token windows, shape (N, T))."
         )
     if not torch.is_tensor(calib):
         try:
             calib = torch.as_tensor(calib, dtype=torch.long)
         except (TypeError, ValueError) as e:
             raise ValueError(
-                f"{name} must be a tensor of token ids of shape (N, T); got {type(calib).__name__} ({e})."
+                f"{name} must be a tensor of token ids of shape (N, T); "
+                f"got {type(calib).__name__} ({e})."
             ) from None
     if calib.numel() == 0:
         raise ValueError(
-            f"the {name} is empty (shape {tuple(calib.shape)}); it needs at least one window of tokens, "
-            "e.g. calibration_windows(tokenizer, n_samples=32, seq_len=128)."
+            f"the {name} is empty (shape {tuple(calib.shape)}); "
+            "it needs at least one window of tokens, e.g. calibration_windows(tokenizer, "
+            "n_samples=32, seq_len=128)."
         )
     if calib.dim() == 1:
         calib = calib.unsqueeze(0)
@@ -59,14 +61,16 @@ def windows_from_ids(
     ids, n_samples: int = 32, seq_len: int = 128, seed: int = 0, random: bool = True
 ) -> torch.Tensor:
     """``n_samples`` windows of ``seq_len`` tokens cut from a 1-D token sequence: at random
-    offsets (seeded) or, with ``random=False``, consecutive non-overlapping windows from the start."""
+    offsets (seeded) or, with ``random=False``,
+    consecutive non-overlapping windows from the start."""
     ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
     if n_samples <= 0 or seq_len <= 0:
         raise ValueError(f"n_samples and seq_len must be positive, got {n_samples} and {seq_len}.")
     if ids.numel() < seq_len:
         raise ValueError(
             f"the text has {ids.numel()} tokens, fewer than one window of seq_len={seq_len}: "
-            "give more text or a shorter seq_len (an empty calibration set cannot calibrate anything)."
+            "give more text or a shorter seq_len (an empty calibration set cannot calibrate "
+            "anything)."
         )
     if not random:
         n = min(n_samples, ids.numel() // seq_len)
@@ -94,7 +98,8 @@ def calibration_windows(
     text = text[:n_chars] if n_chars else text
     if not text:
         raise ValueError(
-            "the calibration text is empty: pass some text (or a split of the corpus) to cut windows from."
+            "the calibration text is empty: pass some text (or a split of the corpus) to cut "
+            "windows from."
         )
     return windows_from_ids(tokenizer.encode(text), n_samples, seq_len, seed, random)
 
@@ -281,6 +286,7 @@ def run_blocks(
             for batch in windows.split(batch_size):
                 logits(model, batch.to(model_device(model)))
 
-        # layers outside the block list, one at a time in registration order (each sees the previous ones quantized)
+        # layers outside the block list, one at a time in registration order
+        # (each sees the previous ones quantized)
         for name, mod in list(remaining.items()):
             process({name: mod}, run_all)

@@ -30,7 +30,8 @@ class CheckpointError(RuntimeError):
 def save_tensors(
     tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None = None
 ) -> None:
-    """safetensors ``save_file`` through a temporary file (shared weights are stored once per name)."""
+    """safetensors ``save_file`` through a temporary file
+    (shared weights are stored once per name)."""
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)

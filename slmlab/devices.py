@@ -20,11 +20,14 @@ class Device:
 DEVICES: dict[str, Device] = {
     d.name: d
     for d in [
-        # NVIDIA Jetson Orin NX 16GB module datasheet: 128-bit LPDDR5, 102.4 GB/s. (Lu et al. measured on it.)
+        # NVIDIA Jetson Orin NX 16GB module datasheet: 128-bit LPDDR5,
+        # 102.4 GB/s. (Lu et al. measured on it.)
         Device("Jetson Orin NX 16GB", 102.4, 16, "edge board"),
-        # Meizu 18 Pro: Snapdragon 888, LPDDR5-6400 on 4x16-bit channels = 6400e6 * 8 B = 51.2 GB/s; 8 GB base model.
+        # Meizu 18 Pro: Snapdragon 888, LPDDR5-6400 on 4x16-bit channels = 6400e6 * 8 B = 51.2 GB/s;
+        # 8 GB base model.
         Device("Meizu 18 Pro", 51.2, 8, "phone"),
-        # Xiaomi 14: Snapdragon 8 Gen 3, LPDDR5X-9600 on 4x16-bit channels = 76.8 GB/s; 8 GB base model.
+        # Xiaomi 14: Snapdragon 8 Gen 3, LPDDR5X-9600 on 4x16-bit channels = 76.8 GB/s;
+        # 8 GB base model.
         Device("Xiaomi 14", 76.8, 8, "phone"),
         # Xiaomi 12S: Snapdragon 8+ Gen 1, LPDDR5-6400, 51.2 GB/s; 8 GB base model.
         Device("Xiaomi 12S", 51.2, 8, "phone"),
@@ -34,7 +37,8 @@ DEVICES: dict[str, Device] = {
         Device("Raspberry Pi 5 8GB", 17.1, 8, "single-board computer"),
         # A typical laptop: dual-channel DDR4-3200 = 2 * 3200e6 * 8 B = 51.2 GB/s; 16 GB.
         Device("Laptop (DDR4-3200, 2 channels)", 51.2, 16, "laptop"),
-        # Apple M2 (MacBook Air): Apple's specification, 100 GB/s unified memory; 16 GB configuration.
+        # Apple M2 (MacBook Air): Apple's specification, 100 GB/s unified memory;
+        # 16 GB configuration.
         Device("Apple M2, 16GB", 100.0, 16, "laptop"),
         # NVIDIA GeForce RTX 4090: 384-bit GDDR6X at 21 Gb/s = 1008 GB/s; 24 GB.
         Device("RTX 4090", 1008.0, 24, "desktop GPU"),

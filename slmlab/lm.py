@@ -161,7 +161,8 @@ class ReferenceComparison:
             )
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        """``{"ppl": perplexity of model, "kl": mean KL(reference || model) per prediction, nats}``."""
+        """``{"ppl": perplexity of model, "kl": mean KL(reference || model) per prediction}``
+        (KL in nats)."""
         got = self._logprobs(model)
         ref = self.reference_logprobs
         nll = -got.gather(-1, self.windows[:, 1:, None]).mean().item()

@@ -61,15 +61,15 @@ def verify(name: str = "base") -> Path:
         path = folder / fname
         if not path.is_file():
             raise CheckpointError(
-                f"{path} is missing. Restore it (`git checkout -- {path}` in a clone of the book) or "
-                f"retrain it: python -m slmlab train {folder / 'train_config.json'}"
+                f"{path} is missing. Restore it (`git checkout -- {path}` in a clone of the book) "
+                f"or retrain it: python -m slmlab train {folder / 'train_config.json'}"
             )
         actual = sha256_file(path)
         if actual != digest:
             raise CheckpointError(
-                f"{path} has been altered or is incomplete: sha256 {actual[:12]}... but the manifest says "
-                f"{digest[:12]}.... Restore it with `git checkout -- {path}` (or, if you retrained it on "
-                "purpose, ship it again with slmlab.reference.ship)."
+                f"{path} has been altered or is incomplete: sha256 {actual[:12]}... "
+                f"but the manifest says {digest[:12]}.... Restore it with `git checkout -- {path}` "
+                "(or, if you retrained it on purpose, ship it again with slmlab.reference.ship)."
             )
     return folder
 
@@ -173,24 +173,32 @@ def model_card(name: str, run_config: dict, metrics: dict) -> str:
         shown = "\n\n".join(f"> {x['text'].strip()}" for x in metrics["samples"])
         prompts = ", ".join(repr(x["prompt"]) for x in metrics["samples"])
         sample_md = (
-            f"\n\nSamples (temperature {first['temperature']}, top-p {first['top_p']}, seed {first['seed']}; "
-            f"prompts {prompts}):\n\n{shown}\n"
+            f"\n\nSamples (temperature {first['temperature']}, top-p {first['top_p']}, "
+            f"seed {first['seed']}; prompts {prompts}):\n\n{shown}\n"
         )
     return f"""# Reference model `{name}`
 
 {run_config.get("description", "")}
 
 Load it with `slmlab.load_reference("{name}")` (checksums in `SHA256SUMS` are verified first).
-Reproduce it with `python -m slmlab train data/reference/{name}/train_config.json --out-dir runs/{name}`
-then `python -m slmlab ship runs/{name} {name}`. This file is written by `ship` from the measured metrics.
+Reproduce it with \
+`python -m slmlab train data/reference/{name}/train_config.json --out-dir runs/{name}`
+then `python -m slmlab ship runs/{name} {name}`. \
+This file is written by `ship` from the measured metrics.
 
 | | |
 |---|---|
-| parameters | {metrics.get("parameters", 0):,} ({metrics.get("non_embedding_parameters", 0):,} non-embedding) |
-| architecture | {m.get("n_layer")} layers, d_model {m.get("d_model")}, {m.get("n_head")} heads / {m.get("n_kv_head")} KV heads, {m.get("ffn")} d_ff {m.get("d_ff")}, {m.get("norm")}, {m.get("pos")} |
-| training | {t.get("max_steps")} steps x {t.get("batch_size")} x {t.get("seq_len")} tokens = {metrics.get("train_tokens") or 0:,} tokens, {t.get("schedule")} schedule, lr {t.get("lr")}, {t.get("dtype")} |
+| parameters | {metrics.get("parameters", 0):,} ({metrics.get("non_embedding_parameters", 0):,} \
+non-embedding) |
+| architecture | {m.get("n_layer")} layers, d_model {m.get("d_model")}, \
+{m.get("n_head")} heads / {m.get("n_kv_head")} KV heads, {m.get("ffn")} d_ff {m.get("d_ff")}, \
+{m.get("norm")}, {m.get("pos")} |
+| training | {t.get("max_steps")} steps x {t.get("batch_size")} x {t.get("seq_len")} tokens = \
+{metrics.get("train_tokens") or 0:,} tokens, {t.get("schedule")} schedule, lr {t.get("lr")}, \
+{t.get("dtype")} |
 | final validation loss | {metrics.get("final_val_loss") or float("nan"):.4f} nats/token |
-| perplexity (TinyTales val) | {ppl.get("ppl", float("nan")):.3f} ({ppl.get("bits_per_byte", float("nan")):.4f} bits per byte) |
+| perplexity (TinyTales val) | {ppl.get("ppl", float("nan")):.3f} \
+({ppl.get("bits_per_byte", float("nan")):.4f} bits per byte) |
 
 Capability probes (`slmlab.evaluate.suite`, held-out items):
 

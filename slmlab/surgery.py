@@ -77,13 +77,14 @@ def find_linears(
     if not chosen:
         if not every:
             raise ValueError(
-                f"{type(model).__name__} has no linear layers; slmlab's techniques work on models built of "
-                "torch.nn.Linear or linear-like layers (TinyLM, transformers Llama/Qwen/SmolLM models, ...)."
+                f"{type(model).__name__} has no linear layers; slmlab's techniques work on models "
+                "built of torch.nn.Linear or linear-like layers (TinyLM, "
+                "transformers Llama/Qwen/SmolLM models, ...)."
             )
         raise ValueError(
-            f"no linear layer of {type(model).__name__} is left after skip={list(skip)} and include="
-            f"{None if include is None else list(include)}; the model's linear layers are {list(every)[:8]}"
-            f"{' ...' if len(every) > 8 else ''}."
+            f"no linear layer of {type(model).__name__} is left after skip={list(skip)} and "
+            f"include={None if include is None else list(include)}; "
+            f"the model's linear layers are {list(every)[:8]}{' ...' if len(every) > 8 else ''}."
         )
     return chosen
 
@@ -109,7 +110,8 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
 
 
 def model_nbytes(model: nn.Module) -> int:
-    """Bytes of all parameters and buffers of ``model`` (a tensor shared by two names counts once)."""
+    """Bytes of all parameters and buffers of ``model``
+    (a tensor shared by two names counts once)."""
     seen, total = set(), 0
     for t in list(model.parameters()) + list(model.buffers()):
         key = (t.data_ptr(), t.numel(), t.dtype)

@@ -71,7 +71,8 @@ class BPETokenizer:
         return self._tok.to_str()
 
     def to_tokenizers(self):
-        """A copy of the underlying ``tokenizers.Tokenizer`` (changing it does not change ``self``)."""
+        """A copy of the underlying ``tokenizers.Tokenizer``
+        (changing it does not change ``self``)."""
         from tokenizers import Tokenizer
 
         return Tokenizer.from_str(self._tok.to_str())

@@ -21,7 +21,9 @@ def toy_text(tmp_path_factory):
     import random
 
     rng = random.Random(0)
-    words = "the cat dog bird sat ran flew on a mat hill tree big small red blue happy sad and then".split()
+    words = (
+        "the cat dog bird sat ran flew on a mat hill tree big small red blue happy sad and then"
+    ).split()
     text = "\n".join(" ".join(rng.choice(words) for _ in range(10)) + "." for _ in range(4000))
     path = tmp_path_factory.mktemp("toy") / "toy.txt"
     path.write_text(text, encoding="utf-8")

@@ -1,4 +1,5 @@
-"""The benchmark runs end to end and reports every ratio (it never asserts speed: machines are noisy)."""
+"""The benchmark runs end to end and reports every ratio
+(it never asserts speed: machines are noisy)."""
 
 import math
 
@@ -48,8 +49,8 @@ def test_kernel_share_counts_matrix_products():
 
 
 def tiny_hub_config(tmp_path):
-    """SmolLM2-135M's config.json with 1 layer and a 512-token vocabulary: the checkpoint mode's path,
-    fast."""
+    """SmolLM2-135M's config.json with 1 layer and a 512-token vocabulary: the checkpoint mode's
+    path, fast."""
     import json
     from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""TinyTales: determinism, splits that never overlap, held-out pairs, probe items, stats, loaders."""
+"""TinyTales: determinism, splits that never overlap, held-out pairs, probe items, stats,
+loaders."""
 
 import contextlib
 import io
@@ -76,7 +77,6 @@ def test_corpus_text_joins_whole_documents():
     docs = take("val", n=50)
     text = D.corpus_text("val", 4000, sep="\n\n")
     assert len(text) >= 4000 - 2
-    pieces = text.split("\n\n")
     joined = "\n\n".join(docs)
     assert joined.startswith(text)  # whole documents, in stream order
     assert D.corpus_text("val", 0) == ""
@@ -135,7 +135,7 @@ def test_held_out_pairs_never_appear_in_any_split():
     n_checked = 0
     for split in D.SPLITS:
         for d in take(split, n=1500, mix={"story": 0.6, "facts": 0.4}):
-            for pair, pat, (b, bp), exact in checks:
+            for pair, _pat, (_b, _bp), exact in checks:
                 assert not any(e in d for e in exact), (pair, split, d)
             for s in sentences(d):
                 n_checked += 1

@@ -34,8 +34,8 @@ def make(**kw):
 @pytest.mark.parametrize("packed", [True, False], ids=["packed", "in-place"])
 @pytest.mark.parametrize("ffn,norm,pos,n_kv_head,bias", CONFIGS)
 def test_decoder_logits_equal_forward(ffn, norm, pos, n_kv_head, bias, packed, monkeypatch):
-    """Both ways of building a step: small projections packed (copied, stacked, norm gains folded) as the
-    base model's are, and all read in place as a hub-sized model's large ones are."""
+    """Both ways of building a step: small projections packed (copied, stacked, norm gains folded)
+    as the base model's are, and all read in place as a hub-sized model's large ones are."""
     if not packed:
         monkeypatch.setattr("slmlab.models.decoder.PACK_MAX_ELEMENTS", 0)
     m = make(ffn=ffn, norm=norm, pos=pos, n_kv_head=n_kv_head, bias=bias, tie_embeddings=bias)
@@ -67,8 +67,8 @@ def test_generate_uses_the_decoder_and_matches_the_module_path(monkeypatch):
     original = Decoder.__call__
     monkeypatch.setattr(Decoder, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
     fast = m.generate(prompt, 70, temperature=0)  # 75 > block_size 64: the window slides once
-    # the prompt, then one step per new token but the last, which is never fed back (one of the steps
-    # re-fills the slid window)
+    # the prompt, then one step per new token but the last, which is never fed back (one of the
+    # steps re-fills the slid window)
     assert len(calls) == 1 + 69
     monkeypatch.setattr("slmlab.models.generation.unsupported", lambda model: "forced")
     slow = m.generate(prompt, 70, temperature=0)
@@ -100,7 +100,8 @@ def test_models_the_decoder_cannot_run_fall_back_to_forward():
 
 
 def test_replaced_projections_keep_their_forward_inside_the_decoder():
-    """A quantized model decodes through the lean step too: its layers run their own forward, unstacked."""
+    """A quantized model decodes through the lean step too: its layers run their own forward,
+    unstacked."""
     from slmlab.quant import quantize
 
     m = make()
@@ -149,10 +150,10 @@ def test_only_models_of_our_own_modules_step_under_inference_mode():
     assert Decoder(quantize(m, "rtn", bits=4, group_size=8)).mode is torch.no_grad
 
 
-# ------------------------------------------------------------------------ the support table, by config values
+# -------------------------------------------------------------- the support table, by config values
 def test_the_support_table_lists_every_config_field_and_choice():
-    """A field added to TinyLMConfig makes generation fall back to forward (correct, but slower) until the
-    decoder's author adds it to SUPPORTED: this test is the reminder."""
+    """A field added to TinyLMConfig makes generation fall back to forward (correct, but slower)
+    until the decoder's author adds it to SUPPORTED: this test is the reminder."""
     import dataclasses
 
     from slmlab.models.config import CHOICES
@@ -198,7 +199,8 @@ def test_an_attribute_set_on_the_config_counts_as_an_unknown_field():
 
 
 def test_a_value_outside_the_table_falls_back_to_forward(monkeypatch):
-    """Values are checked one by one: drop "gelu" from the table and a gelu model runs through forward."""
+    """Values are checked one by one: drop "gelu" from the table and a gelu model runs through
+    forward."""
     from slmlab.models import decoder
 
     m = make(ffn="gelu")

@@ -20,7 +20,8 @@ IDS = torch.randint(0, 97, (2, 12), generator=torch.Generator().manual_seed(3))
 
 
 def decoded(m):
-    """Logits of the decoder generation would use now, for a prompt and two single tokens after it."""
+    """Logits of the decoder generation would use now,
+    for a prompt and two single tokens after it."""
     dec, cache = Decoder.for_model(m), KVCache(m.config, 2, 64, m.device, m.embed.weight.dtype)
     return torch.stack(
         [dec(IDS[:, :10], cache), dec(IDS[:, 10:11], cache), dec(IDS[:, 11:], cache)], 1
@@ -121,7 +122,8 @@ def test_a_changed_config_value_or_eps_is_seen():
 
 
 def test_writes_through_data_need_forget():
-    """``.data`` bypasses the version counter: nothing can see such a write, so forget() is the way."""
+    """``.data`` bypasses the version counter: nothing can see such a write,
+    so forget() is the way."""
     m = make()
     assert_equals_forward(m)
     m.blocks[0].attn.q_proj.weight.data.mul_(2)

@@ -1,8 +1,8 @@
-"""A hub checkpoint's shape through the lean decoder: SmolLM2-135M's widths, heads and tied embeddings,
-cut to 2 layers and a 4096-token vocabulary so that it runs in a few seconds. Its q|k|v, gate|up and LM
-head matrices are all above PACK_MAX_ELEMENTS, so they are read in place, as the 135M model's are.
-``python -m slmlab bench --config tests/fixtures/hf_configs/smollm2-135m/config.json`` runs the full-size
-model."""
+"""A hub checkpoint's shape through the lean decoder: SmolLM2-135M's widths, heads and tied
+embeddings, cut to 2 layers and a 4096-token vocabulary so that it runs in a few seconds. Its q|k|v,
+gate|up and LM head matrices are all above PACK_MAX_ELEMENTS, so they are read in place, as the 135M
+model's are. ``python -m slmlab bench --config tests/fixtures/hf_configs/smollm2-135m/config.json``
+runs the full-size model."""
 
 import json
 from pathlib import Path

@@ -127,7 +127,8 @@ def test_uniform_model_has_perplexity_equal_to_the_vocabulary(bpe):
 
 
 def test_perplexity_windows_score_every_token_once(bpe):
-    """A bigram model's scores do not depend on the window: every stride must give the direct sum."""
+    """A bigram model's scores do not depend on the window:
+    every stride must give the direct sum."""
     torch.manual_seed(0)
     V = bpe.vocab_size
     table = torch.randn(V, V)

@@ -208,9 +208,10 @@ def base(tmp_path_factory):
 # the base model's own greedy continuation of "<|endoftext|>Once upon a time" ends with these words
 # and then <|endoftext|>: prompting with them exercises the stop on EOS in a handful of steps
 STORY_END = (
-    "<|endoftext|>Once upon a time, there was a polite boy named Liam. One day, Liam ran to the playground "
-    "with Hannah. Liam had a metal bell in his bag. He put the bell near the fire. The bell got very hot. "
-    "Liam laughed. Liam felt happy. Liam hugged Hannah and said"
+    "<|endoftext|>Once upon a time, there was a polite boy named Liam. One day, "
+    "Liam ran to the playground with Hannah. Liam had a metal bell in his bag. "
+    "He put the bell near the fire. The bell got very hot. Liam laughed. Liam felt happy. "
+    "Liam hugged Hannah and said"
 )
 
 

@@ -10,10 +10,11 @@ Tolerances (measured on this machine, bitsandbytes 0.50, transformers 5):
   outputs agree to 1e-4 relative (measured ~2e-5); on float32 inputs a few int8 codes differ by
   one step, and the outputs differ by less than 0.5% of the output norm (measured ~0.3%), less
   than either's own quantization error (~1%), which agree within 5% of each other.
-* Through transformers (``to_hf`` -> ``save_pretrained`` -> ``from_pretrained(quantization_config=...,
-  device_map="cpu")``): perplexity of our ``quantize(m, "llm_int8")`` / ``quantize(m, "nf4")`` matches
-  bitsandbytes' within 0.5% (measured: <0.05%). The NF4 weights are identical; the remaining difference
-  is bitsandbytes' CPU kernel, which multiplies in bfloat16 when the CPU supports it.
+* Through transformers (``to_hf`` -> ``save_pretrained`` ->
+  ``from_pretrained(quantization_config=..., device_map="cpu")``): perplexity of our
+  ``quantize(m, "llm_int8")`` / ``quantize(m, "nf4")`` matches bitsandbytes' within 0.5%
+  (measured: <0.05%). The NF4 weights are identical; the remaining difference is bitsandbytes'
+  CPU kernel, which multiplies in bfloat16 when the CPU supports it.
 """
 
 import logging

@@ -1,8 +1,9 @@
-"""The quantization chapter's claims, checked on the shipped base model (slow; skipped until it is shipped).
+"""The quantization chapter's claims, checked on the shipped base model
+(slow; skipped until it is shipped).
 
-GPTQ and AWQ move the predictions (KL to the float model) less than RTN at 4 and 3 bits; W8 RTN stays within 1% of the
-float perplexity; SmoothQuant W8A8 beats naive W8A8; QAT beats post-training quantization at
-3 and 2 bits; an int8 KV cache costs (almost) nothing and beats int4.
+GPTQ and AWQ move the predictions (KL to the float model) less than RTN at 4 and 3 bits; W8 RTN
+stays within 1% of the float perplexity; SmoothQuant W8A8 beats naive W8A8; QAT beats post-training
+quantization at 3 and 2 bits; an int8 KV cache costs (almost) nothing and beats int4.
 """
 
 import math

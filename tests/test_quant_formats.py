@@ -1,4 +1,5 @@
-"""slmlab.quant.formats and packing: quantizers, NF4, float casts, bit packing, QuantLinear, save/load."""
+"""slmlab.quant.formats and packing: quantizers, NF4, float casts, bit packing, QuantLinear,
+save/load."""
 
 import pytest
 import torch
@@ -167,9 +168,9 @@ def test_real_storage_is_smaller(tmp_path):
     m = _tiny_model()
     q = quantize(m, "rtn", bits=4, group_size=32)
     lin_bytes = sum(
-        l.weight.numel() * 4
-        for n, l in m.named_modules()
-        if isinstance(l, torch.nn.Linear) and n != "lm_head"
+        mod.weight.numel() * 4
+        for n, mod in m.named_modules()
+        if isinstance(mod, torch.nn.Linear) and n != "lm_head"
     )
     saved = model_nbytes(m) - model_nbytes(q)
     # 4 bits + an fp16 scale and a uint8 zero per 32 weights = 4.75 bits instead of 32

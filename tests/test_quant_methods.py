@@ -1,4 +1,5 @@
-"""slmlab.quant methods: GPTQ, AWQ, LLM.int8, SmoothQuant/W8A8, KV cache, QAT, and quantize()'s errors."""
+"""slmlab.quant methods: GPTQ, AWQ, LLM.int8, SmoothQuant/W8A8, KV cache, QAT,
+and quantize()'s errors."""
 
 import pytest
 import torch
@@ -59,7 +60,8 @@ def test_gptq_beats_rtn_on_layer_output_error():
 
 
 def test_gptq_lazy_batch_updates_change_nothing():
-    # updating the rest of the matrix once per block of columns is only a re-ordering of the same arithmetic
+    # updating the rest of the matrix once per block of columns is only a re-ordering of the
+    # same arithmetic
     torch.manual_seed(0)
     W = torch.randn(32, 128) * 0.05
     H = hessian_from_inputs(_correlated_inputs(d=128))
@@ -70,7 +72,8 @@ def test_gptq_lazy_batch_updates_change_nothing():
 
 
 def test_gptq_with_diagonal_hessian_is_rtn():
-    # uncorrelated inputs: nothing to compensate, GPTQ reduces to round-to-nearest (per-channel grid)
+    # uncorrelated inputs: nothing to compensate,
+    # GPTQ reduces to round-to-nearest (per-channel grid)
     W = torch.randn(16, 64) * 0.1
     H = torch.diag(torch.rand(64) + 0.5)
     qt, _ = gptq_quantize_weight(W, H, 4, group_size=None, percdamp=0.0)
@@ -100,7 +103,7 @@ def test_awq_search_never_worse_than_rtn_and_helps_with_salient_channels():
     assert e_awq < e_rtn
 
 
-# ----------------------------------------------------------------------------- LLM.int8 / W8A8 / SmoothQuant
+# -------------------------------------------------------------------- LLM.int8 / W8A8 / SmoothQuant
 def test_llm_int8_outlier_columns_rescue_the_other_features():
     torch.manual_seed(0)
     lin = nn.Linear(128, 32)
@@ -339,8 +342,9 @@ def test_qat_lowers_the_quantized_loss(model_and_windows):
 
 
 def test_qat_finetune_takes_the_steps_of_the_plain_qat_loop(model_and_windows):
-    """qat_finetune runs on slmlab.train.fit; its trajectory is the loop it had before, written out here
-    (AdamW, warm-up then cosine to 10% of lr, clipping at 1, the s-th draw of a seeded generator)."""
+    """qat_finetune runs on slmlab.train.fit; its trajectory is the loop it had before, written out
+    here (AdamW, warm-up then cosine to 10% of lr, clipping at 1, the s-th draw of a seeded
+    generator)."""
     import math
 
     import torch.nn.functional as F

@@ -1,4 +1,5 @@
-"""quantize()'s registry: one Method record per method, arguments checked before anything is copied."""
+"""quantize()'s registry: one Method record per method,
+arguments checked before anything is copied."""
 
 import dataclasses
 

@@ -78,8 +78,9 @@ def test_the_shipped_models_verify_and_match_the_corpus_generator():
         verify(name)
         metrics = json.loads((reference_dir() / name / "metrics.json").read_text())
         assert metrics["corpus_fingerprint"] == fp, (
-            f"data/reference/{name} was trained on a different TinyTales corpus: retrain it "
-            f"(python -m slmlab train configs/{name}.json) and ship it (python -m slmlab ship RUN_DIR {name})"
+            f"data/reference/{name} was trained on a different TinyTales corpus: "
+            f"retrain it (python -m slmlab train configs/{name}.json) and ship it (python -m "
+            f"slmlab ship RUN_DIR {name})"
         )
 
 

@@ -1,4 +1,5 @@
-"""slmlab.zoo: the SLM table's integrity and the calculator against hand-computed values of real models."""
+"""slmlab.zoo: the SLM table's integrity and the calculator against hand-computed values of real
+models."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def table():
     return zoo.load_zoo()
 
 
-# ----------------------------------------------------------------------------- hand-computed real models
+# ------------------------------------------------------------------------ hand-computed real models
 def test_qwen2_0_5b_gqa_by_hand():
     a = zoo.arch_from_hf(QWEN2)  # a save_pretrained-style directory
     assert (a.attention, a.n_head, a.n_kv_head, a.head_dim) == ("GQA", 14, 2, 64)
@@ -154,7 +155,7 @@ def test_tokens_per_param():
     assert len(cerebras) == 5 and cerebras["tokens_per_param"].between(19, 21).all()
 
 
-# ----------------------------------------------------------------------------- agreement with slmlab.models
+# --------------------------------------------------------------------- agreement with slmlab.models
 GRID = list(
     itertools.product(
         ("swiglu", "gelu", "relu"),
@@ -313,7 +314,8 @@ def test_table_consistency(table):
 
 def test_calculator_matches_stated_sizes(table):
     d = zoo.derive_zoo(table).set_index("name")["params_rel_diff"].dropna()
-    # names that round down: Gemma-2B is 2.51B, Gemma-2-2B 2.61B, Llama-3.2-1B 1.24B, MiniCPM-1B 1.36B
+    # names that round down: Gemma-2B is 2.51B, Gemma-2-2B 2.61B, Llama-3.2-1B 1.24B,
+    # MiniCPM-1B 1.36B
     nominal = {"gemma-2b", "gemma-2-2b", "Llama-3.2-1B", "MiniCPM-1B-sft-bf16"}
     assert len(d) >= 55
     assert d.drop(list(nominal)).abs().max() < 0.1

@@ -1,4 +1,5 @@
-"""Write data/tinytales/README.md: what the TinyTales corpus holds, measured by running the generator.
+"""Write data/tinytales/README.md: what the TinyTales corpus holds,
+measured by running the generator.
 
     python data/tinytales/make_readme.py [--chars 30000000]
 
@@ -48,7 +49,7 @@ def table(rows: list[list], header: list[str]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     ap.add_argument(
         "--chars", type=float, default=30e6, help="characters of the train split to measure"
     )
@@ -78,13 +79,27 @@ def main() -> None:
         ]
         for k in D.KINDS
     ]
+    kind_table = table(
+        kind_rows,
+        [
+            "kind",
+            "documents",
+            "share of chars",
+            "mix",
+            "mean chars/doc",
+            "vocabulary",
+            "distinct sentences",
+            "entropy (bits/word)",
+        ],
+    )
     md = (
         f"""# TinyTales: the book's synthetic corpus
 
 TinyTales is generated on demand by `slmlab.data` (nothing here is stored but this page and the
 script that wrote it, `python data/tinytales/make_readme.py --chars {n:.0f}`). It is one small,
 consistent world written out as stories, facts, arithmetic word problems, tiny Python programs and
-in-context lessons (patterns, secret codes, secret words); `slmlab.evaluate` probes what a model learned from it.
+in-context lessons (patterns, secret codes, secret words); \
+`slmlab.evaluate` probes what a model learned from it.
 
 ```python
 from slmlab.data import iter_documents, corpus_text, corpus_stats
@@ -99,57 +114,87 @@ text = corpus_text("val", 100_000)                # whole documents joined by bl
 | documents | {stats["n_docs"]:,} |
 | characters | {stats["n_chars"]:,} |
 | words | {stats["n_words"]:,} |
-| vocabulary (distinct lower-cased words) | {stats["vocabulary"]:,} ({stats["vocabulary_without_secret_words"]:,} without the invented secret words) |
+| vocabulary (distinct lower-cased words) | \
+{stats["vocabulary"]:,} ({stats["vocabulary_without_secret_words"]:,} without the invented secret \
+words) |
 | sentences | {stats["n_sentences"]:,} |
 | distinct sentences | {stats["distinct_sentences"]:,} ({stats["distinct_sentence_frac"]:.1%}) |
 | unigram word entropy | {stats["unigram_entropy_bits"]:.2f} bits/word |
-| generation speed | {stats["n_chars"] / cpu / 1e6:.1f} million characters per CPU-second on one core ({cpu:.1f} s of CPU time, {seconds:.1f} s wall-clock on a shared {platform.machine()} machine) |
+| generation speed | {stats["n_chars"] / cpu / 1e6:.1f} million characters per CPU-second on one \
+core ({cpu:.1f} s of CPU time, {seconds:.1f} s wall-clock on a shared {platform.machine()} \
+machine) |
 
-Validation split (first 2,000 documents): vocabulary {val["vocabulary"]:,}, {val["distinct_sentences"]:,} distinct
+Validation split (first 2,000 documents): vocabulary {val["vocabulary"]:,}, \
+{val["distinct_sentences"]:,} distinct
 sentences, {val["unigram_entropy_bits"]:.2f} bits/word.
 
 By kind of document (the mix is a share of *characters*, `slmlab.data.DEFAULT_MIX`):
 
-{table(kind_rows, ["kind", "documents", "share of chars", "mix", "mean chars/doc", "vocabulary", "distinct sentences", "entropy (bits/word)"])}
+{kind_table}
 
 ## The world
 
-- {len(D.ALL_NAMES)} characters' names, {len(D.TRAITS)} traits, {len(D.KIN)} relatives, {len(D.PLACES)} places.
-- {len(D.OBJECT_INFO)} objects of {len(D.MATERIALS)} materials. The material decides what happens when the object is
-  dropped, put in water or put near a fire (glass breaks, wood floats, ice melts...): a rule a model can learn
+- {len(D.ALL_NAMES)} characters' names, {len(D.TRAITS)} traits, {len(D.KIN)} relatives, \
+{len(D.PLACES)} places.
+- {len(D.OBJECT_INFO)} objects of {len(D.MATERIALS)} materials. The material decides what happens \
+when the object is
+  dropped, put in water or put near a fire (glass breaks, wood floats, ice melts...): \
+a rule a model can learn
   and apply to objects it never saw doing that.
-- {len(D.ANIMALS)} animals (sound, home, food), {len(D.FOODS)} foods, {len(D.WEATHER)} kinds of weather with their
+- {len(D.ANIMALS)} animals (sound, home, food), {len(D.FOODS)} foods, \
+{len(D.WEATHER)} kinds of weather with their
   effects, {len(D.FEELINGS)} feelings with their causes.
-- Word problems: add or subtract, operands and answers from 0 to 99 (mostly up to 20), with the working and
+- Word problems: add or subtract, operands and answers from 0 to 99 (mostly up to 20), \
+with the working and
   the answer in a fixed format (`7 + 5 = 12` / `Answer: 12`).
-- Programs: assignments, `+`/`-`, `if`/`else`, `for` over `range`, `print`; the tests run every one to check
+- Programs: assignments, `+`/`-`, `if`/`else`, `for` over `range`, `print`; \
+the tests run every one to check
   the `Output:` line.
-- Pattern lessons: a header that does not say the rule ("Follow the pattern."), then `thing -> value` lines
-  of one relation of the world ({", ".join(sorted(D.RELATIONS))}): only the lines say which relation is meant.
-- Secret codes and secret words: invented words ({sum(len(v) for v in D.SECRET_WORDS.values()):,} of them, from syllables, none an
+- Pattern lessons: a header that does not say the rule ("Follow the pattern."), \
+then `thing -> value` lines
+  of one relation of the world ({", ".join(sorted(D.RELATIONS))}): \
+only the lines say which relation is meant.
+- Secret codes and secret words: invented words ({sum(len(v) for v in D.SECRET_WORDS.values()):,} \
+of them, from syllables, none an
   English word of the world) that mean something only inside one document.
 
 ## Splits and held-out items
 
-- Every story and fact sheet, and every single word problem, program and invented word, belongs to one split
-  by a stable hash of its text (90% train, 5% val, 5% test), so no two splits share one; each split and kind
+- Every story and fact sheet, and every single word problem, program and invented word, \
+belongs to one split
+  by a stable hash of its text (90% train, 5% val, 5% test), so no two splits share one; \
+each split and kind
   has its own random stream.
-- {len(D.HELD_OUT)} (object, action) pairs are held out of **every** split: training says that a marble is made
-  of glass and that glass things break when dropped, never that a marble breaks. The commonsense probes ask
+- {len(D.HELD_OUT)} (object, action) pairs are held out of **every** split: \
+training says that a marble is made
+  of glass and that glass things break when dropped, never that a marble breaks. The commonsense \
+probes ask
   these pairs.
-- The probes' invented words, word problems and programs come from the test bucket: training never shows them.
+- The probes' invented words, word problems and programs come from the test bucket: \
+training never shows them.
 
 ## Probes (`slmlab.evaluate.suite`)
 
 | task | format | scoring | chance |
 |---|---|---|---|
-| commonsense | 4-way multiple choice: held-out material behaviour ({cs["material"]} of 200), weather ({cs["weather"]}), feelings ({cs["feelings"]}), animals ({cs["animals"]}), where things are ({cs["where"]}) | log-likelihood of each option (`acc`) and per character (`acc_norm`), as lm-evaluation-harness | {chance_level("commonsense"):.2f} |
-| icl | pattern lessons at 0, 1 and 5 shots: `k` lines `thing -> value` of one relation, then a new thing; the options are its values under each relation of its domain, so only the examples say which is meant (task recognition) | log-likelihood of the three values | {chance_level("icl"):.3f} |
-| icl_lookup | secret codes at 0, 1 and 5 shots: `word = code` pairs with invented codes from the test bucket, then one shown word again; at 5 shots the distractors are shown too (lookup, an induction-head skill) | log-likelihood of four codes | {chance_level("icl_lookup"):.2f} |
-| math | `Problem: ...` then greedy generation | exact match of the number after `Answer:` | {chance_level("math"):.3f} |
-| code | a program then `Output:` | exact match of the greedy output line | {chance_level("code"):.3f} |
+| commonsense | 4-way multiple choice: held-out material behaviour ({cs["material"]} of 200), \
+weather ({cs["weather"]}), feelings ({cs["feelings"]}), animals ({cs["animals"]}), \
+where things are ({cs["where"]}) | log-likelihood of each option (`acc`) and per character \
+(`acc_norm`), as lm-evaluation-harness | {chance_level("commonsense"):.2f} |
+| icl | pattern lessons at 0, 1 and 5 shots: `k` lines `thing -> value` of one relation, \
+then a new thing; the options are its values under each relation of its domain, \
+so only the examples say which is meant (task recognition) | log-likelihood of the three values | \
+{chance_level("icl"):.3f} |
+| icl_lookup | secret codes at 0, 1 and 5 shots: `word = code` pairs with invented codes from the \
+test bucket, then one shown word again; at 5 shots the distractors are shown too (lookup, \
+an induction-head skill) | log-likelihood of four codes | {chance_level("icl_lookup"):.2f} |
+| math | `Problem: ...` then greedy generation | exact match of the number after `Answer:` | \
+{chance_level("math"):.3f} |
+| code | a program then `Output:` | exact match of the greedy output line | \
+{chance_level("code"):.3f} |
 
-Chance for math and code is the best answer-free guesser on 2,000 probe items: always the most common answer
+Chance for math and code is the best answer-free guesser on 2,000 probe items: \
+always the most common answer
 (math {math_b["majority"]:.3f}, code {code_b["majority"]:.3f}), copy the first number of the prompt
 (math {math_b["copy_first_number"]:.3f}, code {code_b["copy_first_number"]:.3f}) or the last one
 (math {math_b["copy_last_number"]:.3f}, code {code_b["copy_last_number"]:.3f}).

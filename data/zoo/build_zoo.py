@@ -1,4 +1,5 @@
-"""Build the project's SLM tables (slm_zoo.csv, ondevice_runs.csv) from the survey's published facts.
+"""Build the project's SLM tables (slm_zoo.csv, ondevice_runs.csv) from the survey's published
+facts.
 
 Inputs
   * the survey's companion files (Lu et al., arXiv 2409.15790; TinyLLMLeaderBoard@087631a):
@@ -87,7 +88,7 @@ RUN_COLUMNS = [
     "source",
 ]
 
-# ----------------------------------------------------------------------------- fixes to names and ids
+# --------------------------------------------------------------------------- fixes to names and ids
 # survey "Model" -> (short name, hub id). Only rows whose Model is not a plain hub id are listed.
 NAME_FIXES = {
     "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T": ("TinyLlama-1.1B", None),
@@ -126,7 +127,8 @@ CORRECTIONS = {
     ),
     ("stabilityai/stablelm-zephyr-3b", "training_tokens"): (
         4.0e12,
-        "survey says 400B; the base model stablelm-3b-4e1t saw 4 epochs of 1T tokens (its model card)",
+        "survey says 400B; the base model stablelm-3b-4e1t saw 4 epochs of 1T tokens (its model "
+        "card)",
     ),
     ("stabilityai/stablelm-zephyr-3b", "dataset_tokens"): (
         1.0e12,
@@ -189,42 +191,60 @@ for _hub in (
         "survey writes 32000 for '32K'; the model card's 32K context is 32768 tokens",
     )
 
-# Architecture facts for models that have no entry in hf_configs.json (no uniform config, or not confirmed).
-# hub id -> {column: value}, with the reason in "why".
+# Architecture facts for models that have no entry in hf_configs.json (no uniform config, or not
+# confirmed). hub id -> {column: value}, with the reason in "why".
 NO_CONFIG_FACTS = {
     "apple/OpenELM-270M": {
         "norm": "rmsnorm",
         "position": "rope",
         "tied_embeddings": True,
-        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+        "why": (
+            "layer-wise scaling: heads and FFN width change from layer to layer "
+            "(Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"
+        ),
     },
     "apple/OpenELM-450M": {
         "norm": "rmsnorm",
         "position": "rope",
         "tied_embeddings": True,
-        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+        "why": (
+            "layer-wise scaling: heads and FFN width change from layer to layer "
+            "(Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"
+        ),
     },
     "apple/OpenELM-1_1B": {
         "norm": "rmsnorm",
         "position": "rope",
         "tied_embeddings": True,
-        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+        "why": (
+            "layer-wise scaling: heads and FFN width change from layer to layer "
+            "(Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"
+        ),
     },
     "apple/OpenELM-3B": {
         "norm": "rmsnorm",
         "position": "rope",
         "tied_embeddings": True,
-        "why": "layer-wise scaling: heads and FFN width change from layer to layer (Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings",
+        "why": (
+            "layer-wise scaling: heads and FFN width change from layer to layer "
+            "(Mehta et al. 2024); RMSNorm, RoPE, shared input/output embeddings"
+        ),
     },
     "MBZUAI/MobiLlama-1B": {
         "norm": "rmsnorm",
         "position": "rope",
-        "why": "one FFN shared by all layers (Thawakar et al. 2024): the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)",
+        "why": (
+            "one FFN shared by all layers (Thawakar et al. 2024): "
+            "the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)"
+        ),
     },
     "MBZUAI/MobiLlama-05B": {
         "norm": "rmsnorm",
         "position": "rope",
-        "why": "one FFN shared by all layers (Thawakar et al. 2024): the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)",
+        "why": (
+            "one FFN shared by all layers (Thawakar et al. 2024): "
+            "the per-layer formula does not apply; Llama-style blocks (RMSNorm, RoPE)"
+        ),
     },
     "mtgv/MobileLLaMA-1.4B-Base": {
         "norm": "rmsnorm",
@@ -235,23 +255,35 @@ NO_CONFIG_FACTS = {
         "norm": "rmsnorm",
         "position": "rope",
         "tied_embeddings": True,
-        "why": "KV-head count of the 128k variant not confirmed (survey: GQA); Llama-style blocks, shared embeddings (Hu et al. 2024)",
+        "why": (
+            "KV-head count of the 128k variant not confirmed (survey: GQA); Llama-style blocks, "
+            "shared embeddings (Hu et al. 2024)"
+        ),
     },
     "openbmb/MiniCPM3-4B": {
         "norm": "rmsnorm",
         "position": "rope",
-        "why": "multi-head latent attention (MLA): the KV cache stores a compressed latent, not per-head keys and values",
+        "why": (
+            "multi-head latent attention (MLA): the KV cache stores a compressed latent, "
+            "not per-head keys and values"
+        ),
     },
     "google/recurrentgemma-2b": {
         "norm": "rmsnorm",
         "position": "rope",
         "tied_embeddings": True,
-        "why": "Griffin: recurrent blocks plus local attention over a 2048-token window; not a pure transformer",
+        "why": (
+            "Griffin: recurrent blocks plus local attention over a 2048-token window; "
+            "not a pure transformer"
+        ),
     },
     "tensoropera/Fox-1-1.6B": {
         "norm": "rmsnorm",
         "position": "rope",
-        "why": "KV-head count and FFN width not confirmed; Llama-style decoder (RMSNorm, RoPE) per its model card",
+        "why": (
+            "KV-head count and FFN width not confirmed; Llama-style decoder (RMSNorm, RoPE) per "
+            "its model card"
+        ),
     },
     "h2oai/h2o-danube3-500m-base": {
         "norm": "rmsnorm",
@@ -261,11 +293,14 @@ NO_CONFIG_FACTS = {
     "TRI-ML/DCLM-1B": {
         "norm": "layernorm",
         "position": "rope",
-        "why": "open_lm checkpoint (no transformers config.json); open_lm blocks use a gain-only LayerNorm, RoPE and SwiGLU",
+        "why": (
+            "open_lm checkpoint (no transformers config.json); "
+            "open_lm blocks use a gain-only LayerNorm, RoPE and SwiGLU"
+        ),
     },
 }
 
-# ----------------------------------------------------------------------------- vocabularies of free text
+# ------------------------------------------------------------------------ vocabularies of free text
 ACTIVATIONS = {
     "relu": "relu",
     "gelu": "gelu",
@@ -349,9 +384,10 @@ def data_families(text: str) -> str:
     return "; ".join(dict.fromkeys(fams))
 
 
-# ----------------------------------------------------------------------------- architecture from a config
+# ----------------------------------------------------------------------- architecture from a config
 def config_facts(cfg: dict) -> dict:
-    """The table's architecture columns read from a config.json dict (via slmlab.zoo, one parser)."""
+    """The table's architecture columns read from a config.json dict
+    (via slmlab.zoo, one parser)."""
     sys.path.insert(0, str(REPO))
     from slmlab.zoo import arch_from_hf
 
@@ -433,16 +469,19 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
             for col, val in facts.items():
                 old = row[col]
                 if col == "activation" and old:
-                    continue  # the survey's activation name is finer (gelu vs gelu_tanh) than the FFN kind
+                    # the survey's activation name is finer (gelu vs gelu_tanh) than the FFN kind
+                    continue
                 if (
                     col == "context_length"
                     and not (isinstance(old, float) and math.isnan(old))
                     and old != ""
                 ):
-                    continue  # keep the survey's (trained) context; corrections below fix known defects
+                    # keep the survey's (trained) context; corrections below fix known defects
+                    continue
                 if col == "attention" and old and old != val:
                     notes.append(
-                        f"attention: survey says {old}, config has {facts['n_kv_head']} KV heads for {facts['n_head']} heads -> {val}"
+                        f"attention: survey says {old}, config has {facts['n_kv_head']} KV heads "
+                        f"for {facts['n_head']} heads -> {val}"
                     )
                 if (
                     col == "ffn_ratio"
@@ -450,7 +489,8 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
                     and abs(row["ffn_ratio"] - val) > 0.06
                 ):
                     notes.append(
-                        f"ffn_ratio: survey {row['ffn_ratio']:.3g}, config intermediate/hidden = {val:.3g}"
+                        f"ffn_ratio: survey {row['ffn_ratio']:.3g}, config intermediate/hidden = "
+                        f"{val:.3g}"
                     )
                 if (
                     col in ("vocab_size", "n_layer", "d_model", "n_head")
@@ -466,7 +506,8 @@ def build_zoo(survey: list[dict], configs: dict) -> list[dict]:
             extra = NO_CONFIG_FACTS.get(hub)
             if extra is None:
                 raise SystemExit(
-                    f"build_zoo: {hub} has neither a config in hf_configs.json nor an entry in NO_CONFIG_FACTS"
+                    f"build_zoo: {hub} has neither a config in hf_configs.json nor an entry in "
+                    "NO_CONFIG_FACTS"
                 )
             for col in ("norm", "position", "tied_embeddings"):
                 if col in extra:
@@ -546,7 +587,8 @@ def build_runs(runs: list[dict], configs: dict) -> list[dict]:
             )
         _, p_tok, p_ms, p_tps = parse_latency(r["prefilling_latency"])
         first, d_tok, d_ms, d_tps = parse_latency(r["decoding_latency"])
-        # data.json's decoding strings repeat tokens/s in the first field (not a total time): check and drop it
+        # data.json's decoding strings repeat tokens/s in the first field (not a total time):
+        # check and drop it
         if abs(first - d_tps) > 0.02 or abs(1000.0 / d_ms - d_tps) > 0.02 * d_tps:
             raise SystemExit(
                 f"build_runs: unexpected decoding_latency {r['decoding_latency']!r} for {name}"
@@ -603,7 +645,7 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     default = os.environ.get(
         "SLM_SURVEY_DIR", str(REPO.parent / "shared" / "reference" / "slm_survey")
     )
@@ -630,7 +672,8 @@ def main(argv=None) -> None:
     write_csv(out / "slm_zoo.csv", ZOO_COLUMNS, zoo)
     write_csv(out / "ondevice_runs.csv", RUN_COLUMNS, runs)
     print(
-        f"wrote {len(zoo)} models to {out / 'slm_zoo.csv'} and {len(runs)} runs to {out / 'ondevice_runs.csv'}"
+        f"wrote {len(zoo)} models to {out / 'slm_zoo.csv'} and {len(runs)} runs to "
+        f"{out / 'ondevice_runs.csv'}"
     )
 
 

@@ -46,7 +46,8 @@ def load_text_dataset(
     - ``.parquet``: a table with a ``text_field`` column (what the hub serves);
     - ``.txt``: documents separated by ``<|endoftext|>`` (TinyStories' own text files), else by
       blank lines;
-    - a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict with ``split``).
+    - a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict with
+      ``split``).
 
     Offline (no network, or ``HF_DATASETS_OFFLINE=1``/``HF_HUB_OFFLINE=1``) a hub name fails at
     once with a message saying how to use a local file. ``drop_empty`` drops blank rows (WikiText
@@ -60,7 +61,8 @@ def load_text_dataset(
         if key not in HUB_DATASETS:
             raise FileNotFoundError(
                 f"{name_or_path!r} is neither a file or folder nor a corpus this loader knows "
-                f"({sorted(HUB_DATASETS)}); give a path to a .jsonl/.json/.parquet/.txt file or a save_to_disk folder."
+                f"({sorted(HUB_DATASETS)}); give a path to a .jsonl/.json/.parquet/.txt file or a "
+                "save_to_disk folder."
             )
         spec = HUB_DATASETS[key]
         if split not in spec["splits"]:
@@ -71,10 +73,13 @@ def load_text_dataset(
         if reason:
             raise ConnectionError(
                 f"cannot load {key!r} ({spec['path']}) from the Hugging Face hub: {reason}. "
-                f"Download it where you have a network, e.g. `datasets.load_dataset({spec['path']!r}"
-                f"{', ' + repr(spec['name']) if spec['name'] else ''}, split={spec['splits'][split]!r})"
+                "Download it where you have a network, e.g. "
+                f"`datasets.load_dataset({spec['path']!r}"
+                f"{', ' + repr(spec['name']) if spec['name'] else ''}, "
+                f"split={spec['splits'][split]!r})"
                 f".to_json('{key}-{split}.jsonl')`, copy the file here and call "
-                f"load_text_dataset('{key}-{split}.jsonl'). Or use the built-in corpus: slmlab.data.corpus_text()."
+                f"load_text_dataset('{key}-{split}.jsonl'). Or use the built-in corpus: "
+                "slmlab.data.corpus_text()."
             )
         import datasets
 
@@ -97,8 +102,9 @@ def _column(rows, field: str, where) -> list[str]:
         for i, row in enumerate(rows):
             if not isinstance(row, dict) or field not in row:
                 raise KeyError(
-                    f"row {i} of {where} has no field {field!r} "
-                    f"(it has {sorted(row) if isinstance(row, dict) else type(row).__name__}); pass text_field=..."
+                    f"row {i} of {where} has no field {field!r} (it has "
+                    f"{sorted(row) if isinstance(row, dict) else type(row).__name__}); "
+                    "pass text_field=..."
                 )
             out.append(row[field])
     bad = next((i for i, t in enumerate(out) if not isinstance(t, str)), None)
@@ -144,7 +150,8 @@ def _load_local(path: Path, split: str, field: str) -> list[str]:
         df = pd.read_parquet(path)
         if field not in df.columns:
             raise KeyError(
-                f"{path} has no column {field!r}; its columns are {list(df.columns)}. Pass text_field=..."
+                f"{path} has no column {field!r}; its columns are {list(df.columns)}. "
+                "Pass text_field=..."
             )
         return _column(df[[field]].to_dict("records"), field, path)
     if suffix == ".txt":
@@ -152,5 +159,6 @@ def _load_local(path: Path, split: str, field: str) -> list[str]:
         parts = raw.split("<|endoftext|>") if "<|endoftext|>" in raw else re.split(r"\n\s*\n", raw)
         return [p.strip() for p in parts]
     raise ValueError(
-        f"don't know how to read {path}: use .jsonl, .json, .parquet or .txt, or a save_to_disk folder"
+        f"don't know how to read {path}: use .jsonl, .json, .parquet or .txt, "
+        "or a save_to_disk folder"
     )

@@ -53,7 +53,8 @@ def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None)
     made = {k: 0 for k in mix}
     total = 0
     while True:
-        # the kind furthest behind its share of characters goes next: exact proportions, no randomness
+        # the kind furthest behind its share of characters goes next: exact proportions,
+        # no randomness
         kind = max(mix, key=lambda k: mix[k] * (total + 1) - made[k])
         doc = getattr(writers[kind], kind)()
         if not doc or (kind in ("story", "facts") and split_of(doc) != split):
@@ -67,7 +68,8 @@ _ICL_HEADERS = ("Secret words:",) + CODE_HEADERS + PATTERN_HEADERS
 
 
 def kind_of(doc: str) -> str:
-    """The kind of a TinyTales document ("story", "facts", "math", "code" or "icl"), read off its text."""
+    """The kind of a TinyTales document ("story", "facts", "math", "code" or "icl"),
+    read off its text."""
     if doc.startswith("Problem: "):
         return "math"
     if doc.startswith("```"):

@@ -10,215 +10,47 @@ import hashlib
 import re
 
 NAMES = {
-    "she": [
-        "Mia",
-        "Lily",
-        "Emma",
-        "Anna",
-        "Sara",
-        "Lucy",
-        "Nora",
-        "Zoe",
-        "Ella",
-        "Ruby",
-        "Maya",
-        "Ivy",
-        "Rosa",
-        "Kate",
-        "Jane",
-        "Amy",
-        "Lena",
-        "Tara",
-        "Nina",
-        "Clara",
-        "Alice",
-        "Daisy",
-        "Hannah",
-        "Grace",
-        "Sophie",
-        "Julia",
-        "Eva",
-        "Molly",
-        "Hazel",
-        "Olivia",
-    ],
-    "he": [
-        "Tom",
-        "Ben",
-        "Sam",
-        "Leo",
-        "Max",
-        "Jack",
-        "Finn",
-        "Owen",
-        "Noah",
-        "Liam",
-        "Adam",
-        "Luke",
-        "Eli",
-        "Omar",
-        "Hugo",
-        "Theo",
-        "Ryan",
-        "Jake",
-        "Paul",
-        "Oscar",
-        "Felix",
-        "Henry",
-        "Peter",
-        "Danny",
-        "Lucas",
-        "Mark",
-        "Carl",
-        "Ivan",
-        "Tim",
-        "Oliver",
-    ],
+    "she": (
+        "Mia Lily Emma Anna Sara Lucy Nora Zoe Ella Ruby Maya Ivy Rosa Kate Jane Amy Lena Tara "
+        "Nina Clara Alice Daisy Hannah Grace Sophie Julia Eva Molly Hazel Olivia"
+    ).split(),
+    "he": (
+        "Tom Ben Sam Leo Max Jack Finn Owen Noah Liam Adam Luke Eli Omar Hugo Theo Ryan Jake Paul "
+        "Oscar Felix Henry Peter Danny Lucas Mark Carl Ivan Tim Oliver"
+    ).split(),
 }
 ALL_NAMES = NAMES["she"] + NAMES["he"]
 PRONOUNS = {"she": ("she", "her", "her"), "he": ("he", "him", "his")}  # subject, object, possessive
-TRAITS = [
-    "kind",
-    "brave",
-    "curious",
-    "shy",
-    "funny",
-    "clever",
-    "quiet",
-    "cheerful",
-    "careful",
-    "gentle",
-    "busy",
-    "lazy",
-    "friendly",
-    "polite",
-    "playful",
-    "honest",
-    "patient",
-    "helpful",
-    "silly",
-    "proud",
-]
-KIN = [
-    "mom",
-    "dad",
-    "grandma",
-    "grandpa",
-    "sister",
-    "brother",
-    "friend",
-    "teacher",
-    "aunt",
-    "uncle",
-    "cousin",
-    "neighbor",
-]
+TRAITS = (
+    "kind brave curious shy funny clever quiet cheerful careful gentle busy lazy friendly polite "
+    "playful honest patient helpful silly proud"
+).split()
+KIN = "mom dad grandma grandpa sister brother friend teacher aunt uncle cousin neighbor".split()
+# fmt: off
 # place -> the objects one finds there (each object lives in exactly one place: a learnable fact)
 PLACES = [
-    "the park",
-    "the beach",
-    "the forest",
-    "the farm",
-    "the garden",
-    "the kitchen",
-    "the school",
-    "the river",
-    "the market",
-    "the library",
-    "the lake",
-    "the hill",
-    "the zoo",
-    "the shop",
-    "the yard",
-    "the playground",
-    "the bakery",
-    "the meadow",
-    "the barn",
-    "the cave",
-    "the pond",
-    "the street",
-    "the attic",
-    "the bedroom",
-    "the bathroom",
-    "the station",
-    "the village",
+    "the park", "the beach", "the forest", "the farm", "the garden", "the kitchen", "the school",
+    "the river", "the market", "the library", "the lake", "the hill", "the zoo", "the shop",
+    "the yard", "the playground", "the bakery", "the meadow", "the barn", "the cave", "the pond",
+    "the street", "the attic", "the bedroom", "the bathroom", "the station", "the village",
     "the field",
 ]
 OUTDOOR = [
-    "the park",
-    "the beach",
-    "the forest",
-    "the farm",
-    "the garden",
-    "the river",
-    "the lake",
-    "the hill",
-    "the zoo",
-    "the playground",
-    "the meadow",
-    "the pond",
-    "the field",
-    "the market",
+    "the park", "the beach", "the forest", "the farm", "the garden", "the river", "the lake",
+    "the hill", "the zoo", "the playground", "the meadow", "the pond", "the field", "the market",
     "the school",
 ]
-ANIMAL_ADJ = [
-    "big",
-    "small",
-    "little",
-    "young",
-    "old",
-    "friendly",
-    "sleepy",
-    "shy",
-    "happy",
-    "noisy",
-]
-COLORS = [
-    "red",
-    "blue",
-    "green",
-    "yellow",
-    "white",
-    "black",
-    "brown",
-    "pink",
-    "purple",
-    "orange",
-    "gray",
-    "golden",
-]
-SIZES = [
-    "big",
-    "small",
-    "tiny",
-    "long",
-    "short",
-    "old",
-    "new",
-    "round",
-    "little",
-    "huge",
-    "pretty",
-    "dirty",
-    "clean",
-    "funny",
-    "strange",
-    "lovely",
-]
+ANIMAL_ADJ = "big small little young old friendly sleepy shy happy noisy".split()
+COLORS = "red blue green yellow white black brown pink purple orange gray golden".split()
+SIZES = (
+    "big small tiny long short old new round little huge pretty dirty clean funny strange lovely"
+).split()
 TIMES = [
-    "One day",
-    "One morning",
-    "One evening",
-    "On a sunny day",
-    "After lunch",
-    "On Sunday",
-    "Last summer",
-    "One cold morning",
-    "After school",
-    "Early in the morning",
-    "On a rainy afternoon",
-    "One winter day",
+    "One day", "One morning", "One evening", "On a sunny day", "After lunch", "On Sunday",
+    "Last summer", "One cold morning", "After school", "Early in the morning",
+    "On a rainy afternoon", "One winter day",
 ]
+# fmt: on
 
 # Materials: the rules every object of the material obeys (these make commonsense learnable).
 # "drop" / "water" / "fire" are what happens to a thing of that material; "feel" is how it feels.
@@ -280,24 +112,18 @@ MATERIALS = {
         "feel": "soft and bouncy",
     },
 }
+# fmt: off
 _PAST = {
-    "breaks": "broke",
-    "sinks": "sank",
-    "gets": "got",
-    "makes": "made",
-    "floats": "floated",
-    "burns": "burned",
-    "falls": "fell",
-    "cracks": "cracked",
-    "melts": "melted",
-    "stays": "stayed",
-    "bounces": "bounced",
-    "smells": "smelled",
+    "breaks": "broke", "sinks": "sank", "gets": "got", "makes": "made", "floats": "floated",
+    "burns": "burned", "falls": "fell", "cracks": "cracked", "melts": "melted", "stays": "stayed",
+    "bounces": "bounced", "smells": "smelled",
 }
+# fmt: on
 
 
 def past(phrase: str) -> str:
-    """The past tense of a behaviour phrase: "breaks into many pieces" -> "broke into many pieces"."""
+    """The past tense of a behaviour phrase:
+    "breaks into many pieces" -> "broke into many pieces"."""
     return " ".join(_PAST.get(w, w) for w in phrase.split(" "))
 
 
@@ -388,35 +214,18 @@ USE_OF = {o: info[2] for o, info in OBJECT_INFO.items()}
 
 # Held out from EVERY split's text: the model sees the material of these objects and how the
 # material behaves, but never these objects doing it. The commonsense probes ask exactly these.
-HELD_OUT = frozenset(
-    {
-        ("marble", "drop"),
-        ("bead", "water"),
-        ("mirror", "fire"),
-        ("vase", "drop"),
-        ("flute", "water"),
-        ("stool", "fire"),
-        ("block", "drop"),
-        ("whistle", "water"),
-        ("lock", "drop"),
-        ("ring", "fire"),
-        ("ticket", "fire"),
-        ("napkin", "water"),
-        ("poster", "drop"),
-        ("towel", "fire"),
-        ("flag", "drop"),
-        ("glove", "water"),
-        ("ice block", "fire"),
-        ("icicle", "drop"),
-        ("ice sculpture", "water"),
-        ("boulder", "water"),
-        ("statue", "drop"),
-        ("millstone", "fire"),
-        ("eraser", "drop"),
-        ("tire", "water"),
-        ("band", "fire"),
-    }
-)
+# fmt: off
+HELD_OUT = frozenset({
+    ("marble", "drop"), ("bead", "water"), ("mirror", "fire"), ("vase", "drop"),
+    ("flute", "water"), ("stool", "fire"), ("block", "drop"),
+    ("whistle", "water"), ("lock", "drop"), ("ring", "fire"),
+    ("ticket", "fire"), ("napkin", "water"), ("poster", "drop"),
+    ("towel", "fire"), ("flag", "drop"), ("glove", "water"),
+    ("ice block", "fire"), ("icicle", "drop"), ("ice sculpture", "water"),
+    ("boulder", "water"), ("statue", "drop"), ("millstone", "fire"),
+    ("eraser", "drop"), ("tire", "water"), ("band", "fire"),
+})
+# fmt: on
 HELD_OUT_OBJECTS = frozenset(o for o, _ in HELD_OUT)
 
 ANIMALS = {  # animal: (what it does when happy, where it lives, what it eats)
@@ -441,28 +250,14 @@ ANIMALS = {  # animal: (what it does when happy, where it lives, what it eats)
     "wolf": ("howled", "in the forest", "meat"),
     "squirrel": ("chirped", "in the park", "nuts"),
 }
+# fmt: off
 FOODS = {  # food: taste
-    "apple": "sweet",
-    "banana": "sweet",
-    "cookie": "sweet",
-    "cake": "sweet",
-    "sandwich": "tasty",
-    "pear": "juicy",
-    "carrot": "crunchy",
-    "orange": "juicy",
-    "muffin": "soft",
-    "plum": "juicy",
-    "pie": "warm",
-    "grape": "sweet",
-    "lemon": "sour",
-    "cherry": "sweet",
-    "peach": "juicy",
-    "bun": "soft",
-    "soup": "hot",
-    "cracker": "salty",
-    "pickle": "sour",
-    "honey cake": "sweet",
+    "apple": "sweet", "banana": "sweet", "cookie": "sweet", "cake": "sweet", "sandwich": "tasty",
+    "pear": "juicy", "carrot": "crunchy", "orange": "juicy", "muffin": "soft", "plum": "juicy",
+    "pie": "warm", "grape": "sweet", "lemon": "sour", "cherry": "sweet", "peach": "juicy",
+    "bun": "soft", "soup": "hot", "cracker": "salty", "pickle": "sour", "honey cake": "sweet",
 }
+# fmt: on
 WEATHER = {  # cause: the effects it has (every effect belongs to exactly one cause)
     "it rained all day": [
         "the ground was wet",
@@ -532,123 +327,28 @@ FEELING_CAUSES = {
 }
 FEELINGS = list(FEELING_CAUSES)
 GOOD_FEELINGS = {"happy", "proud"}
+# fmt: off
 TOYS = [
-    "ball",
-    "kite",
-    "duck toy",
-    "doll",
-    "teddy bear",
-    "toy car",
-    "drum",
-    "puzzle",
-    "robot",
-    "yo-yo",
-    "marble",
-    "block",
+    "ball", "kite", "duck toy", "doll", "teddy bear", "toy car", "drum", "puzzle", "robot", "yo-yo",
+    "marble", "block",
 ]
-COUNTABLE = [
-    "apple",
-    "cookie",
-    "pencil",
-    "marble",
-    "sticker",
-    "book",
-    "coin",
-    "shell",
-    "flower",
-    "egg",
-    "ball",
-    "card",
-    "stone",
-    "toy",
-    "cupcake",
-    "button",
-    "candy",
-    "boat",
-    "kite",
-    "ring",
-    "carrot",
-    "pear",
-    "bead",
-    "key",
-    "sock",
-    "block",
-    "plum",
-    "nut",
-    "leaf",
-    "feather",
-]
+COUNTABLE = (
+    "apple cookie pencil marble sticker book coin shell flower egg ball card stone toy cupcake "
+    "button candy boat kite ring carrot pear bead key sock block plum nut leaf feather"
+).split()
 PLURAL = {
-    "box": "boxes",
-    "glass": "glasses",
-    "brush": "brushes",
-    "peach": "peaches",
-    "mouse": "mice",
-    "sheep": "sheep",
-    "fish": "fish",
-    "cherry": "cherries",
-    "pony": "ponies",
-    "bus": "buses",
-    "sandwich": "sandwiches",
-    "knife": "knives",
-    "leaf": "leaves",
-    "wolf": "wolves",
-    "child": "children",
-    "candy": "candies",
+    "box": "boxes", "glass": "glasses", "brush": "brushes", "peach": "peaches", "mouse": "mice",
+    "sheep": "sheep", "fish": "fish", "cherry": "cherries", "pony": "ponies", "bus": "buses",
+    "sandwich": "sandwiches", "knife": "knives", "leaf": "leaves", "wolf": "wolves",
+    "child": "children", "candy": "candies",
 }
+# fmt: on
 
 # In-context "secret words": invented words with no meaning outside one document. Each
 # belongs to one split by hash, so the probes' secret words never occur in training text.
-_ONSETS = [
-    "b",
-    "d",
-    "f",
-    "g",
-    "k",
-    "l",
-    "m",
-    "n",
-    "p",
-    "r",
-    "s",
-    "t",
-    "v",
-    "z",
-    "bl",
-    "br",
-    "dr",
-    "fl",
-    "gr",
-    "kr",
-    "pl",
-    "pr",
-    "sl",
-    "sn",
-    "st",
-    "tr",
-    "gl",
-    "sp",
-]
+_ONSETS = "b d f g k l m n p r s t v z bl br dr fl gr kr pl pr sl sn st tr gl sp".split()
 _VOWELS = ["a", "e", "i", "o", "u"]
-_CODAS = [
-    "b",
-    "d",
-    "g",
-    "k",
-    "m",
-    "n",
-    "p",
-    "t",
-    "x",
-    "z",
-    "ck",
-    "sh",
-    "nt",
-    "mp",
-    "sk",
-    "rp",
-    "lf",
-]
+_CODAS = "b d g k m n p t x z ck sh nt mp sk rp lf".split()
 # the groups in which secret words sort things
 ICL_GROUPS = {
     "animals": list(ANIMALS),
@@ -657,20 +357,7 @@ ICL_GROUPS = {
     "names": ALL_NAMES,
     "places": [p.split(" ", 1)[1] for p in PLACES],
     "feelings": FEELINGS + ["glad", "upset", "calm", "lonely", "excited", "worried"],
-    "numbers": [
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-    ],
+    "numbers": "one two three four five six seven eight nine ten eleven twelve".split(),
 }
 # Pattern lessons: "x -> f(x)" lines for one relation f of the world; which relation is meant is
 # given only by the examples (a query alone could be answered by any of its domain's relations).
@@ -757,22 +444,10 @@ def domain_of(name: str) -> list[str]:
 
 def _collect_world_words() -> set[str]:
     words = set()
-    tables = [
-        ALL_NAMES,
-        TRAITS,
-        KIN,
-        PLACES,
-        COLORS,
-        SIZES,
-        TIMES,
-        list(OBJECT_INFO),
-        list(ANIMALS),
-        list(FOODS),
-        TOYS,
-        COUNTABLE,
-        FEELINGS,
-        CODE_WORDS_SOURCE,
-    ]
+    # fmt: off
+    tables = [ALL_NAMES, TRAITS, KIN, PLACES, COLORS, SIZES, TIMES, list(OBJECT_INFO),
+              list(ANIMALS), list(FOODS), TOYS, COUNTABLE, FEELINGS, CODE_WORDS_SOURCE]
+    # fmt: on
     for t in tables:
         for s in t:
             words.update(w.lower() for w in re.findall(r"[A-Za-z]+", s))
@@ -786,16 +461,17 @@ def _collect_world_words() -> set[str]:
         words.update(w.lower() for w in g)
     # a few common short English words the syllable generator could spell
     words.update(
-        "bad bat bed big bit bog bug bun but cap cat dad dig dog dot fan fat fig fit fog fox fun gap gas "
-        "god got gum gun gut kid kit lab lad lap leg let lid lip lit log lot mad man map mat men met mix mob "
-        "mom mop mud mug nap net nod not nut pad pan pat peg pen pet pig pin pit pod pot pub pup rat red rib "
-        "rid rim rip rob rod rot rub rug run sad sat set sin sip sit sob sun tab tag tan tap ten tin tip top "
-        "tub van vet zip blob blot brag brim drag drip drop drum flag flap flat flip flop glad grab grid grin "
-        "grip plan plot plug plum slab slam slap slim slip slot snap snip snob spot stab step stem stop trap "
-        "trim trip trot dumb bomb limb lamb camp damp lamp ramp stamp tent rent dent bent sent went hunt punt "
-        "tusk musk desk disk risk task mask bask sick sock suck sack lock luck lick kick pick pack tick tack "
-        "dock deck duck neck rock rack back bash dash mash rash sash wish fish dish mush gush rush push lush "
-        "box fix mix six wax tax fax sax fox pox lot".split()
+        "bad bat bed big bit bog bug bun but cap cat dad dig dog dot fan fat fig fit fog fox fun "
+        "gap gas god got gum gun gut kid kit lab lad lap leg let lid lip lit log lot mad man map "
+        "mat men met mix mob mom mop mud mug nap net nod not nut pad pan pat peg pen pet pig pin "
+        "pit pod pot pub pup rat red rib rid rim rip rob rod rot rub rug run sad sat set sin sip "
+        "sit sob sun tab tag tan tap ten tin tip top tub van vet zip blob blot brag brim drag drip "
+        "drop drum flag flap flat flip flop glad grab grid grin grip plan plot plug plum slab slam "
+        "slap slim slip slot snap snip snob spot stab step stem stop trap trim trip trot dumb bomb "
+        "limb lamb camp damp lamp ramp stamp tent rent dent bent sent went hunt punt tusk musk "
+        "desk disk risk task mask bask sick sock suck sack lock luck lick kick pick pack tick tack "
+        "dock deck duck neck rock rack back bash dash mash rash sash wish fish dish mush gush rush "
+        "push lush box fix mix six wax tax fax sax fox pox lot".split()
     )
     return words
 

@@ -6,360 +6,43 @@ from __future__ import annotations
 import random
 import re
 
+from .stories import StoryWriter, feeling_cause
 from .world import (  # the world's tables are this module's vocabulary
     ACTIONS,
     ALL_NAMES,
-    ANIMAL_ADJ,
     ANIMALS,
     CODE_HEADERS,
     CODE_WORDS_SOURCE,
-    COLORS,
     COUNTABLE,
-    FEELING_CAUSES,
     FEELINGS,
-    FOODS,
-    HELD_OUT,
     ICL_GROUPS,
-    KIN,
     MATERIAL_OF,
     MATERIALS,
-    NAMES,
     OBJECT_INFO,
-    OBJECTS,
-    OUTDOOR,
     PATTERN_HEADERS,
     PLACE_OF,
-    PLACES,
     PRONOUNS,
     RELATIONS,
     SECRET_WORDS,
-    SIZES,
-    TIMES,
-    TOYS,
-    TRAITS,
     USE_OF,
     WEATHER,
     article,
     behaviour,
     cap,
     domain_of,
-    past,
     plural,
     split_of,
 )
 
 
-class Writer:
+class Writer(StoryWriter):
     """Writes documents of every kind from one seeded ``random.Random``; ``split`` decides which
-    word problems, programs and secret words it may use."""
+    word problems, programs and secret words it may use. Stories and the helpers (a person, an
+    object, a description) are :class:`~slmlab.data.stories.StoryWriter`'s."""
 
     def __init__(self, rng: random.Random, split: str):
         self.r = rng
         self.split = split
-
-    # ---------------------------------------------------------------- helpers
-    def person(self, avoid: str | None = None):
-        g = self.r.choice(("she", "he"))
-        name = self.r.choice(NAMES[g])
-        while name == avoid:
-            name = self.r.choice(NAMES[g])
-        return name, g
-
-    def obj(self, action: str | None = None, material: str | None = None) -> str:
-        """An object; with ``action``, one whose behaviour under it may be written (not held out)."""
-        pool = OBJECTS[material] if material else list(OBJECT_INFO)
-        while True:
-            o = self.r.choice(pool)
-            if action is None or (o, action) not in HELD_OUT:
-                return o
-
-    def describe(self, o: str) -> str:
-        k = self.r.random()
-        if k < 0.3:
-            return f"{self.r.choice(COLORS)} {o}"
-        if k < 0.45:
-            return f"{self.r.choice(SIZES)} {o}"
-        if k < 0.6 and MATERIAL_OF[o] not in (
-            "ice",
-            "stone",
-        ):  # not "an ice snowball", "a stone rock"
-            return f"{MATERIAL_OF[o]} {o}"
-        return o
-
-    # ---------------------------------------------------------------- stories
-    def story(self) -> str:
-        r = self.r
-        name, g = self.person()
-        he, him, his = PRONOUNS[g]
-        friend, fg = self.person(avoid=name)
-        place = r.choice(OUTDOOR)
-        kid = "girl" if g == "she" else "boy"
-        ctx = dict(name=name, he=he, him=him, his=his, friend=friend, fg=fg, place=place, kid=kid)
-        s = [
-            r.choice(
-                [
-                    f"Once upon a time, there was a {r.choice(TRAITS)} {kid} named {name}.",
-                    f"{name} was a {r.choice(TRAITS)} {kid} who liked to play at {r.choice(OUTDOOR)}.",
-                    f"There once lived a {r.choice(TRAITS)} little {kid} called {name}.",
-                    f"{name} and {his} {r.choice(KIN)} lived in a little house near {r.choice(OUTDOOR)}.",
-                    f"{name} was {article(r.choice(TRAITS))} {kid}. {cap(he)} had a friend named {friend}.",
-                    f"In a small village, there lived a {kid} named {name}. {cap(he)} was very {r.choice(TRAITS)}.",
-                ]
-            )
-        ]
-        s.append(
-            r.choice(
-                [
-                    f"{r.choice(TIMES)}, {he} went to {place} with {his} friend {friend}.",
-                    f"{r.choice(TIMES)}, {name} walked to {place}. {cap(his)} friend {friend} came too.",
-                    f"{r.choice(TIMES)}, {name} ran to {place} with {friend}.",
-                    f"{r.choice(TIMES)}, {name} and {friend} went to {place} to play.",
-                    f"{r.choice(TIMES)}, {his} {r.choice(KIN)} took {him} and {friend} to {place}.",
-                    f"{r.choice(TIMES)}, {name} met {friend} at {place}.",
-                ]
-            )
-        )
-        events = [
-            self._object_event,
-            self._object_event,
-            self._animal_event,
-            self._weather_event,
-            self._food_event,
-            self._friend_event,
-            self._feeling_event,
-            self._find_event,
-        ]
-        for ev in r.sample(events, r.randint(2, 4)):
-            s += ev(ctx)
-        good = r.random() < 0.7
-        feel = r.choice(
-            ["happy", "glad", "proud", "calm", "thankful"]
-            if good
-            else ["sad", "tired", "upset", "sleepy"]
-        )
-        s.append(
-            r.choice(
-                [
-                    f"{name} felt {feel}.",
-                    f"At the end of the day, {name} was {feel}.",
-                    f"That evening, {name} went home. {cap(he)} was {feel}.",
-                    f"When the sun went down, {name} was {feel} and went to bed.",
-                ]
-            )
-        )
-        if good:
-            s.append(
-                r.choice(
-                    [
-                        f'{cap(he)} smiled and said, "This was the best day ever!"',
-                        f"{name} hugged {friend} and said thank you.",
-                        "The end.",
-                        f"From that day on, {name} and {friend} were best friends.",
-                    ]
-                )
-            )
-        else:
-            s.append(
-                r.choice(
-                    [
-                        f"But {friend} gave {him} a big hug, and soon {he} felt better.",
-                        f'{cap(his)} {r.choice(KIN)} said, "Don\'t worry. Tomorrow will be better."',
-                        "The end.",
-                        f"The next day, {name} felt much better.",
-                    ]
-                )
-            )
-        return " ".join(s)
-
-    def _object_event(self, c):
-        r = self.r
-        action = r.choice(ACTIONS)
-        o = self.obj(action)
-        name, he, his, friend = c["name"], c["he"], c["his"], c["friend"]
-        d = self.describe(o)
-        found = r.choice(
-            [
-                f"{cap(he)} found {article(d)} on the ground.",
-                f"{name} saw {article(d)} near a tree.",
-                f"{friend} gave {name} {article(d)}.",
-                f"{name} had {article(d)} in {his} bag.",
-                f"{name} picked up {article(d)}.",
-                f"There was {article(d)} on the table.",
-            ]
-        )
-        out = [found]
-        if r.random() < 0.6 and not d.startswith(MATERIAL_OF[o]):
-            out.append(
-                r.choice(
-                    [f"The {o} was made of {MATERIAL_OF[o]}.", f"It was made of {MATERIAL_OF[o]}."]
-                )
-            )
-        if action == "drop":
-            out.append(
-                r.choice(
-                    [
-                        f"{cap(he)} dropped the {o} on the floor.",
-                        f"Oops! {name} dropped the {o}.",
-                        f"The {o} slipped out of {his} hands and fell.",
-                        f"{friend} dropped the {o} by mistake.",
-                    ]
-                )
-            )
-        elif action == "water":
-            out.append(
-                r.choice(
-                    [
-                        f"{cap(he)} put the {o} in the water.",
-                        f"{name} threw the {o} into the pond.",
-                        f"The {o} fell into the river.",
-                        f"{name} dropped the {o} into a bucket of water.",
-                    ]
-                )
-            )
-        else:
-            out.append(
-                r.choice(
-                    [
-                        f"{cap(he)} put the {o} near the fire.",
-                        f"{name} held the {o} over the fire.",
-                        f"{friend} left the {o} next to the fire.",
-                        f"The {o} was too close to the fire.",
-                    ]
-                )
-            )
-        out.append(f"The {o} {past(behaviour(o, action))}.")
-        if action == "drop" and MATERIAL_OF[o] in ("glass", "ice"):
-            out.append(
-                r.choice(
-                    [f"{name} was sad.", f'"Oh no!" said {name}.', f"{friend} helped clean it up."]
-                )
-            )
-        elif r.random() < 0.3:
-            out.append(
-                r.choice([f'"Look!" said {name}.', f"{name} laughed.", f'"Wow," said {friend}.'])
-            )
-        return out
-
-    def _find_event(self, c):
-        r = self.r
-        o = r.choice(list(OBJECT_INFO))
-        place, use = PLACE_OF[o], USE_OF[o]
-        name, he, his = c["name"], c["he"], c["his"]
-        return r.choice(
-            [
-                [
-                    f"In {place}, {name} found {article(self.describe(o))}.",
-                    f"{cap(he)} used it to {use}.",
-                ],
-                [
-                    f"{name} needed {article(o)} to {use}.",
-                    f"{cap(he)} looked in {place} and found one there.",
-                ],
-                [
-                    f"{name} went to {place} to get {article(o)}.",
-                    f'"We use {article(o)} to {use}," said {his} {r.choice(KIN)}.',
-                ],
-            ]
-        )
-
-    def _animal_event(self, c):
-        r = self.r
-        an = r.choice(list(ANIMALS))
-        sound, home, food = ANIMALS[an]
-        name, he, friend = c["name"], c["he"], c["friend"]
-        return r.choice(
-            [
-                [
-                    f"{cap(he)} saw {article(an)} {home}.",
-                    f"The {an} {sound}.",
-                    f"{name} gave the {an} some {food}, and the {an} ate it all.",
-                ],
-                [
-                    f"{cap(article(r.choice(ANIMAL_ADJ)))} {an} came to say hello.",
-                    f"It {sound} at {name}.",
-                    f"{name} laughed because the {an} was so funny.",
-                ],
-                [
-                    f"{friend} showed {name} {article(an)}.",
-                    f'"The {an} lives {home} and eats {food}," said {friend}.',
-                ],
-                [
-                    f"On the way, they met {article(an)}.",
-                    f"The {an} was hungry, so {name} gave it some {food}.",
-                ],
-            ]
-        )
-
-    def _weather_event(self, c):
-        r = self.r
-        cause = r.choice(list(WEATHER))
-        effect = r.choice(WEATHER[cause])
-        name = c["name"]
-        return r.choice(
-            [
-                [f"Suddenly, {cause}.", f"Because {cause}, {effect}."],
-                [f"That day {cause}, so {effect}."],
-                [f"{name} looked outside. {cap(cause)}.", f"{cap(effect)}."],
-                [f"{cap(cause)}, so {effect}."],
-            ]
-        )
-
-    def _food_event(self, c):
-        r = self.r
-        f = r.choice(list(FOODS))
-        n = r.randint(2, 9)
-        name, he, friend = c["name"], c["he"], c["friend"]
-        return r.choice(
-            [
-                [f"{name} was hungry, so {he} ate {article(f)}.", f"The {f} was {FOODS[f]}."],
-                [
-                    f"{name} had {n} {plural(f)}.",
-                    f"{cap(he)} gave one to {friend}, so {he} had {n - 1} {plural(f) if n - 1 != 1 else f} left.",
-                ],
-                [f"{friend} and {name} shared {article(f)} under a tree.", f"It was {FOODS[f]}."],
-            ]
-        )
-
-    def _friend_event(self, c):
-        r = self.r
-        name, friend, fg = c["name"], c["friend"], c["fg"]
-        fhe, _, fhis = PRONOUNS[fg]
-        toy = r.choice(TOYS)
-        return r.choice(
-            [
-                [
-                    f"{name} met {friend}, and they played together.",
-                    "They ran and jumped until they were tired.",
-                ],
-                [
-                    f"{friend} was sad because {fhe} lost {fhis} {toy}.",
-                    f"{name} helped {friend} look for it, and they found it in {r.choice(PLACES)}.",
-                ],
-                [
-                    f"{name} and {friend} built {article(r.choice(SIZES))} tower of blocks.",
-                    "Then it fell down, and they laughed.",
-                ],
-                [
-                    f'{friend} asked, "Can I play with you?"',
-                    f'"Yes!" said {name}. They played all afternoon.',
-                ],
-            ]
-        )
-
-    def _feeling_event(self, c):
-        r = self.r
-        feel = r.choice(FEELINGS)
-        who, g = (
-            (c["name"], PRONOUNS["she" if c["he"] == "she" else "he"])
-            if r.random() < 0.6
-            else (c["friend"], PRONOUNS[c["fg"]])
-        )
-        cause = feeling_cause(r, feel, g)
-        return (
-            [f"{who} {cause}.", f"{cap(g[0])} felt {feel}."]
-            if r.random() < 0.7
-            else [f"{who} felt {feel} because {g[0]} {cause}."]
-        )
 
     # ---------------------------------------------------------------- facts
     def facts(self) -> str:
@@ -376,7 +59,8 @@ class Writer:
                             f"{cap(article(o))} is made of {m}.",
                             f"Q: What is {article(o)} made of?\nA: {cap(m)}.",
                             f"The {o} is made of {m}. It is {MATERIALS[m]['feel']}.",
-                            f"{cap(article(o))} is made of {m}, and {m} {r.choice(MATERIALS[m]['facts'])}.",
+                            f"{cap(article(o))} is made of {m}, "
+                            f"and {m} {r.choice(MATERIALS[m]['facts'])}.",
                         ]
                     )
                 )
@@ -409,8 +93,8 @@ class Writer:
                     r.choice(
                         [
                             f"Q: {q}\nA: It {behaviour(o, action)}.",
-                            f"The {o} is made of {MATERIAL_OF[o]}, so if you {action_phrase(action, o)}, "
-                            f"it {behaviour(o, action)}.",
+                            f"The {o} is made of {MATERIAL_OF[o]}, "
+                            f"so if you {action_phrase(action, o)}, it {behaviour(o, action)}.",
                         ]
                     )
                 )
@@ -474,11 +158,16 @@ class Writer:
             x, y = _operands(r, add=True)
             q = r.choice(
                 [
-                    f"{name} has {n_(x)}. {friend} gives {him} {y} more. How many {things} does {name} have now?",
-                    f"There are {n_(x)} in a box and {n_(y)} on the table. How many {things} are there in all?",
-                    f"{name} found {n_(x)} in the morning and {n_(y)} in the afternoon. How many {things} did {he} find?",
-                    f"{name} has {n_(x)} and {friend} has {n_(y)}. How many {things} do they have together?",
-                    f"There were {n_(x)} in the bag. {name} put in {y} more. How many {things} are in the bag now?",
+                    f"{name} has {n_(x)}. {friend} gives {him} {y} more. "
+                    f"How many {things} does {name} have now?",
+                    f"There are {n_(x)} in a box and {n_(y)} on the table. "
+                    f"How many {things} are there in all?",
+                    f"{name} found {n_(x)} in the morning and {n_(y)} in the afternoon. "
+                    f"How many {things} did {he} find?",
+                    f"{name} has {n_(x)} and {friend} has {n_(y)}. "
+                    f"How many {things} do they have together?",
+                    f"There were {n_(x)} in the bag. {name} put in {y} more. "
+                    f"How many {things} are in the bag now?",
                     f"What is {x} plus {y}?",
                 ]
             )
@@ -487,11 +176,15 @@ class Writer:
             x, y = _operands(r, add=False)
             q = r.choice(
                 [
-                    f"{name} had {n_(x)}. {cap(he)} gave {n_(y)} to {friend}. How many {things} does {name} have left?",
-                    f"There were {n_(x)} in a basket. {name} took {y} of them. How many {things} are in the basket now?",
+                    f"{name} had {n_(x)}. {cap(he)} gave {n_(y)} to {friend}. "
+                    f"How many {things} does {name} have left?",
+                    f"There were {n_(x)} in a basket. {name} took {y} of them. "
+                    f"How many {things} are in the basket now?",
                     f"{name} had {n_(x)} and lost {y}. How many {things} does {he} have now?",
-                    f"{name} has {n_(x)}. {friend} has {n_(y)}. How many more {things} does {name} have than {friend}?",
-                    f"There were {n_(x)} on the shelf. {y} fell off. How many {things} are still on the shelf?",
+                    f"{name} has {n_(x)}. {friend} has {n_(y)}. "
+                    f"How many more {things} does {name} have than {friend}?",
+                    f"There were {n_(x)} on the shelf. {y} fell off. "
+                    f"How many {things} are still on the shelf?",
                     f"What is {x} minus {y}?",
                 ]
             )
@@ -593,7 +286,8 @@ def pattern_lesson(
     r: random.Random, n_lines: int, relation: str | None = None, things: list[str] | None = None
 ) -> str:
     """A pattern lesson: a header that does not say the rule, then ``thing -> value`` lines of one
-    relation (an animal's food, home or sound; an object's material, place or use; a food's taste)."""
+    relation (an animal's food, home or sound; an object's material, place or use; a food's
+    taste)."""
     rel = relation or r.choice(sorted(RELATIONS))
     domain, f = RELATIONS[rel]
     if things is None:
@@ -628,7 +322,8 @@ def action_phrase(action: str, o: str) -> str:
 def _why(effect: str) -> str:
     """ "the ground was wet" -> "was the ground wet" (a question about a weather effect)."""
     m = re.match(
-        r"(the [a-z ]+?|there|everyone|nobody|the children|the cars) (was|were|could|drove|made|went|flew|wore|froze|melted|stayed|slammed)(.*)",
+        r"(the [a-z ]+?|there|everyone|nobody|the children|the cars) "
+        r"(was|were|could|drove|made|went|flew|wore|froze|melted|stayed|slammed)(.*)",
         effect,
     )
     if not m:
@@ -648,26 +343,6 @@ def _why(effect: str) -> str:
         "slammed": "slam",
     }[verb]
     return f"did {subj} {base}{rest}"
-
-
-def feeling_cause(
-    r: random.Random, feel: str, g: tuple[str, str, str], generic: bool = False
-) -> str:
-    he, him, his = g
-    if generic:
-        he, him, his = "it", "it", "its"
-        himself = "itself"
-    else:
-        himself = "herself" if he == "she" else "himself"
-    t = r.choice(FEELING_CAUSES[feel])
-    out = t.format(his=his, he=he, toy=r.choice(TOYS), kin=r.choice(KIN), himself=himself)
-    if generic:  # "a child ... its favorite toy" reads badly: use "their"
-        out = (
-            out.replace(" its ", " their ")
-            .replace("itself", "themselves")
-            .replace(" it had lost", " they had lost")
-        )
-    return out
 
 
 def _operands(r: random.Random, add: bool) -> tuple[int, int]:

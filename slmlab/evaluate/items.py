@@ -85,7 +85,7 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
     names, weights = zip(*kinds.items())
     pairs = sorted(HELD_OUT)
     items = []
-    for i in range(n):
+    for _ in range(n):
         kind = r.choices(names, weights)[0]
         g = r.choice(("she", "he"))
         name = r.choice(NAMES[g])
@@ -309,8 +309,8 @@ def _test_items(task: str, n: int, seed: int, make) -> list:
 
 
 def math_items(n: int = 100, seed: int = 0) -> list[dict]:
-    """Word problems of the test split (never in training): ``prompt`` is "Problem: ...\\n"; the model
-    writes the working and "Answer: N"; ``answer`` is N as a string."""
+    """Word problems of the test split (never in training): ``prompt`` is "Problem: ...\\n"; the
+    model writes the working and "Answer: N"; ``answer`` is N as a string."""
 
     def make(w):
         q, work, ans = w.math_problem()

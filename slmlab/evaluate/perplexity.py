@@ -1,4 +1,5 @@
-"""Perplexity and bits per byte of any causal LM over documents (default: TinyTales' validation split)."""
+"""Perplexity and bits per byte of any causal LM over documents
+(default: TinyTales' validation split)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def perplexity(
         for i in range(0, len(windows), batch_size):
             chunk = windows[i : i + batch_size]
             x = _pad_batch([stream[b:e] for b, e, _ in chunk], pad=stream[0])
-            # targets: the next tokens; padding and the positions an earlier window scored are ignored
+            # targets: the next tokens; padding and the positions an earlier window scored are
+            # both ignored
             y = torch.full(x.shape, IGNORE_INDEX, dtype=torch.long)
             for row, (b, e, skip) in enumerate(chunk):
                 y[row, skip : e - b] = torch.tensor(stream[b + 1 + skip : e + 1])

@@ -29,10 +29,11 @@ def _stderr(p: float, n: int) -> float:
 def commonsense(
     model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, _lm=None
 ) -> dict:
-    """Four-way multiple choice about the world on held-out items (:func:`slmlab.evaluate.probe_items.commonsense_items`):
-    ``acc``, ``acc_norm`` (chance 0.25 each), per-kind accuracy in ``by_kind`` (held-out material
-    items split into "material/stated", where the context says the material, and "material/recall",
-    where the model must remember it), and the items."""
+    """Four-way multiple choice about the world on held-out items
+    (:func:`slmlab.evaluate.probe_items.commonsense_items`): ``acc``, ``acc_norm`` (chance 0.25
+    each), per-kind accuracy in ``by_kind`` (held-out material items split into "material/stated",
+    where the context says the material, and "material/recall", where the model must remember it),
+    and the items."""
     items = probe_items.commonsense_items(n, seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
     by_kind = {}
@@ -74,17 +75,17 @@ def in_context(
     """In-context learning: a mapping given only by examples in the prompt. Three kinds of lesson:
 
     - ``"pattern"`` (the suite's ``icl`` task): *task recognition*, few-shot learning in GPT-3's
-      sense (:func:`slmlab.evaluate.probe_items.icl_pattern_items`). ``k`` lines ``thing -> value`` of one
-      relation (an animal's food, home or sound; an object's material, place or use), then a new
-      thing. The options are the new thing's value under each relation of its domain, so only
+      sense (:func:`slmlab.evaluate.probe_items.icl_pattern_items`). ``k`` lines ``thing -> value``
+      of one relation (an animal's food, home or sound; an object's material, place or use), then a
+      new thing. The options are the new thing's value under each relation of its domain, so only
       the examples say which one is meant: chance is 1/3 at any number of shots.
     - ``"code"`` (the suite's ``icl_lookup`` task): *lookup*, an induction-head skill
-      (:func:`slmlab.evaluate.probe_items.icl_items`): an invented word for each of ``k`` words, then one of them
-      asked again; 4 options, chance 1/4; at 0 shots a model can only be at chance, at 5 shots
-      the other options are shown too, paired with other words.
+      (:func:`slmlab.evaluate.probe_items.icl_items`): an invented word for each of ``k`` words,
+      then one of them asked again; 4 options, chance 1/4; at 0 shots a model can only be at chance,
+      at 5 shots the other options are shown too, paired with other words.
     - ``"groups"``: two invented words for two groups of things and a new member of one group
-      to sort (:func:`slmlab.evaluate.probe_items.icl_group_items`, chance 1/2): it needs the examples *and*
-      knowing which things belong together.
+      to sort (:func:`slmlab.evaluate.probe_items.icl_group_items`, chance 1/2): it needs the
+      examples *and* knowing which things belong together.
 
     Returns accuracy per number of shots (``acc``), the chance level and the items."""
     makers = {
@@ -120,8 +121,8 @@ def arithmetic(
     batch_size: int = 64,
     _lm=None,
 ) -> dict:
-    """Word problems of the test split (:func:`slmlab.evaluate.probe_items.math_items`), answered by greedy
-    generation; exact match of the number after "Answer:". ``chance`` is the best trivial
+    """Word problems of the test split (:func:`slmlab.evaluate.probe_items.math_items`), answered by
+    greedy generation; exact match of the number after "Answer:". ``chance`` is the best trivial
     guesser (:func:`slmlab.evaluate.probe_items.trivial_baselines`)."""
     items = probe_items.math_items(n, seed=seed)
     gens = greedy_generate(
@@ -154,8 +155,8 @@ def programs(
     batch_size: int = 64,
     _lm=None,
 ) -> dict:
-    """Tiny programs of the test split (:func:`slmlab.evaluate.probe_items.code_items`): the greedy continuation
-    after "Output:" up to the end of the line must equal what the program prints."""
+    """Tiny programs of the test split (:func:`slmlab.evaluate.probe_items.code_items`): the greedy
+    continuation after "Output:" up to the end of the line must equal what the program prints."""
     items = probe_items.code_items(n, seed=seed)
     gens = greedy_generate(
         model,
@@ -181,9 +182,10 @@ def programs(
 @cache
 def chance_level(task: str) -> float:
     """The chance level of a probe. Multiple choice: 1 / number of options (commonsense 1/4,
-    in-context pattern lessons 1/3, lookup 1/4). Exact match (math, code): the accuracy of the best answer-free guesser —
-    always the most common answer, or copy the first or the last number of the prompt —
-    measured on 2,000 probe items of another seed (:func:`slmlab.evaluate.probe_items.trivial_baselines`)."""
+    in-context pattern lessons 1/3, lookup 1/4). Exact match (math, code): the accuracy of the best
+    answer-free guesser — always the most common answer, or copy the first or the last number of the
+    prompt — measured on 2,000 probe items of another seed
+    (:func:`slmlab.evaluate.probe_items.trivial_baselines`)."""
     if task == "commonsense":
         return 0.25
     if task in ("icl", "in_context"):

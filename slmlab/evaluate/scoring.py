@@ -1,7 +1,7 @@
 """Scoring any causal LM the way lm-evaluation-harness does: the log-likelihood of a
 continuation, multiple choice by comparing the options' log-likelihoods (``acc``, and
-``acc_norm`` per character of the option, as the harness normalises), and greedy generation with stop
-strings.
+``acc_norm`` per character of the option, as the harness normalises), and greedy generation with
+stop strings.
 
 :class:`LM` adapts slmlab's :class:`~slmlab.TinyLM` with an slmlab tokenizer, or a transformers
 causal LM with its tokenizer, to what scoring needs: encode text, compute next-token logits, know
@@ -33,7 +33,8 @@ class LM:
             raise TypeError("pass the model and tokenizer, not an LM adapter")
         if not callable(model):
             raise TypeError(
-                f"model must be a torch module (TinyLM or a transformers causal LM), got {type(model).__name__}"
+                "model must be a torch module (TinyLM or a transformers causal LM), "
+                f"got {type(model).__name__}"
             )
         if not hasattr(tokenizer, "encode") or not hasattr(tokenizer, "decode"):
             raise TypeError(
@@ -204,7 +205,8 @@ def greedy_generate(
         keep = lm.max_len - max_new_tokens
         if keep < 1:
             raise ValueError(
-                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of {lm.max_len}"
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of "
+                f"{lm.max_len}"
             )
         encoded.append(ids[-keep:])
     by_len: dict[int, list[int]] = {}
@@ -212,7 +214,7 @@ def greedy_generate(
         by_len.setdefault(len(ids), []).append(i)
     new_tokens: list[list[int]] = [[] for _ in prompts]
     with eval_mode(model):
-        for length, idx in sorted(by_len.items()):
+        for _length, idx in sorted(by_len.items()):
             for k in range(0, len(idx), batch_size):
                 chunk = idx[k : k + batch_size]
                 x = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=lm.device)

@@ -26,10 +26,10 @@ def suite(
 
     ``n_per_task`` items per task (commonsense gets twice as many: they are cheap), the two
     in-context tasks (``icl``: pattern lessons, task recognition; ``icl_lookup``: secret codes,
-    lookup; see :func:`in_context`) at 0, 1 and 5 shots. ``include_perplexity`` adds perplexity and bits per
-    byte on the validation split (lower is better; "chance" is the uniform model: the vocabulary
-    size, and log2(vocabulary) bits per token over the bytes per token). ``return_details``
-    returns ``(table, details)`` with every item, prediction and generation."""
+    lookup; see :func:`in_context`) at 0, 1 and 5 shots. ``include_perplexity`` adds perplexity and
+    bits per byte on the validation split (lower is better; "chance" is the uniform model: the
+    vocabulary size, and log2(vocabulary) bits per token over the bytes per token).
+    ``return_details`` returns ``(table, details)`` with every item, prediction and generation."""
     import pandas as pd
 
     unknown = set(tasks) - set(TASKS)

@@ -40,14 +40,16 @@ chapter register here)."""
 
 
 def load_model(directory, device=None, dtype=None):
-    """The model saved in ``directory`` by ``save_pretrained``, of the class its ``model_type`` names."""
+    """The model saved in ``directory`` by ``save_pretrained``,
+    of the class its ``model_type`` names."""
     if not Path(directory).is_dir():
         raise checkpoint.CheckpointError(f"no model directory at {directory}")
     model_type = checkpoint.read_config(directory).get("model_type", TinyLM.model_type)
     if model_type not in MODEL_TYPES:
         raise checkpoint.CheckpointError(
-            f"{directory}/config.json has model_type {model_type!r}, which slmlab does not know "
-            f"(known: {sorted(MODEL_TYPES)}); a transformers checkpoint loads with slmlab.from_hf(path)"
+            f"{directory}/config.json has model_type {model_type!r}, "
+            f"which slmlab does not know (known: {sorted(MODEL_TYPES)}); "
+            "a transformers checkpoint loads with slmlab.from_hf(path)"
         )
     return MODEL_TYPES[model_type].from_pretrained(directory, device=device, dtype=dtype)
 

@@ -52,7 +52,8 @@ from .layers import Attention, Block, FeedForward, KVCache, RMSNorm, apply_rope,
 
 
 class AnyValue:
-    """In :data:`SUPPORTED`: every value of the field is supported (``value in ANY`` is always true)."""
+    """In :data:`SUPPORTED`: every value of the field is supported
+    (``value in ANY`` is always true)."""
 
     def __contains__(self, value) -> bool:
         return True
@@ -63,8 +64,9 @@ class AnyValue:
 
 ANY = AnyValue()
 
-# Every TinyLMConfig field, with the values the decoder computes exactly as TinyLM.forward does. A field
-# missing here (a switch added to TinyLMConfig later) sends generation through forward until it is added.
+# Every TinyLMConfig field, with the values the decoder computes exactly as TinyLM.forward does. A
+# field missing here (a switch added to TinyLMConfig later) sends generation through forward until
+# it is added.
 SUPPORTED: dict[str, object] = {
     # sizes: the decoder reads them from the config or from the weights' shapes, as the modules do
     "vocab_size": ANY,
@@ -82,15 +84,17 @@ SUPPORTED: dict[str, object] = {
     "rope_theta": ANY,  # RoPE tables come from model.rope_tables, as forward's do
     "tie_embeddings": (False, True),
     "bias": (False, True),
-    "dropout": ANY,  # the decoder never runs a training model, and in eval mode dropout is the identity
+    # the decoder never runs a training model, and in eval mode dropout is the identity
+    "dropout": ANY,
     "init_std": ANY,  # initialization only
 }
 
-# Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix, with the
-# RMSNorm gain before them folded in, only while it has at most this many elements (256K: 1 MB in float32).
-# Measured on the project's 2-core CPU: packing makes the base model's step (largest group 196K, gate|up)
-# 13% faster than reading in place; SmolLM2-135M's step (smallest group 553K, q|k|v) at most 3% faster,
-# for 66-390 MB more memory and 0.1-0.4 s more in the first call (benchmarks/README.md).
+# Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix,
+# with the RMSNorm gain before them folded in, only while it has at most this many elements
+# (256K: 1 MB in float32). Measured on the project's 2-core CPU: packing makes the base model's
+# step (largest group 196K, gate|up) 13% faster than reading in place; SmolLM2-135M's step
+# (smallest group 553K, q|k|v) at most 3% faster, for 66-390 MB more memory and 0.1-0.4 s more in
+# the first call (benchmarks/README.md).
 PACK_MAX_ELEMENTS = 1 << 18
 
 
@@ -137,7 +141,10 @@ def unsupported_config(config) -> str | None:
         return f"the config lacks the field(s) {missing} that the decoder reads"
     for name, allowed in SUPPORTED.items():
         if values[name] not in allowed:
-            return f"config {name}={values[name]!r} is not among the values the decoder supports, {allowed}"
+            return (
+                f"config {name}={values[name]!r} is not among the values the decoder supports, "
+                f"{allowed}"
+            )
     return None
 
 
@@ -173,16 +180,16 @@ def unsupported(model: nn.Module) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------ building blocks
+# ---------------------------------------------------------------------------------- building blocks
 def _gainless_rms(norm: RMSNorm):
     """x / rms(x): an RMSNorm without its gain, for when the gain is folded into the next matrix."""
     return lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps)
 
 
 def _lean_norm(norm: nn.Module):
-    """``norm`` in as few calls as possible: a float32 RMSNorm as x * rsqrt(mean(x^2) + eps) * g, the
-    form Llama (and transformers) compute, without the module's call and float32 round trip (which
-    are no-ops for float32 inputs, but calls all the same); any other norm as it is."""
+    """``norm`` in as few calls as possible: a float32 RMSNorm as x * rsqrt(mean(x^2) + eps) * g,
+    the form Llama (and transformers) compute, without the module's call and float32 round trip
+    (which are no-ops for float32 inputs, but calls all the same); any other norm as it is."""
     if type(norm) is RMSNorm and norm.weight.dtype == torch.float32:
         normalize, gain = _gainless_rms(norm), norm.weight.detach()
         return lambda x: normalize(x) * gain
@@ -190,7 +197,8 @@ def _lean_norm(norm: nn.Module):
 
 
 def _packable(projections: tuple[nn.Module, ...]) -> bool:
-    """Are these projections (which read the same normalized input) worth copying into one packed matrix?"""
+    """Are these projections (which read the same normalized input) worth copying into one packed
+    matrix?"""
     return (
         all(type(m) is nn.Linear for m in projections)
         and sum(m.weight.numel() for m in projections) <= PACK_MAX_ELEMENTS
@@ -200,9 +208,9 @@ def _packable(projections: tuple[nn.Module, ...]) -> bool:
 def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
     """x -> the outputs of ``projections`` on ``norm(x)``, concatenated along the last dimension.
 
-    Small plain ``nn.Linear`` layers are copied into one stacked matrix, transposed for x @ W, with an
-    RMSNorm's gain g folded in ((x * g) @ W == x @ (g W), one multiplication fewer per step); large ones
-    are used in place, and anything else (a quantized layer) keeps its own forward."""
+    Small plain ``nn.Linear`` layers are copied into one stacked matrix, transposed for x @ W, with
+    an RMSNorm's gain g folded in ((x * g) @ W == x @ (g W), one multiplication fewer per step);
+    large ones are used in place, and anything else (a quantized layer) keeps its own forward."""
     if _packable(projections):
         weight = torch.cat([m.weight.detach() for m in projections]).t()
         bias = (
@@ -233,7 +241,8 @@ def _normalize_and_project(norm: nn.Module, *projections: nn.Module):
 
 def _project(projection: nn.Module):
     """h -> projection(h); a plain ``nn.Linear`` reads its weight in place through a transposed view
-    made once here, in one call (``mm``, or ``addmm`` with a bias), without the module's own call."""
+    made once here, in one call (``mm``, or ``addmm`` with a bias),
+    without the module's own call."""
     if type(projection) is not nn.Linear:
         return projection
     weight_t, bias = projection.weight.detach().t(), projection.bias
@@ -244,8 +253,8 @@ def _project(projection: nn.Module):
 
 
 def _residual(projection: nn.Module):
-    """(x, y) -> x + projection(y); for a plain ``nn.Linear`` the addition rides in the matrix product
-    (``addmm``), which reads the module's own weight through a transposed view."""
+    """(x, y) -> x + projection(y); for a plain ``nn.Linear`` the addition rides in the matrix
+    product (``addmm``), which reads the module's own weight through a transposed view."""
     if type(projection) is not nn.Linear:
         return lambda x, y: x + projection(y)
     weight_t, bias = projection.weight.detach().t(), projection.bias
@@ -256,8 +265,8 @@ def _residual(projection: nn.Module):
 
 
 def _feed_forward(norm: nn.Module, ffn: FeedForward):
-    """x -> x + ffn(norm(x)): the up projection(s) as :func:`_normalize_and_project` builds them, the
-    activation, and the down projection with the residual addition inside it."""
+    """x -> x + ffn(norm(x)): the up projection(s) as :func:`_normalize_and_project` builds them,
+    the activation, and the down projection with the residual addition inside it."""
     down = _residual(ffn.down_proj)
     if ffn.kind == "swiglu" and _packable((ffn.gate_proj, ffn.up_proj)):
         gate_up = _normalize_and_project(norm, ffn.gate_proj, ffn.up_proj)
@@ -280,10 +289,11 @@ def _feed_forward(norm: nn.Module, ffn: FeedForward):
     return lambda x: down(x, activation(up(x)))
 
 
-# ------------------------------------------------------------------------------------------ the cache
+# ---------------------------------------------------------------------------------------- the cache
 def _sources(model: nn.Module) -> list:
-    """Everything a decoder of ``model`` is built from, in order: its config, its submodules and their
-    parameters and buffers (the model itself is left out: a decoder must not keep it alive)."""
+    """Everything a decoder of ``model`` is built from, in order: its config, its submodules and
+    their parameters and buffers (the model itself is left out: a decoder must not keep it
+    alive)."""
     found = [model.config]
     for module in model.modules():
         if module is not model:
@@ -296,10 +306,10 @@ def _sources(model: nn.Module) -> list:
 
 def _fingerprint(sources: list) -> tuple | None:
     """What must stay the same for a decoder built from ``sources`` to be current, in a form that
-    compares with ==: every object's identity (a replaced module or parameter), each tensor's storage
-    address, dtype, device, shape and version counter (in-place updates), and the config's values.
-    None when a tensor has no version counter (one made under ``torch.inference_mode``): then nothing
-    could tell that it changed, and the decoder is not kept.
+    compares with ==: every object's identity (a replaced module or parameter), each tensor's
+    storage address, dtype, device, shape and version counter (in-place updates), and the config's
+    values. None when a tensor has no version counter (one made under ``torch.inference_mode``):
+    then nothing could tell that it changed, and the decoder is not kept.
 
     Identities only mean something while the objects live: the decoder holds ``sources``, so no new
     object can take an old one's id while the decoder is cached."""
@@ -324,7 +334,7 @@ def forget(model: nn.Module) -> None:
     _DECODERS.pop(model, None)
 
 
-# ------------------------------------------------------------------------------------------ the decoder
+# -------------------------------------------------------------------------------------- the decoder
 # the module types a TinyLM is built of
 _OWN_MODULES = (
     nn.ModuleList,
@@ -340,7 +350,8 @@ _OWN_MODULES = (
 
 
 class Decoder:
-    """``model`` packed for generation; ``decoder(ids, cache)`` -> logits (B, vocab) of the last position.
+    """``model`` packed for generation; ``decoder(ids, cache)`` -> logits
+    (B, vocab) of the last position.
 
     Packing copies the small stacked projections (the model's own weights are untouched and the
     others are read in place). :meth:`for_model` keeps one decoder per model and builds a new one
@@ -379,8 +390,8 @@ class Decoder:
         self.config = c = model.config
         self._sources = _sources(model)
         self.fingerprint = _fingerprint(self._sources)
-        # packed tensors are ordinary ones (not inference tensors) even if built under inference_mode, so
-        # a decoder built there can also step under no_grad later
+        # packed tensors are ordinary ones (not inference tensors) even if built under
+        # inference_mode, so a decoder built there can also step under no_grad later
         with torch.inference_mode(False), torch.no_grad():
             self.layers = [
                 (
@@ -397,10 +408,10 @@ class Decoder:
             self.rotate_half = (
                 rotate_half_matrix(c.head_dim, w.dtype, w.device) if c.pos == "rope" else None
             )
-        # inference_mode skips autograd's bookkeeping (version counters, view tracking): fewer costs per
-        # call than no_grad. But a tensor made under it can never enter autograd later, and a foreign
-        # layer (a quantized or bitsandbytes one) may cache state on its first call, so models with
-        # any module of another kind step under no_grad.
+        # inference_mode skips autograd's bookkeeping (version counters, view tracking): fewer costs
+        # per call than no_grad. But a tensor made under it can never enter autograd later, and a
+        # foreign layer (a quantized or bitsandbytes one) may cache state on its first call, so
+        # models with any module of another kind step under no_grad.
         own = all(type(m) in _OWN_MODULES for m in model.modules() if m is not model)
         self.mode = torch.inference_mode if own else torch.no_grad
 
@@ -412,8 +423,8 @@ class Decoder:
         return model
 
     def current(self) -> bool:
-        """Is this decoder still the model's: nothing it was built from changed since (see the module
-        docstring for what is checked)?"""
+        """Is this decoder still the model's: nothing it was built from changed since (see the
+        module docstring for what is checked)?"""
         model = self._model()
         if model is None or self.fingerprint is None:
             return False

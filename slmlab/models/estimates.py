@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 
 from .config import TinyLMConfig
 
-# Bits per weight. fp16/int8/int4 are the bare number formats; llama.cpp's q8_0 and q4_0 store blocks of
-# 32 weights with one fp16 scale, i.e. 8 + 16/32 = 8.5 and 4 + 16/32 = 4.5 bits per weight.
+# Bits per weight. fp16/int8/int4 are the bare number formats; llama.cpp's q8_0 and q4_0 store
+# blocks of 32 weights with one fp16 scale, i.e. 8 + 16/32 = 8.5 and 4 + 16/32 = 4.5 bits
+# per weight.
 BITS = {
     "fp32": 32.0,
     "fp16": 16.0,
@@ -36,7 +37,8 @@ NORM_PARAMS = {
 
 @dataclass(frozen=True)
 class Arch:
-    """What fixes the size of a decoder-only transformer (the fields a config.json spreads over many names)."""
+    """What fixes the size of a decoder-only transformer
+    (the fields a config.json spreads over many names)."""
 
     name: str
     model_type: str
@@ -103,7 +105,8 @@ class Arch:
         )
 
     def to_tinylm(self) -> TinyLMConfig | None:
-        """The TinyLMConfig with exactly these weights' shapes, or None when TinyLM cannot express it."""
+        """The TinyLMConfig with exactly these weights' shapes,
+        or None when TinyLM cannot express it."""
         same_bias = self.qkv_bias == self.o_bias == self.mlp_bias
         ok = (
             same_bias
@@ -211,7 +214,8 @@ def weight_bytes(model, bits: float | str) -> int:
 
 def decode_weight_params(model) -> int:
     """Weights read to decode one token: every layer, the final norm and the LM head matrix; of the
-    embedding table only one row (a lookup), unless it is tied to the LM head (then it is read whole)."""
+    embedding table only one row (a lookup),
+    unless it is tied to the LM head (then it is read whole)."""
     a = as_arch(model)
     b = param_breakdown(a)
     head_matrix = a.vocab_size * (a.embed_dim or a.d_model)

@@ -87,7 +87,8 @@ def stream(
         return cache_cls(model.config, idx.shape[0], length, model.device, model.embed.weight.dtype)
 
     try:
-        # the last new token is never fed back, so ctx + max_new_tokens - 1 positions are all that is stored
+        # the last new token is never fed back,
+        # so ctx + max_new_tokens - 1 positions are all that is stored
         cache = new_cache(min(L, ctx.shape[1] + max_new_tokens - 1))
         logits = step(ctx, cache)
         for i in range(max_new_tokens):
@@ -123,7 +124,8 @@ def generate(
     generator=None,
     **kw,
 ) -> torch.Tensor:
-    """``idx`` (B, T) with up to ``max_new_tokens`` sampled tokens appended; temperature 0 is greedy."""
+    """``idx`` (B, T) with up to ``max_new_tokens`` sampled tokens appended;
+    temperature 0 is greedy."""
     idx = torch.as_tensor(idx, device=model.device)
     squeeze = idx.dim() == 1
     idx = idx[None] if squeeze else idx

@@ -34,7 +34,8 @@ def make_norm(c: TinyLMConfig) -> nn.Module:
 def rope_cos_sin(
     positions: torch.Tensor, head_dim: int, theta: float, dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables of rotary embeddings, (T, head_dim), in the "rotate half" layout Llama uses."""
+    """cos/sin tables of rotary embeddings, (T, head_dim),
+    in the "rotate half" layout Llama uses."""
     inv_freq = 1.0 / (
         theta
         ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
@@ -50,7 +51,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def causal_mask(past: int, T: int, device) -> tuple[torch.Tensor | None, bool]:
-    """(attn_mask, is_causal) for ``scaled_dot_product_attention`` of T new queries after ``past`` cached keys."""
+    """(attn_mask, is_causal) for ``scaled_dot_product_attention`` of T new queries after
+    ``past`` cached keys."""
     if past == 0 or T == 1:  # plain causal (prefill) or one new token that may see everything
         return None, past == 0 and T > 1
     return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past), False
@@ -109,7 +111,8 @@ class Attention(nn.Module):
             past = cache.pos
             k, v = cache.update(self.layer, k, v)
         mask, causal = causal_mask(past, T, x.device)
-        y = F.scaled_dot_product_attention(  # enable_gqa: each KV head serves n_head / n_kv_head query heads
+        # enable_gqa: each KV head serves n_head / n_kv_head query heads
+        y = F.scaled_dot_product_attention(
             q,
             k,
             v,

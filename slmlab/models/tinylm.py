@@ -60,13 +60,15 @@ class TinyLM(nn.Module):
     def forward(
         self, idx: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
     ) -> torch.Tensor:
-        """Logits (B, T, vocab); with ``last_only`` only the last position's (B, 1, vocab), as generation needs."""
+        """Logits (B, T, vocab); with ``last_only`` only the last position's (B, 1, vocab),
+        as generation needs."""
         B, T = idx.shape
         c = self.config
         start = cache.pos if cache is not None else 0
         if start + T > c.block_size and c.pos == "learned":
             raise ValueError(
-                f"sequence of {start + T} tokens exceeds block_size={c.block_size} (learned positions)"
+                f"sequence of {start + T} tokens exceeds block_size={c.block_size} (learned "
+                "positions)"
             )
         x = self.embed(idx)
         rope = None
@@ -96,7 +98,8 @@ class TinyLM(nn.Module):
         return t
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy of ``targets`` (-100 = ignored), as :func:`slmlab.lm.lm_loss`."""
+        """Next-token cross-entropy of ``targets`` (-100 = ignored), as
+        :func:`slmlab.lm.lm_loss`."""
         return lm_loss(self(idx), targets)
 
     def num_params(self, non_embedding: bool = False) -> int:
@@ -119,7 +122,8 @@ class TinyLM(nn.Module):
 
     # ------------------------------------------------------------------------- generation
     def stream(self, idx, max_new_tokens: int, **kw) -> Iterator[torch.Tensor]:
-        """Yield the next token ids (B,) one step at a time (see :func:`slmlab.models.generation.stream`)."""
+        """Yield the next token ids (B,) one step at a time
+        (see :func:`slmlab.models.generation.stream`)."""
         return generation.stream(self, idx, max_new_tokens, **kw)
 
     def generate(
@@ -133,7 +137,8 @@ class TinyLM(nn.Module):
         generator=None,
         **kw,
     ) -> torch.Tensor:
-        """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T); temperature 0 is greedy."""
+        """Append up to ``max_new_tokens`` sampled tokens to ``idx`` (B, T);
+        temperature 0 is greedy."""
         return generation.generate(
             self, idx, max_new_tokens, temperature, top_k, top_p, eos_id, generator, **kw
         )

@@ -2,8 +2,8 @@
 
 :data:`METHODS` is the registry: one :class:`Method` record per method (bits, options, whether it
 needs calibration data, the function that makes its layers). :func:`quantize` checks the
-arguments against it, deep-copies the model, finds its ``nn.Linear`` layers by type (skipping the LM head and
-embeddings unless told otherwise), quantizes them with the chosen method and returns the
+arguments against it, deep-copies the model, finds its ``nn.Linear`` layers by type (skipping the LM
+head and embeddings unless told otherwise), quantizes them with the chosen method and returns the
 copy with quantized layers in their place. The same call works for a TinyLM and for a
 transformers causal LM.
 """
@@ -271,17 +271,20 @@ def quantize(
         ``"gptq"``; ``"awq"``; ``"llm_int8"`` (int8 with fp outlier columns); ``"w8a8"`` (int8
         weights and per-token int8 activations, naive); ``"smoothquant"`` (W8A8 after smoothing);
         ``"qat"`` (quantization-aware fine-tune on ``calib``, then RTN).
-    bits : integer bit width (default per method: 4 for weight-only methods, 8 for W8A8/LLM.int8, 3 for QAT).
+    bits : integer bit width (default per method: 4 for weight-only methods, 8 for W8A8/LLM.int8,
+        3 for QAT).
     group_size : inputs per quantization group (must divide every layer's input dimension);
         ``None`` = one scale per output channel.
     symmetric : absmax (True) or zero-point (False, default: what GPTQ and AWQ use) integer grid.
     calib : calibration token windows (N, T), e.g. :func:`slmlab.calibration.calibration_windows`;
         needed by gptq, awq, smoothquant (and qat, as training data).
-    skip, include : glob patterns of layer names to leave out / to restrict to (default: skip the LM head).
+    skip, include : glob patterns of layer names to leave out / to restrict to (default: skip the
+        LM head).
     pack : store weight-only results as packed :class:`QuantLinear` layers (real low-bit storage,
         dequantized on the fly). ``pack=False`` keeps plain ``nn.Linear`` layers holding the
         dequantized weights (same outputs, faster to evaluate, no memory saved).
-    options : per-method options (``act_order``, ``percdamp``, ``alpha``, ``threshold``, ``steps`` ...).
+    options : per-method options (``act_order``, ``percdamp``, ``alpha``, ``threshold``,
+        ``steps`` ...).
 
     The returned model has a ``quant_info`` dict: method, settings, layers and seconds taken. Every
     check runs before anything is copied, so a bad argument leaves ``model`` as it was.
@@ -314,8 +317,8 @@ def quantize(
         if method == "nf4":
             if (lin.in_features * lin.out_features) % group_size:
                 raise ValueError(
-                    f"NF4 blocksize {group_size} must divide the {lin.in_features * lin.out_features} "
-                    f"weights of layer {name!r}."
+                    f"NF4 blocksize {group_size} must divide the "
+                    f"{lin.in_features * lin.out_features} weights of layer {name!r}."
                 )
         else:
             check_group_size(lin.in_features, group_size, name)

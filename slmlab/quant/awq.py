@@ -44,7 +44,8 @@ def _fake_quant_groups(
     symmetric: bool,
     clip: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Group-wise RTN of ``w``; ``clip`` (rows, n_groups) first shrinks each group's range by that ratio."""
+    """Group-wise RTN of ``w``; ``clip`` (rows, n_groups) first shrinks each group's range by that
+    ratio."""
     rows, cols = w.shape
     gs = cols if group_size is None else group_size
     g = w.reshape(rows, cols // gs, gs)
@@ -154,9 +155,9 @@ def awq_quantize_weight(
     H: torch.Tensor | None = None,
     x_absmean: torch.Tensor | None = None,
 ) -> tuple[QTensor, torch.Tensor, dict]:
-    """AWQ of one weight (from inputs ``X`` or their ``H``/``x_absmean``): returns the :class:`QTensor`
-    of the (clipped) ``W * s``, the input scale ``s`` (the layer computes ``(x / s) @ W_hat_s.T``)
-    and a dict with the chosen ``alpha`` and the grid's errors."""
+    """AWQ of one weight (from inputs ``X`` or their ``H``/``x_absmean``): returns the
+    :class:`QTensor` of the (clipped) ``W * s``, the input scale ``s`` (the layer computes
+    ``(x / s) @ W_hat_s.T``) and a dict with the chosen ``alpha`` and the grid's errors."""
     check_bits(bits)
     check_group_size(W.shape[1], group_size)
     if X is not None:

@@ -59,7 +59,8 @@ NF4_CODEBOOK = torch.tensor(
 
 # ----------------------------------------------------------------------------- validation
 def check_bits(bits: int, supported=SUPPORTED_BITS) -> int:
-    """Return ``bits`` if it is a supported integer bit width, else raise a ValueError that lists them."""
+    """Return ``bits`` if it is a supported integer bit width,
+    else raise a ValueError that lists them."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in supported:
         raise ValueError(
             f"unsupported bit width {bits!r}; supported bit widths are {tuple(supported)}."
@@ -73,7 +74,8 @@ def valid_group_sizes(in_features: int, candidates=(16, 32, 64, 128, 256, 512, 1
 
 
 def check_group_size(in_features: int, group_size: int | None, name: str = "") -> int | None:
-    """Return ``group_size`` if it divides ``in_features`` (``None`` = one group per row), else a clear error."""
+    """Return ``group_size`` if it divides ``in_features`` (``None`` = one group per row),
+    else a clear error."""
     if group_size is None:
         return None
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0:
@@ -83,9 +85,10 @@ def check_group_size(in_features: int, group_size: int | None, name: str = "") -
     if in_features % group_size:
         where = f" of layer {name!r}" if name else ""
         raise ValueError(
-            f"group_size={group_size} does not divide the input dimension {in_features}{where}: each row must split "
-            f"into whole groups. Valid group sizes here include {valid_group_sizes(in_features)} "
-            f"(any divisor of {in_features}), or group_size=None for one scale per output channel."
+            f"group_size={group_size} does not divide the input dimension {in_features}{where}: "
+            "each row must split into whole groups. Valid group sizes here include "
+            f"{valid_group_sizes(in_features)} (any divisor of {in_features}), "
+            "or group_size=None for one scale per output channel."
         )
     return group_size
 
@@ -171,7 +174,8 @@ def quantize_codes(
 
 
 def dequantize_codes(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """``(codes - zero) * scale`` for a 2-D ``codes`` and per-group ``scale``/``zero`` (rows, n_groups)."""
+    """``(codes - zero) * scale`` for a 2-D ``codes`` and per-group ``scale``/``zero``
+    (rows, n_groups)."""
     rows, cols = codes.shape
     if scale.numel() == 1:
         return (codes.float() - zero.reshape(())) * scale.reshape(())
@@ -189,7 +193,8 @@ def quantize_tensor(
     group_size: int | None = None,
     granularity: str | None = None,
 ) -> QTensor:
-    """Round-to-nearest quantization of a 2-D weight ``(out_features, in_features)`` into a :class:`QTensor`.
+    """Round-to-nearest quantization of a 2-D weight ``(out_features, in_features)`` into a
+    :class:`QTensor`.
 
     ``granularity`` is ``"tensor"``, ``"channel"`` (default when ``group_size`` is None) or
     ``"group"`` (default when ``group_size`` is given; groups run along the input dimension).
@@ -197,7 +202,8 @@ def quantize_tensor(
     check_bits(bits)
     if w.dim() != 2:
         raise ValueError(
-            f"quantize_tensor expects a 2-D weight (out_features, in_features), got shape {tuple(w.shape)}."
+            "quantize_tensor expects a 2-D weight (out_features, in_features), "
+            f"got shape {tuple(w.shape)}."
         )
     granularity = _granularity(granularity, group_size)
     if granularity == "group":
@@ -323,7 +329,8 @@ def cast_roundtrip(w: torch.Tensor, fmt: str = "fp16") -> torch.Tensor:
 
 
 def float_format_info(fmt: str) -> dict:
-    """Bits, smallest normal, largest value and machine epsilon of a float format (from ``torch.finfo``)."""
+    """Bits, smallest normal, largest value and machine epsilon of a float format
+    (from ``torch.finfo``)."""
     if fmt not in FLOAT_FORMATS:
         raise ValueError(f"unknown float format {fmt!r}; choose one of {list(FLOAT_FORMATS)}.")
     fi = torch.finfo(FLOAT_FORMATS[fmt])

@@ -38,7 +38,8 @@ def hessian_from_inputs(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cholesky_inverse_upper(H: torch.Tensor, percdamp: float) -> torch.Tensor:
-    """Upper Cholesky factor of ``(H + damp I)^-1``; retries with 10x more damping if H is singular."""
+    """Upper Cholesky factor of ``(H + damp I)^-1``;
+    retries with 10x more damping if H is singular."""
     diag = torch.arange(H.shape[0], device=H.device)
     damp = percdamp
     for _ in range(6):
@@ -82,7 +83,6 @@ def gptq_quantize_weight(
         )
     lo, hi = qrange(bits, symmetric)
     W = W.detach().clone().float()
-    W_orig = W.clone()
     H = H.detach().clone().float()
     dead = torch.diag(H) == 0  # inputs that were always zero: their weights do not matter
     H[dead, dead] = 1.0
@@ -121,7 +121,8 @@ def gptq_quantize_weight(
             orig_col = perm_list[col] if perm is not None else col
             g = 0 if group_size is None else orig_col // group_size
             if group_size is not None and not act_order and col % group_size == 0:
-                # the group starts here: its range from the current (already error-compensated) weights
+                # the group starts here: its range from the current
+                # (already error-compensated) weights
                 end = col + group_size
                 grp = (
                     torch.cat([W1[:, i:], W[:, i2:end]], dim=1)[:, :group_size]
@@ -152,7 +153,8 @@ def gptq_quantize_weight(
 
 
 def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
-    """``trace((W - W_hat) H (W - W_hat)^T) / 2``: the layer-output squared error per token that GPTQ minimises."""
+    """``trace((W - W_hat) H (W - W_hat)^T) / 2``:
+    the layer-output squared error per token that GPTQ minimises."""
     D = W.float() - W_hat.float()
     return float(torch.einsum("ij,jk,ik->", D, H.float(), D) / 2)
 

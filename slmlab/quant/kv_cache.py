@@ -26,7 +26,8 @@ KV_BITS = (2, 4, 8)
 
 
 def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Pack codes (..., d) in [0, 2**bits) along the last dim, 8 // bits per byte (first in the high bits)."""
+    """Pack codes (..., d) in [0, 2**bits) along the last dim, 8 // bits per byte (first in the high
+    bits)."""
     if bits == 8:
         return codes.to(torch.uint8)
     per = 8 // bits
@@ -48,7 +49,8 @@ def _unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
 def quantize_groups(
     x: torch.Tensor, bits: int, dim: int = -1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Asymmetric quantization with one (scale, min) per slice along ``dim``: ``x ~= codes * scale + min``."""
+    """Asymmetric quantization with one (scale, min) per slice along ``dim``:
+    ``x ~= codes * scale + min``."""
     lo = x.amin(dim=dim, keepdim=True)
     hi = x.amax(dim=dim, keepdim=True)
     scale = ((hi - lo) / (2**bits - 1)).clamp(min=1e-8)
@@ -175,7 +177,8 @@ class QuantizedKVCache(KVCache):
         return keys, vals
 
     def nbytes(self) -> int:
-        """Bytes held by the cache (codes, scales, minimums and the float key residual), for max_len positions."""
+        """Bytes held by the cache (codes, scales, minimums and the float key residual),
+        for max_len positions."""
         tensors = (
             self.k_codes + self.v_codes + self.k_scale + self.k_min + self.v_scale + self.v_min
         )
@@ -215,6 +218,6 @@ Int4KVCache = quantized_kv_cache(4)
 def cache_nbytes(
     config: TinyLMConfig, context: int, cache_cls=KVCache, batch_size: int = 1, dtype=torch.float32
 ) -> int:
-    """Measured bytes of a cache of ``cache_cls`` holding ``context`` positions (allocated, not estimated;
-    :func:`slmlab.models.kv_cache_bytes` is the formula)."""
+    """Measured bytes of a cache of ``cache_cls`` holding ``context`` positions (allocated, not
+    estimated; :func:`slmlab.models.kv_cache_bytes` is the formula)."""
     return cache_cls(config, batch_size, context, "cpu", dtype).nbytes()

@@ -145,12 +145,15 @@ class Int8Linear(nn.Module):
         return cls(cfg["in_features"], cfg["out_features"], cfg["bias"], cfg["threshold"])
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, threshold={self.threshold}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"threshold={self.threshold}"
+        )
 
 
 def outlier_stats(x: torch.Tensor, threshold: float = 6.0) -> dict:
-    """How many hidden dimensions (columns of ``x`` reshaped to (tokens, d)) hold a value with |x| >= threshold,
-    and what fraction of all values that is."""
+    """How many hidden dimensions (columns of ``x`` reshaped to (tokens, d)) hold a value with
+    |x| >= threshold, and what fraction of all values that is."""
     x2 = x.reshape(-1, x.shape[-1]).abs()
     mask = x2 >= threshold
     return {
@@ -165,6 +168,6 @@ def check_int8_bits(bits: int) -> None:
     check_bits(bits)
     if bits != 8:
         raise ValueError(
-            f"LLM.int8 quantizes to 8 bits only, got bits={bits}; use method='gptq', 'awq' or 'rtn' "
-            "for lower bit widths."
+            f"LLM.int8 quantizes to 8 bits only, got bits={bits}; use method='gptq', "
+            "'awq' or 'rtn' for lower bit widths."
         )

@@ -1,4 +1,5 @@
-"""Real low-bit storage: bit packing, a quantized linear layer, and saving/loading a quantized model.
+"""Real low-bit storage: bit packing, a quantized linear layer,
+and saving/loading a quantized model.
 
 Simulated ("fake") quantization keeps float weights that happen to lie on a grid; it shows
 the *quality* of a format but saves no memory. Here the integer codes are really stored in
@@ -165,7 +166,8 @@ class QuantLinear(nn.Module):
     def from_qtensor(
         cls, qt: QTensor, bias: torch.Tensor | None = None, input_scale: torch.Tensor | None = None
     ) -> QuantLinear:
-        """Pack a :class:`~slmlab.quant.formats.QTensor` (per-channel or per-group integer codes)."""
+        """Pack a :class:`~slmlab.quant.formats.QTensor`
+        (per-channel or per-group integer codes)."""
         out_f, in_f = qt.codes.shape
         if qt.scale.numel() == 1 and out_f > 1:  # per-tensor: store the scale once per row
             qt = QTensor(
@@ -207,7 +209,8 @@ class QuantLinear(nn.Module):
         symmetric: bool = False,
         fmt: str = "int",
     ) -> QuantLinear:
-        """Round-to-nearest quantization of an ``nn.Linear`` (``fmt`` "int", "nf4", "fp16" or "bf16")."""
+        """Round-to-nearest quantization of an ``nn.Linear``
+        (``fmt`` "int", "nf4", "fp16" or "bf16")."""
         w, b = linear.weight.detach(), linear.bias
         if fmt == "int":
             return cls.from_qtensor(quantize_tensor(w, bits, symmetric, group_size), b)
@@ -295,8 +298,8 @@ class QuantLinear(nn.Module):
         gs = f", group_size={self.group_size}" if self.group_size else ""
         sym = "" if self.fmt != "int" else f", symmetric={self.symmetric}"
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, bits={self.bits}"
-            f"{gs}{sym}, input_scale={self.input_scale is not None}"
+            f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, "
+            f"bits={self.bits}{gs}{sym}, input_scale={self.input_scale is not None}"
         )
 
 

@@ -206,7 +206,8 @@ def qat_finetune(
             if log_every and (step % log_every == 0 or step == steps - 1):
                 print(f"step {step:4d}  loss {r['loss']:.4f}  ({r['elapsed_s']:.0f}s)")
 
-        # fit seeds torch's global RNG every step (dropout noise); the caller's RNG is left as it was
+        # fit seeds torch's global RNG every step (dropout noise);
+        # the caller's RNG is left as it was
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             fit(
                 qmodel,

@@ -82,7 +82,8 @@ class W8A8Linear(nn.Module):
         act_granularity: str = "token",
         act_bits: int = 8,
     ) -> W8A8Linear:
-        """Quantize ``linear``; if ``smooth`` (in_features,) is given, the weight is first multiplied by it."""
+        """Quantize ``linear``; if ``smooth`` (in_features,) is given,
+        the weight is first multiplied by it."""
         layer = cls(
             linear.in_features,
             linear.out_features,
@@ -148,8 +149,8 @@ class W8A8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"in_features={self.in_features}, out_features={self.out_features}, act={self.act_granularity}"
-            f"/{self.act_bits}bit, smooth={self.smooth is not None}"
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"act={self.act_granularity}/{self.act_bits}bit, smooth={self.smooth is not None}"
         )
 
 
@@ -178,7 +179,8 @@ def smoothquant_layers(
     act_bits: int = 8,
     batch_size: int = 8,
 ) -> dict[str, W8A8Linear]:
-    """SmoothQuant W8A8 versions of ``layers`` (name -> nn.Linear of ``model``), calibrated on ``windows``."""
+    """SmoothQuant W8A8 versions of ``layers`` (name -> nn.Linear of ``model``),
+    calibrated on ``windows``."""
     absmax = collect_act_absmax(model, windows, layers, batch_size)
     out = {}
     for name, lin in layers.items():

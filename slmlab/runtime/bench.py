@@ -136,9 +136,10 @@ def run(
     )
     report["tied_step_slowdown"] = t["tied"] / t["untied"]
 
-    # decode: greedy, batch 1, KV cache, same prompt and length. transformers gets its leanest setting:
-    # no end-of-sequence token (so no min-length logits processor is needed to force the length).
-    # Fresh copies of the initial weights: the training steps above changed both models, differently.
+    # decode: greedy, batch 1, KV cache, same prompt and length. transformers gets its leanest
+    # setting: no end-of-sequence token (so no min-length logits processor is needed to force the
+    # length). Fresh copies of the initial weights: the training steps above changed both models,
+    # differently.
     torch.manual_seed(0)
     ours = TinyLM(config).eval()
     theirs = to_hf(ours)
@@ -165,7 +166,8 @@ def run(
 
 def _generate_calls(ours, theirs, prompt: torch.Tensor, n: int) -> dict:
     """Greedy ``generate`` of ``n`` new tokens after ``prompt`` by TinyLM and by transformers (which
-    gets its leanest setting: no end-of-sequence token, so no logits processor forces the length)."""
+    gets its leanest setting: no end-of-sequence token,
+    so no logits processor forces the length)."""
     theirs.generation_config.eos_token_id = None
     hf_kw = {
         "max_new_tokens": n,
@@ -217,7 +219,7 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------ a hub-sized checkpoint
+# --------------------------------------------------------------------------- a hub-sized checkpoint
 CHECKPOINT_NEW_TOKENS = (8, 128)
 CHECKPOINT_TARGET = 1.0  # TinyLM's generate faster than transformers'
 
@@ -247,9 +249,9 @@ def run_checkpoint(
     (``AutoModelForCausalLM``): greedy, batch 1, transformers without an end-of-sequence token (its
     leanest setting, as in :func:`run`).
 
-    For each number of new tokens: the first call of each (for TinyLM, on a model whose decoder is not
-    built yet: :func:`~slmlab.models.decoder.forget` makes every first call pay for packing), then
-    ``reps`` repeated calls, interleaved, and their medians."""
+    For each number of new tokens: the first call of each (for TinyLM, on a model whose decoder is
+    not built yet: :func:`~slmlab.models.decoder.forget` makes every first call pay for packing),
+    then ``reps`` repeated calls, interleaved, and their medians."""
     from transformers import AutoModelForCausalLM
 
     from ..models.decoder import Decoder, forget
@@ -295,11 +297,12 @@ def run_checkpoint(
 def format_checkpoint_report(r: dict) -> str:
     lines = [
         (
-            f"generate: TinyLM (slmlab.from_hf) vs transformers (AutoModelForCausalLM), the same "
-            f"checkpoint ({r['parameters'] / 1e6:.1f}M parameters), {r['prompt_len']}-token prompt, "
-            f"greedy, batch 1, {r['threads']} threads"
+            "generate: TinyLM (slmlab.from_hf) vs transformers (AutoModelForCausalLM), "
+            f"the same checkpoint ({r['parameters'] / 1e6:.1f}M parameters), "
+            f"{r['prompt_len']}-token prompt, greedy, batch 1, {r['threads']} threads"
         ),
-        f"{'new tokens':>10}  {'call':<24}{'TinyLM s':>10}{'transformers s':>16}{'ratio':>9}  target",
+        f"{'new tokens':>10}  {'call':<24}{'TinyLM s':>10}{'transformers s':>16}{'ratio':>9}  "
+        "target",
     ]
     for n, g in r["generate"].items():
         for key, label in (

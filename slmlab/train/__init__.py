@@ -3,7 +3,8 @@
 ================  ==============================================================================
 ``config``        :class:`TrainConfig` and the learning-rate schedule :func:`lr_at`
 ``data``          tokenizer, token stream, the batch of each step, validation loss
-``losses``        the objectives by name (:data:`LOSSES`): :func:`causal_lm_loss` (pre-training, QAT)
+``losses``        the objectives by name (:data:`LOSSES`): :func:`causal_lm_loss`
+                  (pre-training, QAT)
 ``loop``          :func:`fit`: the loop (schedule, autocast, accumulation, clipping, DDP, resume)
 ``distributed``   which ``torchrun`` process this is, its device, averaging over processes
 ``checkpoints``   model + optimizer checkpoints, written atomically, for exact resumption

@@ -65,7 +65,8 @@ def save_checkpoint(
     tokens: int | None = None,
 ) -> Path:
     """``out_dir/checkpoint``: model + optimizer (safetensors) and ``state.json`` (the step, the
-    run's description, the log so far and the tokens trained on); written as a whole or not at all."""
+    run's description, the log so far and the tokens trained on); written as a whole or not at
+    all."""
     opt_tensors, opt_meta = _optimizer_tensors(opt)
     state = {
         "step": step,

@@ -1,4 +1,5 @@
-"""A training run's options (:class:`TrainConfig`) and its learning-rate schedule (:func:`lr_at`)."""
+"""A training run's options (:class:`TrainConfig`) and its learning-rate schedule
+(:func:`lr_at`)."""
 
 from __future__ import annotations
 

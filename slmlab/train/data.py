@@ -1,4 +1,5 @@
-"""A run's data: the tokenizer, the corpus as one stream of token ids, and the batch of each step."""
+"""A run's data: the tokenizer, the corpus as one stream of token ids,
+and the batch of each step."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ from .losses import LossFn, get_loss
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` can run bfloat16 autocast (every CPU; CUDA from Ampere on; MPS on macOS 14+)."""
+    """Whether ``device`` can run bfloat16 autocast
+    (every CPU; CUDA from Ampere on; MPS on macOS 14+)."""
     if device.type == "cpu":
         return True
     if device.type == "cuda":

@@ -51,7 +51,8 @@ def causal_lm_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
 LOSSES: dict[str, LossFn] = {
     "causal_lm": causal_lm_loss,
 }
-"""The named losses: ``fit(model, batches, "causal_lm", config)`` is ``fit(..., causal_lm_loss, ...)``."""
+"""The named losses: ``fit(model, batches, "causal_lm", config)`` is
+``fit(..., causal_lm_loss, ...)``."""
 
 
 def get_loss(loss: str | LossFn) -> LossFn:

@@ -3,7 +3,7 @@
 
 A run is described by one JSON-able dict with three sections::
 
-    {"model": {...TinyLMConfig fields...},           # vocab_size may be omitted: taken from the tokenizer
+    {"model": {...TinyLMConfig fields...},  # vocab_size may be omitted: taken from the tokenizer
      "data":  {"corpus": "tinytales", "train_chars": 20e6, "val_chars": 2e5, "seed": 0,
                "tokenizer": {"kind": "bpe", "vocab_size": 2048, "train_chars": 4e6}},
      "train": {...TrainConfig fields...}}
