@@ -1,5 +1,6 @@
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,7 +109,8 @@ def test_estimates():
     c = TinyLMConfig(
         vocab_size=1000, d_model=64, n_layer=2, n_head=4, ffn="gelu", ffn_ratio=4, pos="learned"
     )
-    # per layer: attention 4*64*64, MLP 2*64*256, two RMSNorm 2*64; + final norm, embeddings, head, positions
+    # per layer: attention 4*64*64, MLP 2*64*256, two RMSNorm 2*64;
+    # + final norm, embeddings, head, positions
     expected = 2 * (4 * 64 * 64 + 2 * 64 * 256 + 2 * 64) + 64 + 1000 * 64 * 2 + 256 * 64
     assert num_params(c) == expected
     assert num_params(c, non_embedding=True) == 2 * (4 * 64 * 64 + 2 * 64 * 256 + 2 * 64) + 64
@@ -197,3 +199,15 @@ def test_config_reads_a_saved_config_json_and_refuses_a_transformers_one(tmp_pat
     assert TinyLMConfig.from_json(tmp_path / "config.json") == cfg
     with pytest.raises(ValueError, match=r"'llama' config, not a TinyLM one.*from_hf"):
         TinyLMConfig.from_dict({"model_type": "llama", "hidden_size": 32})
+
+
+def test_config_states_one_ffn_width():
+    """``d_ff`` overrides ``ffn_ratio``: a saved config states only the width that is used."""
+    explicit = TinyLMConfig(d_model=64, n_head=4, d_ff=160)
+    assert "ffn_ratio" not in explicit.to_dict() and explicit.hidden_dim == 160
+    assert TinyLMConfig.from_dict(explicit.to_dict()) == explicit
+    assert TinyLMConfig(d_model=64, n_head=4, ffn_ratio=2.5).to_dict()["ffn_ratio"] == 2.5
+    for name in ("base", "small"):
+        path = Path(__file__).parents[1] / "data" / "reference" / name / "config.json"
+        shipped = json.loads(path.read_text("utf-8"))
+        assert "d_ff" in shipped and "ffn_ratio" not in shipped, name

@@ -61,12 +61,14 @@ class TinyLMConfig:
         if self.d_model % self.n_head:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_head={self.n_head}: "
-                f"each head gets d_model / n_head dimensions; pick n_head among the divisors of {self.d_model}."
+                "each head gets d_model / n_head dimensions; pick n_head among the divisors of "
+                f"{self.d_model}."
             )
         if self.n_head % self.n_kv_head:
             raise ValueError(
-                f"n_kv_head={self.n_kv_head} does not divide n_head={self.n_head}: each KV head serves a group "
-                f"of query heads; use 1 (MQA), {self.n_head} (MHA) or another divisor (GQA)."
+                f"n_kv_head={self.n_kv_head} does not divide n_head={self.n_head}: "
+                "each KV head serves a group of query heads; use 1 (MQA), "
+                f"{self.n_head} (MHA) or another divisor (GQA)."
             )
         if self.pos == "rope" and self.head_dim % 2:
             raise ValueError(
@@ -92,7 +94,12 @@ class TinyLMConfig:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options as a dict; ``ffn_ratio`` is left out when ``d_ff`` sets the width, so a
+        saved ``config.json`` never states two different FFN widths."""
+        options = asdict(self)
+        if self.d_ff is not None:
+            del options["ffn_ratio"]
+        return options
 
     @classmethod
     def from_dict(cls, d: dict) -> TinyLMConfig:
@@ -102,8 +109,9 @@ class TinyLMConfig:
         model_type = d.pop("model_type", "slmlab-tinylm")
         if model_type != "slmlab-tinylm":
             raise ValueError(
-                f"this is a {model_type!r} config, not a TinyLM one: load a transformers checkpoint "
-                "with slmlab.from_hf(path) (Llama family) or slmlab.hf.config_from_hf(config)"
+                f"this is a {model_type!r} config, not a TinyLM one: "
+                "load a transformers checkpoint with slmlab.from_hf(path) (Llama family) or "
+                "slmlab.hf.config_from_hf(config)"
             )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
