@@ -27,6 +27,7 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 COLAB_CLASS = "slm-colab-link"
+DEFAULT_COLAB = "https://colab.research.google.com"
 
 
 def _truthy(value: str | None) -> bool:
@@ -34,19 +35,25 @@ def _truthy(value: str | None) -> bool:
 
 
 def colab_url(app: Sphinx, docname: str) -> str | None:
-    """The Colab URL of the notebook behind ``docname``, or None if the page is not a notebook."""
+    """The Colab URL of the notebook behind ``docname``, or None if the page is not a notebook.
+
+    Everything comes from ``_config.yml``, which jupyter-book hands to the theme as
+    ``repository_url`` (``repository.url``), ``repository_branch`` (``repository.branch``) and
+    ``path_to_docs`` (``repository.path_to_book``: where the book's root lies in the repository),
+    and ``launch_buttons.colab_url`` (unless ``slm_colab_url`` is set)."""
     source = Path(app.env.doc2path(docname))
     if source.suffix != ".ipynb":
         return None
     opts = app.config.html_theme_options or {}
-    repo_url = (opts.get("repository_url") or "").rstrip("/")
+    repo_url = (opts.get("repository_url") or "").rstrip("/").removesuffix(".git")
     if not repo_url.startswith("https://github.com/"):
         return None
     branch = opts.get("repository_branch") or "main"
     book_path = (opts.get("path_to_docs") or "").strip("/")
     rel = source.relative_to(Path(app.srcdir)).as_posix()
     path = f"{book_path}/{rel}" if book_path else rel
-    base = (app.config.slm_colab_url or "https://colab.research.google.com").rstrip("/")
+    launch = opts.get("launch_buttons") or {}
+    base = (app.config.slm_colab_url or launch.get("colab_url") or DEFAULT_COLAB).rstrip("/")
     return f"{base}/github/{repo_url[len('https://github.com/') :]}/blob/{branch}/{path}"
 
 
@@ -83,7 +90,8 @@ def remove_solutions(app: Sphinx, doctree: nodes.document, docname: str) -> None
 
 
 def setup(app: Sphinx) -> dict:
-    app.add_config_value("slm_colab_url", "https://colab.research.google.com", "html")
+    # "": launch_buttons.colab_url of _config.yml, else DEFAULT_COLAB.
+    app.add_config_value("slm_colab_url", "", "html")
     app.add_config_value(
         "slm_student_build", _truthy(os.environ.get("SLM_STUDENT_BUILD")), "env", [bool]
     )

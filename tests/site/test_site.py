@@ -44,10 +44,25 @@ STUDENT_HTML = ROOT / "_build" / "student" / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = Path(os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("SLM_CHROMEDRIVER", "/usr/bin/chromedriver"))
-COLAB_PREFIX = "https://colab.research.google.com/github/slm-book/slm-book/blob/main/"
 BUILD_TIMEOUT = 600  # seconds: a build renders stored outputs and executes nothing (target: 5 min)
 # Cells whose outputs the book does not show (myst-nb tags).
 REMOVED_OUTPUT_TAGS = {"remove-cell", "remove-output"}
+
+
+def colab_prefix() -> str:
+    """Where a notebook's "Open in Colab" link points, less the notebook's path: made from
+    _config.yml (repository.url, branch, path_to_book; launch_buttons.colab_url), the one place
+    that says where the book's code lives."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    repo = config["repository"]
+    slug = repo["url"].rstrip("/").removesuffix(".git").removeprefix("https://github.com/")
+    colab = (config.get("launch_buttons") or {}).get("colab_url")
+    colab = (colab or "https://colab.research.google.com").rstrip("/")
+    book = (repo.get("path_to_book") or "").strip("/")
+    return f"{colab}/github/{slug}/blob/{repo.get('branch') or 'main'}/" + (book and f"{book}/")
+
+
+COLAB_PREFIX = colab_prefix()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -75,7 +90,8 @@ def run_build(extra_args: list[str], env_extra: dict[str, str] | None = None) ->
     )
     elapsed = time.perf_counter() - start
     log = proc.stdout + proc.stderr
-    # Sphinx's own messages ("path:line: WARNING: ..."); not the kernel's "[IPKernelApp] WARNING |" logs.
+    # Sphinx's own messages ("path:line: WARNING: ...");
+    # not the kernel's "[IPKernelApp] WARNING |" logs.
     warnings = [
         line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL|SEVERE):", line)
     ]
@@ -380,7 +396,8 @@ def test_search_finds_results(browser, server):
     finally:
         screenshot(browser, "search-quantization")
     found = browser.execute_script(
-        "return Array.from(document.querySelectorAll('ul.search li a')).map(a => a.getAttribute('href'));"
+        "return Array.from(document.querySelectorAll('ul.search li a'))"
+        ".map(a => a.getAttribute('href'));"
     )
     assert any("06-compression" in href for href in found), (
         f"search for 'quantization' returned {found[:10]}"
