@@ -19,7 +19,7 @@ CELL_TIMEOUT ?= 120
 # digits, `make test NBVAL=--nbval-lax` executes the notebooks without comparing outputs.
 NBVAL ?= --nbval
 
-.PHONY: book test test-fast notebooks site bench student-book clean
+.PHONY: book test test-fast test-min notebooks site bench student-book clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -35,18 +35,23 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
 
-## Build the student edition: the same site, from the same stored outputs, without solutions.
+## Build the student edition: the same site and notebooks, from the same stored outputs, without
+## solutions (the exercises and the check cells that grade the reader's answers stay).
 student-book: $(STAMP)
 	SLM_STUDENT_BUILD=1 $(BIN)/jupyter-book build . -W --keep-going --path-output _build/student
+	$(BIN)/python tools/student_notebooks.py --out _build/student/notebooks
 	@echo "Open the student book: file://$(CURDIR)/_build/student/_build/html/index.html"
+	@echo "Hand out the student notebooks: $(CURDIR)/_build/student/notebooks/"
 
 ## Re-execute the notebooks in place (fresh kernel each, cwd notebooks/) and store their outputs.
 notebooks: $(STAMP)
 	$(BIN)/python tools/execute_notebooks.py --cell-timeout $(CELL_TIMEOUT) $(NB)
 
-## Run the whole test suite: unit tests and the built site in a browser, then every notebook
+## Run the whole test suite: ruff (lint and format) over package, tests and notebooks, unit tests and the built site in a browser, then every notebook
 ## executed once by nbval, its outputs compared with the stored ones (the ten slowest are listed).
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q $(NBVAL) --nbval-current-env --nbval-cell-timeout=$(CELL_TIMEOUT) \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
@@ -54,6 +59,26 @@ test: $(STAMP)
 ## Only the unit tests (no notebooks, no site).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests -m "not slow and not site"
+
+## The unit tests in a second environment, .venv-min, with the lowest versions pyproject.toml
+## allows (constraints-min.txt, which tools/min_versions.py writes from its lower bounds; torch is
+## CI's CPU build). Left out: the tests that build the book (-m site: they need the book extra)
+## and test_quant_claims.py (slow, and torch alone: the same torch as .venv's, run by make test).
+VENV_MIN  ?= .venv-min
+STAMP_MIN  = $(VENV_MIN)/.installed
+$(STAMP_MIN): pyproject.toml constraints-min.txt
+	$(PYTHON) tools/min_versions.py --check
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/pip install -q --upgrade pip
+	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
+	$(VENV_MIN)/bin/pip install -q -c constraints-min.txt torch
+	$(VENV_MIN)/bin/pip install -q -c constraints-min.txt -e ".[hf,test]"
+	touch $(STAMP_MIN)
+
+test-min: $(STAMP_MIN)
+	$(VENV_MIN)/bin/python -m pytest -q tests -m "not site" --ignore=tests/test_quant_claims.py \
+	  -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python -m slmlab bench

@@ -114,7 +114,8 @@ def config_from_hf(hf_config) -> TinyLMConfig:
     head_dim = d.get("head_dim") or d["hidden_size"] // n_head
     if head_dim * n_head != d["hidden_size"]:
         raise ValueError(
-            f"head_dim*num_attention_heads ({head_dim}*{n_head}) != hidden_size ({d['hidden_size']}); "
+            f"head_dim*num_attention_heads ({head_dim}*{n_head}) != "
+            f"hidden_size ({d['hidden_size']}); "
             "TinyLM needs d_model = n_head * head_dim"
         )
     rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
@@ -178,7 +179,7 @@ def to_hf(model: TinyLM, tokenizer=None):
 def to_hf_tokenizer(
     tokenizer, model_max_length: int | None = None, chat_template: str | None = None
 ):
-    """A transformers fast tokenizer (``PreTrainedTokenizerFast``) with the same ids as ``tokenizer``.
+    """A transformers fast tokenizer (``PreTrainedTokenizerFast``) with the ids of ``tokenizer``.
 
     It wraps a copy of the `tokenizers.Tokenizer` behind ``tokenizer`` (for a
     :class:`~slmlab.tokenizer.CharTokenizer`, an equivalent one: see its ``to_tokenizers``).
@@ -197,7 +198,8 @@ def to_hf_tokenizer(
 
     if not hasattr(tokenizer, "to_tokenizers"):
         raise TypeError(
-            f"to_hf_tokenizer needs an slmlab BPETokenizer or CharTokenizer, got {type(tokenizer).__name__}"
+            "to_hf_tokenizer needs an slmlab BPETokenizer or CharTokenizer, "
+            f"got {type(tokenizer).__name__}"
         )
     kwargs = {"model_max_length": model_max_length} if model_max_length else {}
     hf_tok = PreTrainedTokenizerFast(
@@ -252,7 +254,8 @@ def export_hf(model: TinyLM, tokenizer, directory, chat_template: str | None = N
         cfg_path = tmp / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         cfg["tokenizer_class"] = _TOKENIZER_CLASS
-        # stated, not implied, for readers that look (llama.cpp's converter copies these into the GGUF)
+        # stated, not implied, for readers that look
+        # (llama.cpp's converter copies these into the GGUF)
         cfg.update(add_bos_token=False, add_eos_token=False)
         atomic_write_json(cfg_path, cfg)
         atomic_write_json(tmp / "special_tokens_map.json", hf_tok.special_tokens_map)
@@ -266,7 +269,7 @@ def export_hf(model: TinyLM, tokenizer, directory, chat_template: str | None = N
 
 
 def resolve_hf_path(path_or_id: str | os.PathLike) -> str:
-    """A local directory as is; a hub id only when the hub is reachable, else a clear OfflineError."""
+    """A local directory as is; a hub id only when the hub is reachable, else an OfflineError."""
     p = Path(path_or_id)
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -280,7 +283,8 @@ def resolve_hf_path(path_or_id: str | os.PathLike) -> str:
     if reason:
         raise OfflineError(
             f"cannot load {str(path_or_id)!r} from the Hugging Face hub: offline ({reason}). "
-            f"Download it where you have a network (`huggingface-cli download {path_or_id} --local-dir DIR`) "
+            "Download it where you have a network "
+            f"(`huggingface-cli download {path_or_id} --local-dir DIR`) "
             "and pass DIR, or use slmlab.load_reference() for the shipped models."
         )
     return str(path_or_id)

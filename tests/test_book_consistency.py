@@ -37,6 +37,10 @@ def rel(p: Path) -> str:
 
 @lru_cache(None)
 def text(page: Path) -> str:
+    """A page's text; for a notebook, its markdown cells (what the page shows as prose)."""
+    if page.suffix == ".ipynb":
+        cells = json.loads(page.read_text(encoding="utf-8"))["cells"]
+        return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     return page.read_text(encoding="utf-8")
 
 
@@ -213,7 +217,7 @@ COUNT_PATTERNS = [
 def test_one_count_of_surveyed_slms():
     expected = surveyed_slm_count()
     stated = {}
-    for page in PAGES:
+    for page in PAGES + NOTEBOOKS:
         for pattern in COUNT_PATTERNS:
             for m in re.finditer(pattern, flat(page)):
                 stated.setdefault(int(m.group(1)), []).append(f"{rel(page)}: {m.group(0)!r}")
@@ -245,7 +249,8 @@ def test_tied_embeddings_cost_what_the_benchmark_measures():
         for para in paragraphs(page):
             if re.search(r"\bti(?:e|ed|es|ing)\b", para, re.I):
                 assert not re.search(r"times slower|slows?\b", para, re.I), (
-                    f"{rel(page)}: the benchmark measures a tied step at {measured} of an untied one: {para[:120]!r}"
+                    f"{rel(page)}: the benchmark measures a tied step at {measured} of an "
+                    f"untied one: {para[:120]!r}"
                 )
                 stated += re.findall(r"step takes ([\d.]+[–-][\d.]+x)", para)
     assert stated, "chapter 3 states the measured tied/untied ratio"
@@ -271,7 +276,8 @@ def ondevice_memory_gb(model: str) -> float:
     return float(runs.loc[runs["model"] == model, "memory_gb"].median())
 
 
-# (what, regex with one number group (whitespace-flattened page text), the source's value, tolerance)
+# (what, regex with one number group (whitespace-flattened page text), the source's value,
+# tolerance)
 FACTS = [
     (
         "base model parameters (millions)",

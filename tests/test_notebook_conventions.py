@@ -1,5 +1,5 @@
-"""Every notebook follows the book's conventions (DESIGN.md): these run in a second, before nbval
-executes the notebooks themselves.
+"""Every notebook follows the book's conventions (book/appendix/contributing.md): these run in a
+second, before nbval executes the notebooks themselves.
 
 Notebooks are committed WITH their outputs. The book renders the stored outputs and executes
 nothing; ``make notebooks`` (or ``make notebooks NB=notebooks/NN-name.ipynb``) re-executes a
@@ -39,7 +39,7 @@ def test_first_cell_is_the_colab_setup(nb):
     assert first["cell_type"] == "code"
     src = source(first)
     assert '"google.colab" in sys.modules' in src and "pip" in src and "git" in src, (
-        f"{nb.name}: the first cell must be the Colab set-up cell (see CONTRIBUTING in the book preface)"
+        f"{nb.name}: the first cell must be the Colab set-up cell (book/appendix/contributing.md)"
     )
 
 
