@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,3 +29,45 @@ def toy_text(tmp_path_factory):
     path = tmp_path_factory.mktemp("toy") / "toy.txt"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# Debian's chromium and chromium-driver (.ci/run installs them); other builds: set these variables.
+CHROMIUM = Path(os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("SLM_CHROMEDRIVER", "/usr/bin/chromedriver"))
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+@pytest.fixture(scope="session")
+def headless_chrome(tmp_path_factory):
+    """``headless_chrome(window_size, page_load_timeout)`` starts a selenium driver of headless
+    Chromium with a fresh profile (the caller quits it); skips the test where Chromium,
+    chromedriver or selenium is missing."""
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(
+            f"headless Chromium not found ({CHROMIUM}, {CHROMEDRIVER}): install Debian's "
+            "'chromium' and 'chromium-driver' packages (.ci/run does this) to run the browser tests"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    from selenium.webdriver.chrome.service import Service
+
+    def start(window_size: str = "1280,900", page_load_timeout: float = 60):
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        for flag in (*CHROMIUM_FLAGS, f"--window-size={window_size}", f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver.set_page_load_timeout(page_load_timeout)
+        return driver
+
+    return start

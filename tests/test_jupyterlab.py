@@ -36,8 +36,6 @@ pytestmark = [pytest.mark.site, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NOTEBOOK = "11-slm-landscape.ipynb"
-CHROMIUM = Path(os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("SLM_CHROMEDRIVER", "/usr/bin/chromedriver"))
 SERVER_START_TIMEOUT = 90  # s: a cold JupyterLab start on a busy 2-core machine
 UI_TIMEOUT = 60  # s: the notebook opens, the kernel starts, a menu reacts
 RUN_TIMEOUT = 150  # s: notebook 11 runs in ~10-30 s; the nbval budget for one notebook is 180 s
@@ -85,18 +83,7 @@ def source(cell: dict) -> str:
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def chrome_paths():
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(
-            f"headless Chromium not found ({CHROMIUM}, {CHROMEDRIVER}): install Debian's "
-            "'chromium' and 'chromium-driver' packages (.ci/run does this) to run this test"
-        )
-    pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-    return CHROMIUM, CHROMEDRIVER
-
-
-@pytest.fixture(scope="module")
-def lab(chrome_paths, tmp_path_factory):
+def lab(headless_chrome, tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 serving a temporary copy of notebooks/."""
     psutil = pytest.importorskip("psutil")
     base = tmp_path_factory.mktemp("jupyterlab")
@@ -222,28 +209,8 @@ def lab(chrome_paths, tmp_path_factory):
 
 
 @pytest.fixture
-def browser(chrome_paths, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(UI_TIMEOUT)
+def browser(headless_chrome):
+    driver = headless_chrome(window_size="1400,1000", page_load_timeout=UI_TIMEOUT)
     try:
         yield driver
     finally:

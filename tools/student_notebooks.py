@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from slmlab.utils import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -55,14 +55,6 @@ def strip_solutions(nb: dict) -> tuple[dict, list[str]]:
     return {**nb, "cells": kept}, removed
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
@@ -73,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         nb = json.loads(path.read_text(encoding="utf-8"))
         student, removed = strip_solutions(nb)
         text = json.dumps(student, indent=1, ensure_ascii=False) + "\n"
-        write_atomically(args.out / path.name, text)
+        atomic_write_text(args.out / path.name, text)
         print(f"{args.out / path.name}: {len(removed)} solutions removed")
     return 0
 

@@ -42,8 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 STUDENT_HTML = ROOT / "_build" / "student" / "_build" / "html"
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path(os.environ.get("SLM_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("SLM_CHROMEDRIVER", "/usr/bin/chromedriver"))
 BUILD_TIMEOUT = 600  # seconds: a build renders stored outputs and executes nothing (target: 5 min)
 # Cells whose outputs the book does not show (myst-nb tags).
 REMOVED_OUTPUT_TAGS = {"remove-cell", "remove-output"}
@@ -256,33 +254,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="session")
-def browser(tmp_path_factory):
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(
-            f"headless Chromium not found ({CHROMIUM}, {CHROMEDRIVER}): install Debian's "
-            "'chromium' and 'chromium-driver' packages (.ci/run does this) to run the site test"
-        )
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
+def browser(headless_chrome):
+    driver = headless_chrome(window_size="1280,900", page_load_timeout=60)
     yield driver
     driver.quit()
 
