@@ -159,13 +159,21 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
     }
 
 
+def _suite_row(r: dict) -> str:
+    """One row of the model card's probe table (the suite's tidy columns)."""
+    interval = ""
+    if r.get("ci_low") is not None and r.get("ci_low") == r.get("ci_low"):  # not NaN
+        interval = f" ({r['ci_low']:.3f}-{r['ci_high']:.3f})"
+    return (
+        f"| {r['task']} | {r.get('difficulty', 'all')} | {r['metric']} | "
+        f"{r['score']:.3f}{interval} | {r['chance']:.3f} | {r.get('n', '')} |"
+    )
+
+
 def model_card(name: str, run_config: dict, metrics: dict) -> str:
     """A README for a shipped model, written from its run config and measured metrics."""
     m, t = run_config.get("model", {}), run_config.get("train", {})
-    rows = "\n".join(
-        f"| {r['task']} | {r['metric']} | {r['score']:.3f} | {r['chance']:.3f} | {r.get('n', '')} |"
-        for r in metrics.get("suite", [])
-    )
+    rows = "\n".join(_suite_row(r) for r in metrics.get("suite", []))
     ppl = metrics.get("perplexity", {})
     sample_md = ""
     if metrics.get("samples"):
@@ -200,10 +208,10 @@ non-embedding) |
 | perplexity (TinyTales val) | {ppl.get("ppl", float("nan")):.3f} \
 ({ppl.get("bits_per_byte", float("nan")):.4f} bits per byte) |
 
-Capability probes (`slmlab.evaluate.suite`, held-out items):
+Capability probes (`slmlab.evaluate.suite`, held-out items; score with its 95% interval):
 
-| task | metric | score | chance | n |
-|---|---|---|---|---|
+| task | difficulty | metric | score | chance | n |
+|---|---|---|---|---|---|
 {rows}
 {sample_md}"""
 

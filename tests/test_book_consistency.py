@@ -261,6 +261,12 @@ def base_parameters_m() -> float:
     return json.loads((ROOT / "data/reference/base/metrics.json").read_text())["parameters"] / 1e6
 
 
+def suite_score(model: str, task: str, metric: str) -> float:
+    """A shipped reference model's probe score (its metrics.json suite), in percent."""
+    rows = json.loads((ROOT / f"data/reference/{model}/metrics.json").read_text())["suite"]
+    return 100 * next(r["score"] for r in rows if r["task"] == task and r["metric"] == metric)
+
+
 def zoo_row(name: str) -> pd.Series:
     t = pd.read_csv(ROOT / "data/zoo/slm_zoo.csv")
     return t.loc[t["name"] == name].iloc[0]
@@ -308,6 +314,18 @@ FACTS = [
         r"SmolLM-135M saw [\d.]+T tokens, about ([\d,]+) per parameter",
         lambda: tokens_per_param("SmolLM-135M"),
         50,
+    ),
+    (
+        "base commonsense accuracy (%)",
+        r"The base model answers (\d+)% of the held-out commonsense items",
+        lambda: suite_score("base", "commonsense", "acc"),
+        0.5,
+    ),
+    (
+        "small commonsense accuracy (%)",
+        r"commonsense items and the smaller\s+reference model (\d+)%",
+        lambda: suite_score("small", "commonsense", "acc"),
+        0.5,
     ),
     (
         "Qwen2-0.5B training tokens (T)",

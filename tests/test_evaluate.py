@@ -1,5 +1,6 @@
 """slmlab.evaluate: scoring checked by hand on constructed models, TinyLM and transformers alike."""
 
+import copy
 import math
 import string
 from types import SimpleNamespace
@@ -71,14 +72,15 @@ def chain_table(tok, chain: str, default: str = " ") -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- log-likelihood
 def test_multiple_choice_matches_a_hand_computation(char_tok):
-    """acc picks the highest total log-likelihood, acc_norm the highest per character."""
+    """acc picks the highest total log-likelihood, acc_norm the highest per character of the
+    option's text: without its leading space, as lm-evaluation-harness counts ``len(choice)``."""
     enc = lambda c: char_tok.encode(c)[0]  # noqa: E731
     V = char_tok.vocab_size
     probs = torch.full((V, V), 1e-9)
     rows = {
-        " ": {"a": 0.27, "c": 0.30, "b": 0.23, " ": 0.20},
+        " ": {"a": 0.35, "b": 0.40, "c": 0.20, " ": 0.05},
         "b": {" ": 0.50, "a": 0.50},
-        "c": {"c": 0.448, "a": 0.552},
+        "c": {"c": 0.50, "a": 0.50},
     }
     for prev, nxt in rows.items():
         for ch, p in nxt.items():
@@ -88,14 +90,15 @@ def test_multiple_choice_matches_a_hand_computation(char_tok):
     lp = lambda a, b: math.log(probs[enc(a), enc(b)].item())  # noqa: E731
     ll_a = lp("b", " ") + lp(" ", "a")  # " a" after "ab"
     ll_cc = lp("b", " ") + lp(" ", "c") + lp("c", "c")
-    assert ll_a > ll_cc and ll_a / 2 < ll_cc / 3  # the two metrics disagree by construction
+    assert ll_a > ll_cc and ll_a / 1 < ll_cc / 2  # the two metrics disagree by construction
+    assert ll_a / 2 > ll_cc / 3  # and counting the space would side with acc
     got = E.loglikelihood(model, char_tok, [("ab", " a"), ("ab", " cc")])
     assert got[0][0] == pytest.approx(ll_a, abs=1e-5) and got[1][0] == pytest.approx(
         ll_cc, abs=1e-5
     )
     assert (
         got[0][1] is False
-    )  # greedy after "b" is " " (tie with "a" resolved to the first), then "c", not "a"
+    )  # greedy after "b" is " " (tie with "a" resolved to the first), then "b", not "a"
     res = E.multiple_choice(
         model, char_tok, [{"context": "ab", "options": [" a", " cc"], "label": 1}]
     )
@@ -192,11 +195,13 @@ def test_suite_runs_on_a_randomly_initialised_llama(bpe):
     table = E.suite(model, hf_tokenizer(bpe), n_per_task=6, include_perplexity=True)
     assert list(table.columns) == [
         "task",
+        "difficulty",
         "metric",
         "score",
+        "ci_low",
+        "ci_high",
         "chance",
         "n",
-        "stderr",
         "above_chance",
     ]
     assert list(table.task) == (
@@ -205,16 +210,59 @@ def test_suite_runs_on_a_randomly_initialised_llama(bpe):
         + ["icl_lookup"] * 3
         + ["math", "code", "perplexity", "perplexity"]
     )
-    shots = ["acc_0shot", "acc_1shot", "acc_5shot"]
-    assert list(table.metric[:10]) == ["acc", "acc_norm"] + shots + shots + [
-        "exact_match",
-        "exact_match",
-    ]
-    assert table.score.between(0, 1).iloc[:10].all()
+    shots = ["0-shot", "1-shot", "5-shot"]
+    assert list(table.difficulty[:10]) == ["all", "all"] + shots + shots + ["all", "all"]
+    assert list(table.metric[:10]) == ["acc", "acc_norm"] + ["acc"] * 6 + ["exact_match"] * 2
+    scored = table.iloc[:10]
+    assert scored.score.between(0, 1).all()
+    assert (scored.ci_low <= scored.score).all() and (scored.score <= scored.ci_high).all()
+    assert list(scored.n) == [12, 12] + [6] * 6 + [6, 6]
     assert list(table.chance.iloc[:8]) == pytest.approx(
         [0.25, 0.25, 1 / 3, 1 / 3, 1 / 3, 0.25, 0.25, 0.25]
     )
     assert table.chance.iloc[10] == bpe.vocab_size
+
+
+def test_suite_intervals_difficulties_and_paired_comparison(tiny, bpe):
+    from slmlab.evaluate.stats import wilson_interval
+
+    tasks = ["commonsense", "icl_lookup", "code"]
+    table, details = E.suite(
+        tiny,
+        bpe,
+        n_per_task=20,
+        tasks=tasks,
+        shots=(1, 3),
+        by_difficulty=True,
+        return_details=True,
+    )
+    row = table[(table.task == "commonsense") & (table.metric == "acc")].iloc[0]
+    hits = sum(details["commonsense"]["correct"])
+    assert row.difficulty == "all" and row.n == 40 and row.score == hits / 40
+    assert (row.ci_low, row.ci_high) == pytest.approx(wilson_interval(hits, 40))
+    assert row.above_chance == (row.ci_low > 0.25)
+    # each difficulty's rows count its own items; together they are all the items
+    graded = table[(table.task == "code") & (table.difficulty != "all")]
+    assert set(graded.difficulty) <= {"easy", "medium", "hard"} and graded.n.sum() == 20
+    assert list(table[table.task == "icl_lookup"].difficulty) == ["1-shot", "3-shot"]
+    # a model compared with itself: the same outcomes, no evidence of a difference
+    same = E.compare(details, details)
+    assert (same.difference == 0).all() and (same.verdict == "no evidence").all()
+    assert list(same.task.unique()) == tasks
+    # a model that loses every item it got right
+    broken = copy.deepcopy(details)
+    for task in tasks:
+        broken[task]["correct"] = [False] * len(broken[task]["correct"])
+        if task == "commonsense":
+            broken[task]["correct_norm"] = [False] * len(broken[task]["correct_norm"])
+    lost = E.compare(details, broken)
+    assert (lost.only_b == 0).all() and (lost.difference <= 0).all()
+    assert ((lost.only_a >= 6) <= (lost.verdict == "lost")).all()
+    with pytest.raises(ValueError, match="share no task"):
+        E.compare(details, {"math": details["code"]})
+    other = E.suite(tiny, bpe, n_per_task=20, tasks=["code"], seed=1, return_details=True)[1]
+    with pytest.raises(ValueError, match="different items"):
+        E.compare(details, other)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -268,6 +316,12 @@ def test_bad_inputs(tiny, bpe):
         E.perplexity(tiny, object())
     with pytest.raises(ValueError, match="unknown task"):
         E.suite(tiny, bpe, tasks=["poetry"])
+    with pytest.raises(TypeError, match="list of task names"):
+        E.suite(tiny, bpe, tasks="math")
+    with pytest.raises(ValueError, match="no tasks"):
+        E.suite(tiny, bpe, tasks=[])
+    with pytest.raises(ValueError, match="shots"):
+        E.suite(tiny, bpe, tasks=["icl"], shots=(1, -2))
     with pytest.raises(ValueError, match="unknown task"):
         E.chance_level("poetry")
     with pytest.raises(ValueError, match="context length"):

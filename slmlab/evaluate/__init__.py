@@ -3,15 +3,25 @@
 Every function takes ``(model, tokenizer)``: slmlab's :class:`~slmlab.TinyLM` with an slmlab
 tokenizer, or a transformers causal LM with its tokenizer.
 
-==============  ================================================================
-``scoring``     the :class:`LM` adapter; log-likelihood, multiple choice, greedy generation
-``perplexity``  perplexity, NLL and bits per byte over windows of the model's context
-``items``       the probe items: held-out questions about the TinyTales world
-``probes``      commonsense, in-context learning, arithmetic, programs; chance levels
-``suite``       every probe as one tidy table
-==============  ================================================================
+=================  ==============================================================================
+``scoring``        the :class:`LM` adapter; log-likelihood, multiple choice, greedy generation
+``perplexity``     perplexity, NLL and bits per byte over windows of the model's context
+``items``          the probe items: held-out questions about the TinyTales world
+``probes``         commonsense, in-context learning, arithmetic, programs; chance levels
+``execution``      running untrusted programs safely; pass@k of sampled outputs
+``stats``          95% intervals of a score; paired comparison of two models (McNemar, bootstrap)
+``suite``          every probe as one tidy table; ``compare`` of two models on the same items
+``reliability``    calibration: confidence against accuracy, ECE, the reliability diagram
+``contamination``  n-gram overlap between evaluation items and a training corpus
+``catalogue``      the surveys' benchmarks, and the probe that mirrors each
+``harness``        the library twin: the same items scored by lm-evaluation-harness
+                   (the ``eval`` extra; imported on its own, ``slmlab.evaluate.harness``)
+=================  ==============================================================================
 """
 
+from .catalogue import benchmarks
+from .contamination import overlap as contamination_overlap
+from .execution import pass_at_k, run_program
 from .perplexity import perplexity
 from .probes import (
     TASKS,
@@ -22,8 +32,10 @@ from .probes import (
     in_context,
     programs,
 )
+from .reliability import calibration, expected_calibration_error
 from .scoring import LM, greedy_generate, loglikelihood, multiple_choice
-from .suite import suite
+from .stats import paired_comparison, wilson_interval
+from .suite import compare, suite
 
 __all__ = [
     "LM",
@@ -38,5 +50,14 @@ __all__ = [
     "extract_answer",
     "chance_level",
     "suite",
+    "compare",
+    "paired_comparison",
+    "wilson_interval",
+    "calibration",
+    "expected_calibration_error",
+    "contamination_overlap",
     "TASKS",
+    "benchmarks",
+    "run_program",
+    "pass_at_k",
 ]

@@ -155,9 +155,14 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
             )
             opts = ["the " + x for x in opts]
             extra = {"object": o}
+        if kind != "material":
+            difficulty = "easy"  # a fact the corpus states
+        else:  # one rule applied to a stated material, or the material recalled first
+            difficulty = "medium" if extra["material_stated"] else "hard"
         items.append(
             {
                 "kind": kind,
+                "difficulty": difficulty,
                 "context": context,
                 "options": [" " + x + "." for x in opts],
                 "label": label,
@@ -308,20 +313,44 @@ def _test_items(task: str, n: int, seed: int, make) -> list:
     raise RuntimeError(f"could not make {n} distinct {task} items")  # pragma: no cover
 
 
+DIFFICULTIES = ("easy", "medium", "hard")
+
+
+def math_difficulty(working: str) -> str:
+    """ "easy" when both numbers of the working are at most 10, "medium" up to 20, else "hard"."""
+    largest = max(int(x) for x in _NUM.findall(working.split("=")[0]))
+    return "easy" if largest <= 10 else "medium" if largest <= 20 else "hard"
+
+
+def code_difficulty(program: str) -> str:
+    """ "easy": one or two lines of straight code; "medium": three or more lines without control
+    flow (reassignment); "hard": a loop or an if/else."""
+    if re.search(r"^\s*(for|if|while)\b", program, re.M):
+        return "hard"
+    return "easy" if program.count("\n") <= 1 else "medium"
+
+
 def math_items(n: int = 100, seed: int = 0) -> list[dict]:
     """Word problems of the test split (never in training): ``prompt`` is "Problem: ...\\n"; the
-    model writes the working and "Answer: N"; ``answer`` is N as a string."""
+    model writes the working and "Answer: N"; ``answer`` is N as a string; ``difficulty`` by the
+    size of the numbers (:func:`math_difficulty`)."""
 
     def make(w):
         q, work, ans = w.math_problem()
-        return "math:" + q, {"prompt": f"Problem: {q}\n", "answer": str(ans), "working": work}
+        return "math:" + q, {
+            "prompt": f"Problem: {q}\n",
+            "answer": str(ans),
+            "working": work,
+            "difficulty": math_difficulty(work),
+        }
 
     return _test_items("math", n, seed, make)
 
 
 def code_items(n: int = 100, seed: int = 0) -> list[dict]:
     """Tiny programs of the test split (never in training): ``prompt`` ends with "Output:";
-    ``answer`` is exactly what the program prints."""
+    ``answer`` is exactly what the program prints; ``difficulty`` by its control flow
+    (:func:`code_difficulty`)."""
 
     def make(w):
         prog, out = w.program()
@@ -329,6 +358,7 @@ def code_items(n: int = 100, seed: int = 0) -> list[dict]:
             "prompt": f"```\n{prog}\n```\nOutput:",
             "answer": out,
             "program": prog,
+            "difficulty": code_difficulty(prog),
         }
 
     return _test_items("code", n, seed, make)

@@ -59,7 +59,15 @@ def commonsense(
                 "acc_norm": sum(res["pred_norm"][i] == items[i]["label"] for i in sel) / len(sel),
                 "n": len(sel),
             }
-    return {**res, "by_kind": by_kind, "items": items}
+    correct = [p == it["label"] for p, it in zip(res["pred"], items)]
+    correct_norm = [p == it["label"] for p, it in zip(res["pred_norm"], items)]
+    return {
+        **res,
+        "by_kind": by_kind,
+        "items": items,
+        "correct": correct,
+        "correct_norm": correct_norm,
+    }
 
 
 def in_context(
@@ -108,6 +116,7 @@ def in_context(
         "n": n,
         "items": items,
         "pred": res["pred"],
+        "correct": [p == it["label"] for p, it in zip(res["pred"], items)],
         "loglikelihoods": res["loglikelihoods"],
     }
 
@@ -135,13 +144,14 @@ def arithmetic(
         _lm=_lm,
     )
     preds = [extract_answer(g) for g in gens]
-    em = sum(p == it["answer"] for p, it in zip(preds, items)) / n
+    correct = [p == it["answer"] for p, it in zip(preds, items)]
     return {
-        "exact_match": em,
+        "exact_match": sum(correct) / n,
         "chance": chance_level("math"),
         "n": n,
         "generations": gens,
         "pred": preds,
+        "correct": correct,
         "items": items,
     }
 
@@ -168,13 +178,14 @@ def programs(
         _lm=_lm,
     )
     preds = [g.strip() for g in gens]
-    em = sum(p == it["answer"] for p, it in zip(preds, items)) / n
+    correct = [p == it["answer"] for p, it in zip(preds, items)]
     return {
-        "exact_match": em,
+        "exact_match": sum(correct) / n,
         "chance": chance_level("code"),
         "n": n,
         "generations": gens,
         "pred": preds,
+        "correct": correct,
         "items": items,
     }
 

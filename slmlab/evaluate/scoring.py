@@ -1,7 +1,8 @@
 """Scoring any causal LM the way lm-evaluation-harness does: the log-likelihood of a
 continuation, multiple choice by comparing the options' log-likelihoods (``acc``, and
-``acc_norm`` per character of the option, as the harness normalises), and greedy generation with
-stop strings.
+``acc_norm`` per character of the option's text, as the harness normalises), and greedy
+generation with stop strings. :mod:`slmlab.evaluate.harness` runs the harness itself on the same
+items, and the tests check that the two agree.
 
 :class:`LM` adapts slmlab's :class:`~slmlab.TinyLM` with an slmlab tokenizer, or a transformers
 causal LM with its tokenizer, to what scoring needs: encode text, compute next-token logits, know
@@ -149,7 +150,13 @@ def multiple_choice(
 ) -> dict:
     """Accuracy on multiple-choice ``items`` (``context``, ``options``, ``label``), scored as
     lm-evaluation-harness scores multiple choice: ``acc`` picks the option with the highest
-    log-likelihood; ``acc_norm`` the highest log-likelihood per character of the option.
+    log-likelihood; ``acc_norm`` the highest log-likelihood per character of the option's text.
+
+    The text is the option without its leading space. An option is the continuation scored
+    (``" sank to the bottom."``); the harness scores ``target_delimiter + choice``, the space and
+    the answer, but divides by ``len(choice)``: the space is scored, not counted (so ARC's or
+    HellaSwag's acc_norm is per character of the answer). :mod:`slmlab.evaluate.harness` writes
+    slmlab's options as harness choices that way.
     Also returns each item's prediction (``pred``, ``pred_norm``) and option log-likelihoods."""
     reqs = [(it["context"], opt) for it in items for opt in it["options"]]
     lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, _lm=_lm)
@@ -158,7 +165,7 @@ def multiple_choice(
     for it in items:
         ll = [lls[k + j][0] for j in range(len(it["options"]))]
         k += len(it["options"])
-        norm = [v / len(o) for v, o in zip(ll, it["options"])]
+        norm = [v / _text_len(o) for v, o in zip(ll, it["options"])]
         preds.append(max(range(len(ll)), key=ll.__getitem__))
         preds_norm.append(max(range(len(norm)), key=norm.__getitem__))
         all_ll.append(ll)
@@ -175,6 +182,12 @@ def multiple_choice(
         "pred_norm": preds_norm,
         "loglikelihoods": all_ll,
     }
+
+
+def _text_len(option: str) -> int:
+    """The characters ``acc_norm`` divides by: the option without one leading space (the harness's
+    ``len(choice)``, its continuation being ``" " + choice``); at least 1."""
+    return max(len(option) - option.startswith(" "), 1)
 
 
 # ----------------------------------------------------------------------------- generation
