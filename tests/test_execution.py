@@ -1,5 +1,5 @@
-"""slmlab.evaluate.execution: pass@k checked by hand, hostile programs that cannot escape, the
-shipped probe programs run for real, and sampling on a tiny model."""
+"""slmlab.evaluate.execution and .sandbox: pass@k checked by hand, hostile programs that cannot
+escape, the shipped probe programs run for real, and sampling on a tiny model."""
 
 import math
 import string
@@ -15,6 +15,7 @@ import torch
 from slmlab import TinyLM, TinyLMConfig
 from slmlab import evaluate as E
 from slmlab.evaluate import execution as X
+from slmlab.evaluate import sandbox as SB
 from slmlab.evaluate.items import code_items
 from slmlab.tokenizer import CharTokenizer
 
@@ -120,23 +121,23 @@ def test_score_samples_can_execute_programs():
     ],
 )
 def test_benign_programs_print_what_python_prints(source, output):
-    assert X.run_program(source) == {"ok": True, "output": output, "error": None}
+    assert SB.run_program(source) == {"ok": True, "output": output, "error": None}
 
 
 def test_errors_of_a_program_are_reported():
-    r = X.run_program("print('before')\nprint(1 / 0)")
+    r = SB.run_program("print('before')\nprint(1 / 0)")
     assert r == {"ok": False, "output": "before\n", "error": "ZeroDivisionError: division by zero"}
-    assert X.run_program("print(")["error"].startswith("SyntaxError")
+    assert SB.run_program("print(")["error"].startswith("SyntaxError")
     with pytest.raises(TypeError, match="the program's text"):
-        X.run_program(b"print(1)")
+        SB.run_program(b"print(1)")
     with pytest.raises(ValueError, match="timeout must be > 0"):
-        X.run_program("print(1)", timeout=0)
+        SB.run_program("print(1)", timeout=0)
 
 
 def test_check_source_names_what_it_rejects():
-    assert X.check_source("x = [1, 2]\nx.append(3)\nprint(x)") == []
-    assert X.check_source("import os") == ["import statements are not allowed (line 1)"]
-    assert X.check_source("print(1)\n().__class__") == [
+    assert SB.check_source("x = [1, 2]\nx.append(3)\nprint(x)") == []
+    assert SB.check_source("import os") == ["import statements are not allowed (line 1)"]
+    assert SB.check_source("print(1)\n().__class__") == [
         "attribute .__class__ is not allowed (line 2)"
     ]
 
@@ -148,7 +149,7 @@ def test_the_restricted_namespace_alone_is_not_enough():
     ns = {"__builtins__": {"next": next}}
     exec(escape, ns)  # trusted here: we wrote it
     assert "__builtins__" in ns["real"]  # the caller's globals: the real builtins, __import__
-    assert X.run_program(escape + "\nprint(real)")["error"].startswith("rejected: attribute .gi_")
+    assert SB.run_program(escape + "\nprint(real)")["error"].startswith("rejected: attribute .gi_")
 
 
 HOSTILE = {
@@ -181,7 +182,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("source, error", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_programs_are_stopped(source, error):
-    r = X.run_program(source)
+    r = SB.run_program(source)
     assert r["ok"] is False
     assert r["error"].startswith(error) or error in r["error"], r
     assert "pwned" not in r["output"]
@@ -194,7 +195,7 @@ def test_writing_a_file_leaves_no_trace(tmp_path):
         f"f = open({str(target)!r}, 'x')",
         "import pathlib\npathlib.Path(" + repr(str(target)) + ").write_text('pwned')",
     ]:
-        r = X.run_program(source)
+        r = SB.run_program(source)
         assert r["ok"] is False and r["error"]
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
@@ -202,20 +203,20 @@ def test_writing_a_file_leaves_no_trace(tmp_path):
 
 def test_an_infinite_loop_is_killed_on_time():
     start = time.perf_counter()
-    r = X.run_program("while True:\n    pass", timeout=1.0)
+    r = SB.run_program("while True:\n    pass", timeout=1.0)
     assert time.perf_counter() - start < 1.0 + 2.0
     assert r["ok"] is False and r["error"].startswith("timeout")
 
 
 @pytest.mark.parametrize("source", ["print('x' * 10**6)", "while True:\n    print('spam')"])
 def test_output_is_truncated(source):
-    r = X.run_program(source, max_output=1000)
+    r = SB.run_program(source, max_output=1000)
     assert r["ok"] is False and r["error"].startswith("output limit")
     assert len(r["output"]) == 1000
 
 
 def test_caught_output_limit_still_counts():
-    r = X.run_program(
+    r = SB.run_program(
         "for i in range(10**6):\n    try:\n        print(i)\n    except:\n        pass"
     )
     assert r["ok"] is False and r["error"].startswith("output limit")
@@ -236,7 +237,7 @@ def test_the_kernel_limits_hold_even_with_every_builtin(tmp_path):
     code = "\n".join(
         [
             "import runpy, socket",
-            f"m = runpy.run_path({X.__file__!r})",
+            f"m = runpy.run_path({SB.__file__!r})",
             "m['_set_limits'](1.0, 256 * 2**20)",
             f"for a in {attempts!r}:",
             "    try:",
@@ -256,7 +257,7 @@ def test_the_kernel_limits_hold_even_with_every_builtin(tmp_path):
 def test_every_shipped_probe_program_prints_its_answer():
     items = code_items(200)
     with ThreadPoolExecutor(2) as pool:
-        runs = list(pool.map(lambda it: X.run_program(it["program"]), items))
+        runs = list(pool.map(lambda it: SB.run_program(it["program"]), items))
     for it, r in zip(items, runs):
         assert r == {"ok": True, "output": it["answer"] + "\n", "error": None}, it["program"]
 

@@ -8,7 +8,8 @@ tokenizer, or a transformers causal LM with its tokenizer.
 ``perplexity``     perplexity, NLL and bits per byte over windows of the model's context
 ``items``          the probe items: held-out questions about the TinyTales world
 ``probes``         commonsense, in-context learning, arithmetic, programs; chance levels
-``execution``      running untrusted programs safely; pass@k of sampled outputs
+``sandbox``        running untrusted programs safely: a process, kernel limits, a small language
+``execution``      pass@k of sampled outputs, the programs' truths from the sandbox
 ``stats``          95% intervals of a score; paired comparison of two models (McNemar, bootstrap)
 ``suite``          every probe as one tidy table; ``compare`` of two models on the same items
 ``reliability``    calibration: confidence against accuracy, ECE, the reliability diagram
@@ -21,7 +22,7 @@ tokenizer, or a transformers causal LM with its tokenizer.
 
 from .catalogue import benchmarks
 from .contamination import overlap as contamination_overlap
-from .execution import pass_at_k, run_program
+from .execution import pass_at_k
 from .perplexity import perplexity
 from .probes import (
     TASKS,
@@ -33,6 +34,7 @@ from .probes import (
     programs,
 )
 from .reliability import calibration, expected_calibration_error
+from .sandbox import run_program
 from .scoring import LM, greedy_generate, loglikelihood, multiple_choice
 from .stats import paired_comparison, wilson_interval
 from .suite import compare, suite
