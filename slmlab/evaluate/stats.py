@@ -84,6 +84,18 @@ def _outcomes(values: Sequence, name: str) -> list[int]:
     return out
 
 
+def _paired(a: Sequence, b: Sequence) -> tuple[list[int], list[int]]:
+    """Two models' per-item outcomes as 0/1 lists, checked to pair up."""
+    a, b = _outcomes(a, "a"), _outcomes(b, "b")
+    if len(a) != len(b):
+        raise ValueError(
+            f"paired outcomes need the same items in the same order: got {len(a)} and {len(b)}"
+        )
+    if not a:
+        raise ValueError("no items to compare: pass the per-item outcomes of both models")
+    return a, b
+
+
 def paired_bootstrap(
     a: Sequence,
     b: Sequence,
@@ -93,11 +105,7 @@ def paired_bootstrap(
 ) -> tuple[float, float]:
     """Percentile interval of ``mean(b) - mean(a)`` from ``n_resamples`` resamples of the items
     (with replacement, each item's two outcomes kept together)."""
-    a, b = _outcomes(a, "a"), _outcomes(b, "b")
-    if len(a) != len(b) or not a:
-        raise ValueError(
-            f"paired outcomes need the same items: got {len(a)} and {len(b)} (and at least one)"
-        )
+    a, b = _paired(a, b)
     rng = random.Random(f"paired_bootstrap/{seed}")
     diff = [y - x for x, y in zip(a, b)]
     n = len(diff)
@@ -120,13 +128,7 @@ def paired_comparison(
     ``b - a`` with its paired-bootstrap interval, the discordant counts, McNemar's p-value and a
     ``verdict``: ``"lost"`` (b worse, p < alpha), ``"gained"`` (b better, p < alpha) or
     ``"no evidence"`` of a difference."""
-    a, b = _outcomes(a, "a"), _outcomes(b, "b")
-    if len(a) != len(b):
-        raise ValueError(
-            f"paired outcomes need the same items in the same order: got {len(a)} and {len(b)}"
-        )
-    if not a:
-        raise ValueError("no items to compare: pass the per-item outcomes of both models")
+    a, b = _paired(a, b)
     only_a = sum(x and not y for x, y in zip(a, b))
     only_b = sum(y and not x for x, y in zip(a, b))
     p = mcnemar(only_a, only_b)
