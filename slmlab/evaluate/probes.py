@@ -5,7 +5,6 @@ chance level each is measured against."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -22,10 +21,6 @@ def extract_answer(generation: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _stderr(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n else float("nan")
-
-
 def commonsense(
     model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, _lm=None
 ) -> dict:
@@ -36,6 +31,8 @@ def commonsense(
     and the items."""
     items = probe_items.commonsense_items(n, seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
+    correct = [p == it["label"] for p, it in zip(res["pred"], items)]
+    correct_norm = [p == it["label"] for p, it in zip(res["pred_norm"], items)]
     by_kind = {}
     sub = lambda it: (
         it["kind"]
@@ -55,12 +52,10 @@ def commonsense(
         sel = [i for i, it in enumerate(items) if sub(it) == kind]
         if sel:
             by_kind[kind] = {
-                "acc": sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel),
-                "acc_norm": sum(res["pred_norm"][i] == items[i]["label"] for i in sel) / len(sel),
+                "acc": sum(correct[i] for i in sel) / len(sel),
+                "acc_norm": sum(correct_norm[i] for i in sel) / len(sel),
                 "n": len(sel),
             }
-    correct = [p == it["label"] for p, it in zip(res["pred"], items)]
-    correct_norm = [p == it["label"] for p, it in zip(res["pred_norm"], items)]
     return {
         **res,
         "by_kind": by_kind,
@@ -106,17 +101,18 @@ def in_context(
     make = makers[kind]
     items = make(n, shots=tuple(shots), seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
+    correct = [p == it["label"] for p, it in zip(res["pred"], items)]
     acc = {}
     for k in shots:
-        sel = [i for i, it in enumerate(items) if it["shots"] == k]
-        acc[k] = sum(res["pred"][i] == items[i]["label"] for i in sel) / len(sel)
+        sel = [c for c, it in zip(correct, items) if it["shots"] == k]
+        acc[k] = sum(sel) / len(sel)
     return {
         "acc": acc,
         "chance": res["chance"],
         "n": n,
         "items": items,
         "pred": res["pred"],
-        "correct": [p == it["label"] for p, it in zip(res["pred"], items)],
+        "correct": correct,
         "loglikelihoods": res["loglikelihoods"],
     }
 

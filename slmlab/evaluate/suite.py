@@ -106,9 +106,8 @@ def suite(
                 batch_size=batch_size,
                 _lm=lm,
             )
-            for k in shots:
-                sel = [c for c, it in zip(r["correct"], r["items"]) if it["shots"] == k]
-                add(task, f"{k}-shot", "acc", sel, r["chance"])
+            for (level, metric), sel in _outcomes({task: r}, task).items():
+                add(task, level, metric, sel, r["chance"])
             details[task] = r
     if "math" in tasks:
         r = arithmetic(
@@ -153,7 +152,7 @@ def _outcomes(details: dict, task: str) -> dict[str, list]:
     if task == "commonsense":
         return {("all", "acc"): r["correct"], ("all", "acc_norm"): r["correct_norm"]}
     if task in ICL_KINDS:
-        shots = sorted({it["shots"] for it in r["items"]})
+        shots = dict.fromkeys(it["shots"] for it in r["items"])  # in the order asked
         return {
             (f"{k}-shot", "acc"): [c for c, it in zip(r["correct"], r["items"]) if it["shots"] == k]
             for k in shots
