@@ -11,6 +11,7 @@ tokenizer, or a transformers causal LM with its tokenizer.
 ``sandbox``        running untrusted programs safely: a process, kernel limits, a small language
 ``execution``      pass@k of sampled outputs, the programs' truths from the sandbox
 ``stats``          95% intervals of a score; paired comparison of two models (McNemar, bootstrap)
+``efficiency``     what a model costs: bytes, prefill and decode latency, peak memory
 ``suite``          every probe as one tidy table; ``compare`` of two models on the same items
 ``reliability``    calibration: confidence against accuracy, ECE, the reliability diagram
 ``contamination``  n-gram overlap between evaluation items and a training corpus
@@ -22,6 +23,7 @@ tokenizer, or a transformers causal LM with its tokenizer.
 
 from .catalogue import benchmarks
 from .contamination import overlap as contamination_overlap
+from .efficiency import efficiency, efficiency_columns
 from .execution import pass_at_k
 from .perplexity import perplexity
 from .probes import (
@@ -62,4 +64,6 @@ __all__ = [
     "benchmarks",
     "run_program",
     "pass_at_k",
+    "efficiency",
+    "efficiency_columns",
 ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .efficiency import COLUMNS as EFFICIENCY_COLUMNS
+from .efficiency import efficiency
 from .items import DIFFICULTIES
 from .perplexity import perplexity
 from .probes import TASKS, arithmetic, commonsense, in_context, programs
@@ -44,6 +46,7 @@ def suite(
     tasks: Sequence[str] = TASKS,
     shots: Sequence[int] = (0, 1, 5),
     include_perplexity: bool = False,
+    include_efficiency: bool = False,
     by_difficulty: bool = False,
     batch_size: int = 32,
     return_details: bool = False,
@@ -60,7 +63,10 @@ def suite(
     difficulty of commonsense, math and code (``easy``/``medium``/``hard``, see
     :mod:`slmlab.evaluate.items`). ``include_perplexity`` adds perplexity and bits per byte on the
     validation split (lower is better, no interval; "chance" is the uniform model: the vocabulary
-    size, and log2(vocabulary) bits per token over the bytes per token). ``return_details``
+    size, and log2(vocabulary) bits per token over the bytes per token). ``include_efficiency``
+    adds what the model costs (:func:`~slmlab.evaluate.efficiency.efficiency` with its default
+    settings): rows of task ``"efficiency"`` whose metric is ``MB``, ``prefill_ms``,
+    ``decode_ms_per_token`` or ``peak_MB`` (no interval, no chance). ``return_details``
     returns ``(table, details)`` with every item, prediction and per-item outcome (``correct``),
     what :func:`compare` pairs."""
     import pandas as pd
@@ -142,6 +148,12 @@ def suite(
                 )
             )
         details["perplexity"] = p
+    if include_efficiency:
+        e = efficiency(model, tokenizer)
+        nan = float("nan")
+        for metric in EFFICIENCY_COLUMNS:
+            rows.append(("efficiency", "all", metric, e[metric], nan, nan, nan, 1, None))
+        details["efficiency"] = e
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     return (table, details) if return_details else table
 
