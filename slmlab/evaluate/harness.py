@@ -221,13 +221,52 @@ _BAR = re.compile(r"\d+%\||\[\d+:\d\d[<,]")
 _OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
+def _progress_bar_switches() -> list[tuple]:
+    """``(is_on, on, off)`` of the progress bars of transformers, datasets and huggingface_hub
+    (those installed)."""
+    switches = []
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as tf_logging
+
+        switches.append(
+            (
+                tf_logging.is_progress_bar_enabled,
+                tf_logging.enable_progress_bar,
+                tf_logging.disable_progress_bar,
+            )
+        )
+    with contextlib.suppress(ImportError):
+        import datasets
+
+        switches.append(
+            (
+                datasets.is_progress_bar_enabled,
+                datasets.enable_progress_bars,
+                datasets.disable_progress_bars,
+            )
+        )
+    with contextlib.suppress(ImportError):
+        from huggingface_hub import utils as hub_utils
+
+        switches.append(
+            (
+                lambda: not hub_utils.are_progress_bars_disabled(),
+                hub_utils.enable_progress_bars,
+                hub_utils.disable_progress_bars,
+            )
+        )
+    return switches
+
+
 @contextlib.contextmanager
 def _quiet(progress: bool = False) -> Iterator[None]:
     """Run the harness offline and quietly; restore everything afterwards.
 
     Offline: HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set (model and data are local files).
     Quiet: the harness's, transformers' and datasets' loggers at ERROR; their progress bars
-    (tqdm, on stderr) dropped unless ``progress``, and any other stderr text passed on. The
+    switched off unless ``progress`` (in a terminal tqdm writes them to stderr, which is dropped;
+    in a notebook it draws widgets, which only the libraries' own switches stop), and any other
+    stderr text passed on. The
     harness seeds Python's, NumPy's and torch's random generators: their states are restored."""
     import random
 
@@ -243,12 +282,19 @@ def _quiet(progress: bool = False) -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     err = io.StringIO()
+    bars = [] if progress else _progress_bar_switches()
+    was_on = [is_on() for is_on, _, _ in bars]
     try:
+        for _, _, off in bars:
+            off()
         with contextlib.ExitStack() as stack:
             if not progress:
                 stack.enter_context(contextlib.redirect_stderr(err))
             yield
     finally:
+        for (_, on, _), on_before in zip(bars, was_on):
+            if on_before:
+                on()
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
