@@ -258,6 +258,13 @@ def test_suite_intervals_difficulties_and_paired_comparison(tiny, bpe):
     lost = E.compare(details, broken)
     assert (lost.only_b == 0).all() and (lost.difference <= 0).all()
     assert ((lost.only_a >= 6) <= (lost.verdict == "lost")).all()
+    # Holm's adjustment over the table: never more verdicts than unadjusted, p never smaller
+    held = E.compare(details, broken, adjust="holm")
+    assert (held.p_adjusted >= held.p_value).all()
+    assert ((held.verdict == "lost") <= (lost.verdict == "lost")).all()
+    assert ((held.verdict == "lost") == (held.p_adjusted < 0.05)).all()
+    with pytest.raises(ValueError, match="adjust must be None or 'holm'"):
+        E.compare(details, broken, adjust="bonferroni")
     with pytest.raises(ValueError, match="share no task"):
         E.compare(details, {"math": details["code"]})
     other = E.suite(tiny, bpe, n_per_task=20, tasks=["code"], seed=1, return_details=True)[1]

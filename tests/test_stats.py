@@ -88,3 +88,12 @@ def test_bad_input():
         S.paired_comparison([1, 2], [0, 1])
     with pytest.raises(ValueError, match=">= 0"):
         S.mcnemar(-1, 2)
+
+
+def test_holm_hand_computed():
+    # sorted: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> kept at 0.06 (step-down)
+    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert S.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert S.holm([0.02]) == [0.02] and S.holm([]) == []
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        S.holm([0.2, 1.5])

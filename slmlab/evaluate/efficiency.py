@@ -20,7 +20,9 @@ decode step, and the peak memory of one generation.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import time
 
 import torch
@@ -48,6 +50,24 @@ def _median_seconds(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 pointed at /dev/null for the duration: silences what C++ code writes to
+    the process's stderr (which a notebook shows), not Python's ``sys.stderr`` alone."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_allocated_bytes(fn, device: torch.device | str = "cpu") -> int:
     """The highest total bytes of tensors allocated by ``fn()`` and alive at once (what was
     allocated before the call is not counted): the profiler's allocation events summed in time
@@ -62,8 +82,14 @@ def peak_allocated_bytes(fn, device: torch.device | str = "cpu") -> int:
         return int(torch.cuda.max_memory_allocated(device) - start)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():  # the profiler logs its start to the process's stderr
+        prof.__enter__()
+    try:
         fn()
+    finally:
+        with _native_stderr_silenced():  # ... and its stop
+            prof.__exit__(None, None, None)
     events = sorted(
         (e.start_ns(), e.nbytes())
         for e in prof.profiler.kineto_results.events()

@@ -149,3 +149,20 @@ def paired_comparison(
         "p_value": p,
         "verdict": verdict,
     }
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` for testing them all at once: the ``i``-th
+    smallest of ``m`` is multiplied by ``m - i`` (``i`` from 0), then made non-decreasing in that
+    order and capped at 1. Rejecting where the adjusted value is below ``alpha`` keeps the chance
+    of *any* false "lost" or "gained" among the ``m`` comparisons below ``alpha``."""
+    p = [float(x) for x in p_values]
+    if any(not 0 <= x <= 1 for x in p):
+        raise ValueError(f"p-values must lie in [0, 1], got {p}")
+    m = len(p)
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=p.__getitem__)):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out

@@ -12,7 +12,7 @@ from .items import DIFFICULTIES
 from .perplexity import perplexity
 from .probes import TASKS, arithmetic, commonsense, in_context, programs
 from .scoring import LM
-from .stats import paired_comparison, wilson_interval
+from .stats import holm, paired_comparison, wilson_interval
 
 COLUMNS = (
     "task",
@@ -172,15 +172,22 @@ def _outcomes(details: dict, task: str) -> dict[str, list]:
     return {("all", "exact_match"): r["correct"]}
 
 
-def compare(details_a: dict, details_b: dict, alpha: float = 0.05):
+def compare(details_a: dict, details_b: dict, alpha: float = 0.05, adjust: str | None = None):
     """Did model B lose (or gain) a capability against model A? Pairs the per-item outcomes of
     two ``suite(..., return_details=True)`` runs on the same items (the same ``seed``,
     ``n_per_task`` and ``shots``) and returns a table, a row per task, difficulty and metric:
     both scores, the difference ``b - a`` with its paired-bootstrap 95% interval, the items only
     A (``only_a``) or only B got right, McNemar's exact p-value and the ``verdict``
-    (:func:`~slmlab.evaluate.stats.paired_comparison`)."""
+    (:func:`~slmlab.evaluate.stats.paired_comparison`).
+
+    A table of many rows is many tests: at ``alpha = 0.05`` one row in twenty says "lost" or
+    "gained" by chance. ``adjust="holm"`` adds ``p_adjusted`` (:func:`~slmlab.evaluate.stats.holm`
+    over the table's rows) and gives the verdicts from it, so that the chance of any false verdict
+    in the table stays below ``alpha``."""
     import pandas as pd
 
+    if adjust not in (None, "holm"):
+        raise ValueError(f"adjust must be None or 'holm', got {adjust!r}")
     if not isinstance(details_a, dict) or not isinstance(details_b, dict):
         raise TypeError("pass the details of suite(..., return_details=True) for both models")
     shared = [t for t in TASKS if t in details_a and t in details_b]
@@ -201,4 +208,13 @@ def compare(details_a: dict, details_b: dict, alpha: float = 0.05):
         for (difficulty, metric), a in out_a.items():
             r = paired_comparison(a, out_b[(difficulty, metric)], alpha=alpha)
             rows.append({"task": task, "difficulty": difficulty, "metric": metric, **r})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if adjust == "holm":
+        table["p_adjusted"] = holm(table["p_value"])
+        worse = table["acc_b"] < table["acc_a"]
+        significant = table["p_adjusted"] < alpha
+        table["verdict"] = [
+            ("lost" if w else "gained") if sig else "no evidence"
+            for w, sig in zip(worse, significant)
+        ]
+    return table
