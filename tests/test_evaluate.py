@@ -333,3 +333,40 @@ def test_bad_inputs(tiny, bpe):
         E.chance_level("poetry")
     with pytest.raises(ValueError, match="context length"):
         E.LM(nn.Linear(2, 2), bpe)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_says_what_to_pass_instead(tiny, bpe, char_tok):
+    item = {"context": "The cup", "options": [" broke.", " sank."], "label": 0}
+    with pytest.raises(ValueError, match="no items to score"):
+        E.multiple_choice(tiny, bpe, [])
+    with pytest.raises(ValueError, match="label 2 is not an index of its 2 options"):
+        E.multiple_choice(tiny, bpe, [{**item, "label": 2}])
+    with pytest.raises(ValueError, match=r"1 option\(s\): pass at least 2"):
+        E.multiple_choice(tiny, bpe, [{**item, "options": [" broke."]}])
+    with pytest.raises(ValueError, match=r"lacks \['label'\]"):
+        E.multiple_choice(tiny, bpe, [{"context": "x", "options": [" a", " b"]}])
+    # a tokenizer that is not the model's: other size than this TinyLM's vocabulary
+    with pytest.raises(ValueError, match="trained with another tokenizer"):
+        E.multiple_choice(tiny, char_tok, [item])
+    # a tokenizer with ids past the vocabulary of any model
+    big = SimpleNamespace(encode=bpe.encode, decode=bpe.decode, eos_id=0, vocab_size=10**6)
+    llama = TableLM(torch.zeros(50, 50))
+    with pytest.raises(ValueError, match="do not belong together"):
+        E.multiple_choice(llama, big, [item])
+    # no end-of-text token
+    no_eos = SimpleNamespace(encode=bpe.encode, decode=bpe.decode, vocab_size=bpe.vocab_size)
+    with pytest.raises(ValueError, match="no end-of-text token"):
+        E.perplexity(tiny, no_eos, n_tokens=50)
+    # more shots than a lesson can show; no items
+    with pytest.raises(ValueError, match="pattern lessons have at most 19 examples"):
+        E.in_context(tiny, bpe, n=2, shots=(1, 50), kind="pattern")
+    with pytest.raises(ValueError, match="secret-words lessons have at most"):
+        I.icl_group_items(2, shots=12)
+    with pytest.raises(ValueError, match="shots must be whole numbers"):
+        I.icl_items(2, shots=(-1,))
+    for make in (I.commonsense_items, I.math_items, I.code_items, I.icl_items):
+        with pytest.raises(ValueError, match="number of items"):
+            make(0)
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['arc'\]"):
+        E.suite(tiny, bpe, tasks=["arc"])

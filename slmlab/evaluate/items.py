@@ -50,6 +50,26 @@ COMMONSENSE_KINDS = {
 }
 
 
+def _check_n(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (the number of items) must be a whole number >= 1, got {n!r}")
+
+
+def _shot_list(shots, most: int | None = None, what: str = "") -> list[int]:
+    """``shots`` as a list of whole numbers >= 0 and, when ``most`` is given, at most ``most``."""
+    shot_list = [shots] if isinstance(shots, int) else list(shots)
+    if not shot_list or any(
+        isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in shot_list
+    ):
+        raise ValueError(f"shots must be whole numbers >= 0, got {shot_list}")
+    if most is not None and max(shot_list) > most:
+        raise ValueError(
+            f"{what} have at most {most} examples (no thing is shown twice), got "
+            f"shots={max(shot_list)}: pass fewer shots"
+        )
+    return shot_list
+
+
 def _probe_rng(task: str, seed: int) -> random.Random:
     return random.Random(f"tinytales/probe/{task}/{seed}")
 
@@ -75,6 +95,7 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
     - "animals": the sound, food or home of an animal;
     - "where": where an object is found.
     """
+    _check_n(n)
     kinds = dict(COMMONSENSE_KINDS if kinds is None else kinds)
     bad = set(kinds) - set(COMMONSENSE_KINDS)
     if bad:
@@ -180,9 +201,10 @@ def icl_group_items(
     query is a new thing of one group, the options are the two words (chance 1/2). The same
     lessons are used for every number of shots (the k-shot prompt shows the first k examples;
     with 5 shots both groups appear), so the scores are paired across shots."""
-    shot_list = [shots] if isinstance(shots, int) else list(shots)
-    if any(k < 0 for k in shot_list):
-        raise ValueError(f"shots must be >= 0, got {shot_list}")
+    _check_n(n)
+    # every example and the query are different things, possibly all of the smaller group
+    most = min(len(g) for g in ICL_GROUPS.values()) - 1
+    shot_list = _shot_list(shots, most, "secret-words lessons")
     r = _probe_rng("icl-groups", seed)
     pool = SECRET_WORDS["test"]
     kmax = max(shot_list + [5])
@@ -223,9 +245,9 @@ def icl_pattern_items(
     animal's food, home and sound; an object's material, place and use), so only the examples
     say which is meant: at 0 shots every relation is equally likely and the chance level is 1/3
     whatever the model does. The same lessons are used for every number of shots."""
-    shot_list = [shots] if isinstance(shots, int) else list(shots)
-    if any(k < 0 for k in shot_list):
-        raise ValueError(f"shots must be >= 0, got {shot_list}")
+    _check_n(n)
+    most = min(len(domain_of(d)) for d in ("animals", "objects")) - 1  # + the query
+    shot_list = _shot_list(shots, most, "pattern lessons")
     r = _probe_rng("icl-pattern", seed)
     kmax = max(shot_list + [5])
     items = []
@@ -264,9 +286,9 @@ def icl_items(
     shots nothing in the prompt tells them apart; at 1 shot the answer is the one code shown; at 5
     shots the other options are shown too, paired with other words. The same lessons, query and
     options are used for every number of shots (paired scores)."""
-    shot_list = [shots] if isinstance(shots, int) else list(shots)
-    if any(k < 0 for k in shot_list):
-        raise ValueError(f"shots must be >= 0, got {shot_list}")
+    _check_n(n)
+    most = min(len(CODE_WORDS_SOURCE), len(SECRET_WORDS["test"]))  # one code per word
+    shot_list = _shot_list(shots, most, "secret-code lessons")
     if n_options < 2:
         raise ValueError(f"n_options must be >= 2, got {n_options}")
     r = _probe_rng("icl", seed)
@@ -300,6 +322,7 @@ def icl_items(
 
 
 def _test_items(task: str, n: int, seed: int, make) -> list:
+    _check_n(n)
     r = _probe_rng(task, seed)
     w = Writer(r, "test")
     items, seen = [], set()

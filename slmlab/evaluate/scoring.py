@@ -57,8 +57,28 @@ class LM:
         self.eos_id = _first_int(tokenizer, ("eos_id", "eos_token_id"))
         bos = getattr(tokenizer, "bos_token_id", None)
         self.prefix_id = bos if isinstance(bos, int) else self.eos_id
-        vs = _first_int(cfg, ("vocab_size",)) or _first_int(tokenizer, ("vocab_size",))
-        self.vocab_size = vs
+        if self.prefix_id is None:
+            raise ValueError(
+                f"the tokenizer ({type(tokenizer).__name__}) has no end-of-text token "
+                "(eos_id / eos_token_id) nor a BOS token: every prompt is scored after it, the "
+                "document separator the model saw in training. Pass the model's own tokenizer, "
+                "or set one (for a transformers tokenizer: tokenizer.eos_token = '...')"
+            )
+        model_vocab = _first_int(cfg, ("vocab_size",))
+        tok_vocab = _tokenizer_size(tokenizer)
+        if isinstance(model, TinyLM) and tok_vocab and tok_vocab != model_vocab:
+            raise ValueError(
+                f"the tokenizer has {tok_vocab} tokens but this TinyLM's vocabulary has "
+                f"{model_vocab}: it was trained with another tokenizer. Pass its own (the "
+                "tokenizer.json saved beside the model)"
+            )
+        if model_vocab and tok_vocab and tok_vocab > model_vocab:
+            raise ValueError(
+                f"the tokenizer has {tok_vocab} tokens but the model's vocabulary only "
+                f"{model_vocab}: they do not belong together (ids past {model_vocab - 1} have no "
+                "embedding). Pass the tokenizer the model was trained with"
+            )
+        self.vocab_size = model_vocab or tok_vocab
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -76,6 +96,17 @@ class LM:
 
     def with_prefix(self, ids: list[int]) -> list[int]:
         return ([self.prefix_id] if self.prefix_id is not None else []) + ids
+
+
+def _tokenizer_size(tokenizer) -> int | None:
+    """How many ids the tokenizer can produce: ``len(tokenizer)`` for a transformers tokenizer
+    (added tokens included), else its ``vocab_size``."""
+    if hasattr(tokenizer, "__len__"):
+        try:
+            return int(len(tokenizer))
+        except TypeError:
+            pass
+    return _first_int(tokenizer, ("vocab_size",))
 
 
 def _first_int(obj, names) -> int | None:
@@ -158,6 +189,7 @@ def multiple_choice(
     HellaSwag's acc_norm is per character of the answer). :mod:`slmlab.evaluate.harness` writes
     slmlab's options as harness choices that way.
     Also returns each item's prediction (``pred``, ``pred_norm``) and option log-likelihoods."""
+    _check_items(items)
     reqs = [(it["context"], opt) for it in items for opt in it["options"]]
     lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, _lm=_lm)
     k = 0
@@ -182,6 +214,29 @@ def multiple_choice(
         "pred_norm": preds_norm,
         "loglikelihoods": all_ll,
     }
+
+
+def _check_items(items: Sequence[dict]) -> None:
+    """Multiple-choice items that can be scored, or a ValueError naming the first bad one."""
+    if not items:
+        raise ValueError("no items to score: pass at least one item (context, options, label)")
+    for i, it in enumerate(items):
+        missing = {"context", "options", "label"} - set(it)
+        if missing:
+            raise ValueError(
+                f"item {i} lacks {sorted(missing)}; an item needs context, options, label"
+            )
+        if len(it["options"]) < 2:
+            raise ValueError(f"item {i} has {len(it['options'])} option(s): pass at least 2")
+        label = it["label"]
+        if (
+            isinstance(label, bool)
+            or not isinstance(label, int)
+            or not 0 <= label < len(it["options"])
+        ):
+            raise ValueError(
+                f"item {i}: label {label!r} is not an index of its {len(it['options'])} options"
+            )
 
 
 def _text_len(option: str) -> int:
