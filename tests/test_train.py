@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -393,3 +394,26 @@ def test_cli_train(toy_text, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "out/model/model.safetensors").is_file()
     assert json.loads(proc.stdout.strip().splitlines()[-1])["final"]["step"] == 3
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns(monkeypatch):
+    import slmlab.train.loop as loop
+
+    m = TinyLM(TinyLMConfig(vocab_size=64, n_layer=1, n_head=2, d_model=16, block_size=32))
+    c = TrainConfig(max_steps=1, warmup_steps=0, eval_every=0, progress=False, device="cpu")
+    c.dtype = "bfloat16"
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulates bfloat16 here.*Set train.dtype to 'float32'"):
+        fit(m, _pattern_batches(batch=4), causal_lm_loss, c)
+    # where the CPU has it (or cannot tell), nothing is said
+    for answer in (True, None):
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda a=answer: a)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fit(m, _pattern_batches(batch=4), causal_lm_loss, c)
+
+
+def test_cpu_flags_are_read():
+    import slmlab.train.loop as loop
+
+    assert loop.cpu_has_native_bf16() in (True, False, None)
