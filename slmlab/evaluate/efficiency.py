@@ -14,7 +14,7 @@ decode step, and the peak memory of one generation.
   ``torch.cuda.max_memory_allocated``. Python objects and the allocator's cached free blocks are
   not counted.
 
-:func:`efficiency` measures one model; ``suite(..., efficiency=True)`` and
+:func:`efficiency` measures one model; ``suite(..., include_efficiency=True)`` and
 :func:`efficiency_columns` put the numbers beside the scores.
 """
 

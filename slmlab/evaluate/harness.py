@@ -266,8 +266,8 @@ def _quiet(progress: bool = False) -> Iterator[None]:
     Quiet: the harness's, transformers' and datasets' loggers at ERROR; their progress bars
     switched off unless ``progress`` (in a terminal tqdm writes them to stderr, which is dropped;
     in a notebook it draws widgets, which only the libraries' own switches stop), and any other
-    stderr text passed on. The
-    harness seeds Python's, NumPy's and torch's random generators: their states are restored."""
+    stderr text passed on. The harness seeds Python's, NumPy's and torch's random generators:
+    their states are restored."""
     import random
 
     import numpy as np

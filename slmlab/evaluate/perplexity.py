@@ -54,11 +54,10 @@ def perplexity(
     n_bytes = n_docs = 0
     for doc in docs:
         ids = lm.encode(doc)
-        if sep is not None:
-            stream.append(sep)
+        stream.append(sep)
         stream += ids
         n_docs += 1
-        n_bytes += len(doc.encode("utf-8")) + (1 if sep is not None and n_docs > 1 else 0)
+        n_bytes += len(doc.encode("utf-8")) + (1 if n_docs > 1 else 0)
         if n_tokens is not None and len(stream) - 1 >= n_tokens:
             break
     if len(stream) < 2:

@@ -27,7 +27,7 @@ class LM:
 
     ``encode(text) -> list[int]``; ``logits(ids (B, T)) -> (B, T, V)``; ``max_len`` (the
     context length: ``config.block_size`` for TinyLM, ``config.max_position_embeddings`` for
-    transformers models); ``prefix_id`` (the token every prompt starts with, or None)."""
+    transformers models); ``prefix_id`` (the token every prompt starts with)."""
 
     def __init__(self, model, tokenizer, max_len: int | None = None):
         if isinstance(model, LM):
@@ -95,7 +95,7 @@ class LM:
         return logits(self.model, ids.to(self.device)).float()
 
     def with_prefix(self, ids: list[int]) -> list[int]:
-        return ([self.prefix_id] if self.prefix_id is not None else []) + ids
+        return [self.prefix_id] + ids
 
 
 def _tokenizer_size(tokenizer) -> int | None:
