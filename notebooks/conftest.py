@@ -22,6 +22,13 @@ notebook's cells in one fresh kernel. This plugin adds what nbval lacks:
   below ``ABS_TOL`` (float noise); anything
   else (words, the count of numbers, a number that moved more) still fails, and the
   notebooks' hidden cells assert their claims on the computed values themselves.
+- **cpu-dependent.** A cell whose output follows a training run inside the notebook
+  (notebook 21 trains a model, 64 fine-tunes one) prints what that run's trajectory
+  gives, and two CPUs (AVX2 and AVX-512 kernels) round the same steps differently, so
+  the generated texts and the last items of a 16-item probe differ beyond any numeric
+  tolerance. Such cells are tagged ``cpu-dependent``: they run, and must not raise, but
+  their output is not compared; the notebook's hidden cells assert the claims those
+  outputs show, on the values computed in this run.
 - **skip-execution.** Cells tagged ``skip-execution`` are skipped here too, as the
   book's executor (``make notebooks``) skips them.
 - **Cells run as in Jupyter.** nbval 0.11 sends each cell with
@@ -177,6 +184,9 @@ def _is_nbval_cell(item) -> bool:
 # streamed many progress-bar updates on a busy CI machine failed there (notebook 64,
 # "Timeout of 5 seconds exceeded waiting for output") although it had finished.
 OUTPUT_TIMEOUT_S = 60.0
+CPU_DEPENDENT = (
+    "cpu-dependent"  # a cell whose output follows an in-notebook training run
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -184,6 +194,8 @@ def pytest_collection_modifyitems(items):
         if not _is_nbval_cell(item):
             continue
         item.output_timeout = OUTPUT_TIMEOUT_S
+        if CPU_DEPENDENT in item.cell.metadata.get("tags", []):
+            item.options["check"] = False
         if "skip-execution" in item.cell.metadata.get("tags", []):
             item.options["skip"] = True
 

@@ -6,7 +6,9 @@ nothing; ``make notebooks`` (or ``make notebooks NB=notebooks/NN-name.ipynb``) r
 notebook in a fresh kernel and stores its outputs; ``make test`` executes every notebook once with
 nbval and fails if a cell no longer shows what is stored (``tests/nbval_sanitize.cfg`` masks
 timings, progress bars, addresses and paths; tag a cell ``nbval-ignore-output`` only when its
-output cannot be the same twice, e.g. a timing table).
+output cannot be the same twice, e.g. a timing table, and ``cpu-dependent`` when it follows a
+training run inside the notebook, whose trajectory differs between CPUs: nbval runs both without
+comparing them, so the claims they show must be asserted in a hidden cell after them).
 
 The time budget of a notebook, top to bottom in a fresh kernel on a 2-core CPU: about 45 s on
 average, at most 90 s; 3 minutes (180 s) is the hard limit at which CI fails it
@@ -68,6 +70,30 @@ def test_structure(nb):
         assert "use_style()" in code, (
             f"{nb.name}: plots use the book's style (slmlab.plotting.use_style)"
         )
+
+
+def cpu_dependent(cs):
+    return [i for i, c in enumerate(cs) if "cpu-dependent" in c.get("metadata", {}).get("tags", [])]
+
+
+TRAIN_IN_NOTEBOOK = [nb for nb in NOTEBOOKS if cpu_dependent(cells(nb))]
+
+
+@pytest.mark.parametrize("nb", TRAIN_IN_NOTEBOOK, ids=lambda p: p.name)
+def test_cpu_dependent_outputs_are_asserted_after_them(nb):
+    cs = cells(nb)
+    tagged = cpu_dependent(cs)
+    asserted = [
+        i
+        for i, c in enumerate(cs)
+        if "remove-cell" in c.get("metadata", {}).get("tags", []) and "assert" in source(c)
+    ]
+    assert asserted and max(asserted) > tagged[0], (
+        f"{nb.name}: cells tagged cpu-dependent are not compared by nbval; a hidden cell after "
+        "them must assert what they show"
+    )
+    uncompared = [i for i in tagged if cs[i]["cell_type"] != "code"]
+    assert not uncompared, f"{nb.name}: cpu-dependent tags a code cell, not cells {uncompared}"
 
 
 def runs(cell):
