@@ -184,9 +184,8 @@ def _is_nbval_cell(item) -> bool:
 # streamed many progress-bar updates on a busy CI machine failed there (notebook 64,
 # "Timeout of 5 seconds exceeded waiting for output") although it had finished.
 OUTPUT_TIMEOUT_S = 60.0
-CPU_DEPENDENT = (
-    "cpu-dependent"  # a cell whose output follows an in-notebook training run
-)
+# the tag of a cell whose output follows an in-notebook training run (not compared)
+CPU_DEPENDENT = "cpu-dependent"
 
 
 def pytest_collection_modifyitems(items):
@@ -194,9 +193,10 @@ def pytest_collection_modifyitems(items):
         if not _is_nbval_cell(item):
             continue
         item.output_timeout = OUTPUT_TIMEOUT_S
-        if CPU_DEPENDENT in item.cell.metadata.get("tags", []):
+        tags = item.cell.metadata.get("tags", [])
+        if CPU_DEPENDENT in tags:
             item.options["check"] = False
-        if "skip-execution" in item.cell.metadata.get("tags", []):
+        if "skip-execution" in tags:
             item.options["skip"] = True
 
 

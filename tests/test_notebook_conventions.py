@@ -52,14 +52,9 @@ def test_structure(nb):
     assert meta.get("kernelspec", {}).get("name") == "python3", f"{nb.name}: kernel must be python3"
     titles = [c for c in cs if c["cell_type"] == "markdown" and source(c).lstrip().startswith("# ")]
     assert len(titles) == 1, f"{nb.name}: exactly one H1 title"
-    hidden_asserts = [
-        c
-        for c in cs
-        if c["cell_type"] == "code"
-        and "remove-cell" in c.get("metadata", {}).get("tags", [])
-        and "assert" in source(c)
-    ]
-    assert hidden_asserts, f"{nb.name}: its claims must be asserted in a cell tagged remove-cell"
+    assert hidden_asserts(cs), (
+        f"{nb.name}: its claims must be asserted in a cell tagged remove-cell"
+    )
     md = "\n".join(source(c) for c in cs if c["cell_type"] == "markdown")
     assert "{exercise}" in md and "{solution-start}" in md and "{solution-end}" in md, (
         f"{nb.name}: exercises with solutions"
@@ -70,6 +65,17 @@ def test_structure(nb):
         assert "use_style()" in code, (
             f"{nb.name}: plots use the book's style (slmlab.plotting.use_style)"
         )
+
+
+def hidden_asserts(cs):
+    """Indices of the code cells tagged remove-cell that assert something."""
+    return [
+        i
+        for i, c in enumerate(cs)
+        if c["cell_type"] == "code"
+        and "remove-cell" in c.get("metadata", {}).get("tags", [])
+        and "assert" in source(c)
+    ]
 
 
 def cpu_dependent(cs):
@@ -83,17 +89,13 @@ TRAIN_IN_NOTEBOOK = [nb for nb in NOTEBOOKS if cpu_dependent(cells(nb))]
 def test_cpu_dependent_outputs_are_asserted_after_them(nb):
     cs = cells(nb)
     tagged = cpu_dependent(cs)
-    asserted = [
-        i
-        for i, c in enumerate(cs)
-        if "remove-cell" in c.get("metadata", {}).get("tags", []) and "assert" in source(c)
-    ]
+    asserted = hidden_asserts(cs)
     assert asserted and max(asserted) > tagged[0], (
         f"{nb.name}: cells tagged cpu-dependent are not compared by nbval; a hidden cell after "
         "them must assert what they show"
     )
-    uncompared = [i for i in tagged if cs[i]["cell_type"] != "code"]
-    assert not uncompared, f"{nb.name}: cpu-dependent tags a code cell, not cells {uncompared}"
+    not_code = [i for i in tagged if cs[i]["cell_type"] != "code"]
+    assert not not_code, f"{nb.name}: cpu-dependent belongs on code cells, not cells {not_code}"
 
 
 def runs(cell):
