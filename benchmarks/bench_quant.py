@@ -3,7 +3,8 @@
 Prints:
   1. size: bytes of the float model vs its quantized versions (in memory and saved to disk);
   2. speed of a matmul-bound layer (4096 x 4096, batch 64): float32 vs the int8 paths
-     (slmlab's W8A8 layer on torch._int_mm; PyTorch's dynamic int8 quantization) and vs
+     (slmlab's W8A8 layer on torch._int_mm and on its exact float product; PyTorch's dynamic
+     int8 quantization) and vs
      4-bit weight-only storage (dequantized on the fly);
   3. the same on the base model (a prefill batch and single-token decoding steps);
   4. how long GPTQ and AWQ take to quantize the base model.
@@ -24,6 +25,7 @@ and speeds do not depend on training).
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 import warnings
@@ -34,6 +36,7 @@ import torch.nn as nn
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.calibration import calibration_windows, windows_from_ids
 from slmlab.quant import QuantLinear, W8A8Linear, quantize, save_quantized, saved_nbytes
+from slmlab.quant.llm_int8 import default_int8_kernel
 from slmlab.surgery import find_linears, model_nbytes
 from slmlab.timing import interleaved
 
@@ -61,6 +64,15 @@ def race(fns: dict, repeat: int, warmup: int = 3) -> dict:
     """Median seconds per call of each function, measured interleaved
     (slmlab.timing.interleaved)."""
     return interleaved(fns, repeat, warmup=warmup)
+
+
+def on_kernel(module: nn.Module, kernel: str) -> nn.Module:
+    """A copy of ``module`` whose int8 layers multiply with ``kernel`` ("int_mm" or "float")."""
+    module = copy.deepcopy(module)
+    for m in module.modules():
+        if hasattr(m, "kernel"):
+            m.kernel = kernel
+    return module
 
 
 def load_base(model_dir):
@@ -119,7 +131,9 @@ def main(argv=None):
     torch.manual_seed(0)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engine "
-        f"{torch.backends.quantized.engine}"
+        f"{torch.backends.quantized.engine}, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()} (slmlab's default int8 kernel here: "
+        f"{default_int8_kernel(torch.device('cpu'))})"
     )
 
     model, tok, source = load_base(args.model)
@@ -193,7 +207,12 @@ def main(argv=None):
     x = torch.randn(64, 4096)
     fns = {
         "float32": lambda: lin(x),
-        "int8 W8A8 (slmlab, torch._int_mm)": (lambda q: lambda: q(x))(W8A8Linear.from_linear(lin)),
+        "int8 W8A8 (slmlab, torch._int_mm)": (lambda q: lambda: q(x))(
+            on_kernel(W8A8Linear.from_linear(lin), "int_mm")
+        ),
+        "int8 W8A8 (slmlab, exact float product)": (lambda q: lambda: q(x))(
+            on_kernel(W8A8Linear.from_linear(lin), "float")
+        ),
     }
     dyn = torch_dynamic_int8(nn.Sequential(lin))
     if dyn is not None:
@@ -206,6 +225,7 @@ def main(argv=None):
     for k, v in times.items():
         row(k, f"{v * 1e3:.2f}", f"{times['float32'] / v:.2f}x")
     layer_ratio = times["float32"] / times["int8 W8A8 (slmlab, torch._int_mm)"]
+    layer_ratio_f = times["float32"] / times["int8 W8A8 (slmlab, exact float product)"]
 
     # ------------------------------------------------------------------ 3. the model
     print("\n3. The base model: prefill 8 x 128 tokens, and 32 decode steps (batch 1, KV cache)")
@@ -213,7 +233,12 @@ def main(argv=None):
     prompt = calib[:1, :16]
     models = {
         "float32": model,
-        "int8 W8A8 (slmlab, torch._int_mm)": variants["int8 W8A8 (per-channel)"],
+        "int8 W8A8 (slmlab, torch._int_mm)": on_kernel(
+            variants["int8 W8A8 (per-channel)"], "int_mm"
+        ),
+        "int8 W8A8 (slmlab, exact float product)": on_kernel(
+            variants["int8 W8A8 (per-channel)"], "float"
+        ),
     }
     dyn_m = torch_dynamic_int8(
         _copy(model), only=find_linears(model)
@@ -240,6 +265,7 @@ def main(argv=None):
             f"{decode['float32'] / decode[k]:.2f}x",
         )
     model_ratio = prefill["float32"] / prefill["int8 W8A8 (slmlab, torch._int_mm)"]
+    model_ratio_f = prefill["float32"] / prefill["int8 W8A8 (slmlab, exact float product)"]
 
     print("\n4. Quantization time for the base model (calibration: 32 windows x 128 tokens)")
     row("RTN int4 g64", f"{t_rtn:.2f} s")
@@ -252,8 +278,10 @@ def main(argv=None):
         "  size int8 model / float32 model            "
         f"{model_nbytes(variants['int8 W8A8 (per-channel)']) / f_bytes:.3f}"
     )
-    print(f"  int8 speed-up, 4096x4096 layer (batch 64)   {layer_ratio:.2f}x")
-    print(f"  int8 speed-up, base model prefill           {model_ratio:.2f}x")
+    print(f"  int8 speed-up, 4096x4096 layer (batch 64)   {layer_ratio:.2f}x (torch._int_mm)")
+    print(f"    the same with the exact float product     {layer_ratio_f:.2f}x")
+    print(f"  int8 speed-up, base model prefill           {model_ratio:.2f}x (torch._int_mm)")
+    print(f"    the same with the exact float product     {model_ratio_f:.2f}x")
     print(f"  GPTQ time for the base model                {t_gptq:.2f} s")
 
 

@@ -118,12 +118,41 @@ def test_llm_int8_outlier_columns_rescue_the_other_features():
     assert err[6.0] < err[0.0] / 3
 
 
-def test_int8_matmul_is_exact():
+@pytest.mark.parametrize("kernel", [None, "int_mm", "float"])
+@pytest.mark.parametrize("k", [33, 1024, 1100])  # 1100: past float32's exact width
+def test_int8_matmul_is_exact(kernel, k):
     from slmlab.quant.llm_int8 import int8_matmul
 
-    a = torch.randint(-127, 128, (7, 33), dtype=torch.int8)
-    b = torch.randint(-127, 128, (33, 5), dtype=torch.int8)
-    assert torch.equal(int8_matmul(a, b).long(), a.long() @ b.long())
+    torch.manual_seed(k)
+    a = torch.full((7, k), -128, dtype=torch.int8)  # the largest products
+    a[1:] = torch.randint(-128, 128, (6, k), dtype=torch.int8)
+    b = torch.full((k, 5), -128, dtype=torch.int8)
+    b[:, 1:] = torch.randint(-128, 128, (k, 4), dtype=torch.int8)
+    assert torch.equal(int8_matmul(a, b, kernel).long(), a.long() @ b.long())
+
+
+def test_int8_matmul_rejects_an_unknown_kernel():
+    from slmlab.quant.llm_int8 import int8_matmul
+
+    a = torch.zeros(2, 3, dtype=torch.int8)
+    with pytest.raises(ValueError, match="unknown int8 kernel"):
+        int8_matmul(a, a.t(), "vnni")
+
+
+@pytest.mark.parametrize("make", ["llm_int8", "w8a8"])
+def test_int8_layers_give_the_same_output_on_either_kernel(make):
+    from slmlab.quant import Int8Linear, W8A8Linear
+
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 48)
+    x = torch.randn(2, 9, 64)
+    x[..., 3] *= 20  # an outlier column for LLM.int8()
+    layer = Int8Linear.from_linear(lin) if make == "llm_int8" else W8A8Linear.from_linear(lin)
+    outs = []
+    for kernel in ("int_mm", "float"):
+        layer.kernel = kernel
+        outs.append(layer(x))
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_w8a8_matches_its_float_simulation():

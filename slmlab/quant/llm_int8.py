@@ -48,17 +48,45 @@ def int8_vectorwise_quant(A: torch.Tensor, threshold: float = 0.0):
     return codes, row_absmax, outlier_cols
 
 
-def int8_matmul(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+# int8 GEMM kernels pay where the CPU has int8 dot-product instructions (AVX-512 VNNI, AMX):
+# there torch._int_mm was measured 4x faster than float32 on a 4096-wide layer. On an AVX2-only
+# CPU the same call was measured 20-175x *slower* than float32 (benchmarks/bench_quant.py), so
+# there the product is computed in float32 instead, which is exact: every int8 x int8 product
+# and every partial sum of up to 1024 of them is an integer below 2^24, and float32 represents
+# such integers exactly (wider products are summed from 1024-wide slices, in int32).
+INT8_KERNELS = ("int_mm", "float")
+_FLOAT32_EXACT_K = 2**24 // (128 * 128)  # 1024: the widest exact float32 int8 product
+
+
+def default_int8_kernel(device: torch.device) -> str:
+    """``"int_mm"`` where an int8 GEMM is fast (CUDA, AVX-512 CPUs), else ``"float"``."""
+    if device.type == "cuda":
+        return "int_mm"
+    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return "int_mm"
+    return "float"
+
+
+def int8_matmul(a: torch.Tensor, b_t: torch.Tensor, kernel: str | None = None) -> torch.Tensor:
     """Exact int8 x int8 -> int32 product ``a @ b_t`` (a: (M, K), b_t: (K, N)).
 
-    Uses PyTorch's int8 GEMM (``torch._int_mm``, VNNI/AMX on x86 CPUs) when it is available,
-    else an exact float64 fallback."""
-    if hasattr(torch, "_int_mm") and a.device.type in ("cpu", "cuda"):
+    ``kernel="int_mm"`` uses PyTorch's int8 GEMM (``torch._int_mm``); ``"float"`` multiplies
+    in float32, 1024 columns of ``a`` at a time, which gives the same integers; ``None`` picks
+    ``default_int8_kernel(a.device)``."""
+    kernel = default_int8_kernel(a.device) if kernel is None else kernel
+    if kernel not in INT8_KERNELS:
+        raise ValueError(f"unknown int8 kernel {kernel!r}; choose from {INT8_KERNELS}")
+    if kernel == "int_mm" and hasattr(torch, "_int_mm") and a.device.type in ("cpu", "cuda"):
         try:
             return torch._int_mm(a, b_t)
         except RuntimeError:  # e.g. shapes a CUDA kernel does not accept
             pass
-    return (a.double() @ b_t.double()).to(torch.int32)
+    out = torch.zeros(a.shape[0], b_t.shape[1], dtype=torch.int32, device=a.device)
+    for k0 in range(0, a.shape[-1], _FLOAT32_EXACT_K):  # exact float32 slices, summed in int32
+        k1 = k0 + _FLOAT32_EXACT_K
+        part = (a[:, k0:k1].float() @ b_t[k0:k1].float()).to(torch.int32)
+        out += part
+    return out
 
 
 class Int8Linear(nn.Module):
@@ -92,6 +120,7 @@ class Int8Linear(nn.Module):
         self.last_outlier_cols = (
             0  # how many input columns took the fp path in the last call (for teaching)
         )
+        self.kernel: str | None = None  # int8_matmul's kernel; None: the device's default
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, threshold: float = 6.0) -> Int8Linear:
@@ -117,7 +146,7 @@ class Int8Linear(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
         codes, row_absmax, cols = int8_vectorwise_quant(x2, self.threshold)
-        acc = int8_matmul(codes, self.weight_t)
+        acc = int8_matmul(codes, self.weight_t, self.kernel)
         out = acc.float() * (
             row_absmax.unsqueeze(1) * self.weight_scale.unsqueeze(0) / (127.0 * 127.0)
         )

@@ -1,8 +1,9 @@
 """W8A8 (int8 weights *and* activations) and SmoothQuant (Xiao et al., 2022).
 
 Weight-only quantization saves memory but still multiplies in floating point. Quantizing
-the activations too lets the matrix product itself run in int8 (``torch._int_mm``: on this
-CPU several times faster than float32 at large sizes, see ``benchmarks/bench_quant.py``).
+the activations too lets the matrix product itself run in int8 (``torch._int_mm``: several
+times faster than float32 at large sizes on a CPU with int8 dot-product instructions, much
+slower on one without; see ``llm_int8.default_int8_kernel`` and ``benchmarks/bench_quant.py``).
 Activations are harder to quantize than weights: a few input channels carry outliers that
 stretch every token's scale. SmoothQuant moves part of that difficulty into the weights
 with an exact rescaling of each input channel ``j``:
@@ -73,6 +74,7 @@ class W8A8Linear(nn.Module):
         )
         self.register_buffer("bias", torch.zeros(out_features, device=device) if bias else None)
         self.register_buffer("smooth", torch.ones(in_features, device=device) if smooth else None)
+        self.kernel: str | None = None  # int8_matmul's kernel; None: the device's default
 
     @classmethod
     def from_linear(
@@ -120,7 +122,7 @@ class W8A8Linear(nn.Module):
             codes, scale = quantize_activations_per_token(x2, self.act_bits)
         else:
             codes, scale = quantize_activations_per_tensor(x2, self.act_bits)
-        out = int8_matmul(codes, self.weight_t).float() * (scale * self.weight_scale)
+        out = int8_matmul(codes, self.weight_t, self.kernel).float() * (scale * self.weight_scale)
         if self.bias is not None:
             out = out + self.bias
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
