@@ -1,4 +1,5 @@
-"""Command line: ``python -m slmlab train CONFIG`` and ``python -m slmlab bench``."""
+"""Command line: ``python -m slmlab train CONFIG``, ``ship``, ``sweep EXPERIMENT`` and
+``bench``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def main(argv=None) -> int:
     s.add_argument(
         "--n-per-task", type=int, default=200, help="probe items per task for the shipped metrics"
     )
+    w = sub.add_parser(
+        "sweep",
+        help="train every run of an experiment config (configs/experiments/NAME.json) and write "
+        "its results to data/experiments/NAME",
+    )
+    w.add_argument("experiment", help="path to an experiment JSON (see configs/experiments/)")
+    w.add_argument("--out-dir", help="where the results go (default data/experiments/NAME)")
+    w.add_argument("--only", nargs="+", metavar="RUN", help="train only these runs")
+    w.add_argument("--max-steps", type=int, help="shorten every run (a smoke test)")
     b = sub.add_parser(
         "bench", help="TinyLM vs transformers: training and decode throughput, achieved FLOP/s"
     )
@@ -74,6 +84,15 @@ def main(argv=None) -> int:
         metrics = evaluate_run(args.run_dir, n_per_task=args.n_per_task)
         print(json.dumps(metrics, indent=1))
         print(ship(args.run_dir, args.name, metrics))
+    elif args.cmd == "sweep":
+        from .train.sweep import load_experiment, run_experiment
+
+        run_experiment(
+            load_experiment(args.experiment),
+            out_dir=args.out_dir,
+            only=args.only,
+            max_steps=args.max_steps,
+        )
     elif args.cmd == "bench":
         from .runtime.bench import main as bench_main
 

@@ -20,7 +20,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .utils import atomic_path, atomic_write_json
+from .utils import atomic_path, atomic_write_json, atomic_write_text, sha256_file
 
 
 class CheckpointError(RuntimeError):
@@ -137,3 +137,28 @@ def write_dir_atomically(directory, fill) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+# ------------------------------------------------------------------------------ manifests
+MANIFEST = "SHA256SUMS"
+
+
+def read_manifest(folder) -> dict[str, str]:
+    """``{relative path: sha256}`` of ``folder/SHA256SUMS`` (``sha256sum``'s format)."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: cannot verify the files in {folder}")
+    entries = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            entries[name.strip().lstrip("*")] = digest
+    return entries
+
+
+def write_manifest(folder) -> None:
+    """Write ``folder/SHA256SUMS`` for every file under ``folder`` (atomically)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    lines = [f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files]
+    atomic_write_text(folder / MANIFEST, "".join(lines))

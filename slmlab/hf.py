@@ -1,8 +1,12 @@
-"""Interoperability with transformers: TinyLM <-> LlamaForCausalLM.
+"""Interoperability with transformers: TinyLM <-> LlamaForCausalLM and its relatives.
 
 TinyLM's Llama-compatible configuration (RMSNorm, SwiGLU, RoPE, no bias) has exactly the
 parameters of a Llama model with the same names, so the conversion is a renaming of
 state-dict keys: ``blocks.{i}.attn.q_proj`` <-> ``model.layers.{i}.self_attn.q_proj`` etc.
+Three variants of that block have a transformers architecture that computes the same function
+(:func:`twin_architecture`): a sliding ``window`` is Mistral, ``qk_norm`` is Qwen3, experts
+(``n_experts``) are Mixtral. :func:`to_hf` builds whichever applies; :func:`from_hf` reads
+Llama, Mistral, Qwen2 and Qwen3 checkpoints.
 
 :func:`export_hf` writes a complete transformers checkpoint (model + tokenizer + generation
 config) that ``AutoModelForCausalLM`` and ``AutoTokenizer`` load offline, without
@@ -43,6 +47,8 @@ _BLOCK_RENAMES = [
     ("ffn.gate_proj.weight", "mlp.gate_proj.weight"),
     ("ffn.up_proj.weight", "mlp.up_proj.weight"),
     ("ffn.down_proj.weight", "mlp.down_proj.weight"),
+    ("attn.q_norm.weight", "self_attn.q_norm.weight"),  # QK-norm (Qwen3)
+    ("attn.k_norm.weight", "self_attn.k_norm.weight"),
 ]
 
 
@@ -58,22 +64,63 @@ def _hf_names(n_layer: int) -> dict[str, str]:
     return names
 
 
-def llama_config(config: TinyLMConfig, eos_id: int | None = None):
-    """The transformers ``LlamaConfig`` equivalent to a Llama-compatible TinyLMConfig.
+def twin_architecture(config: TinyLMConfig) -> str:
+    """The transformers model type that computes what ``config`` computes: "llama"; "mistral"
+    with a sliding window; "qwen3" with QK-norm; "mixtral" with experts (and a window, if any).
+    Raises for a config none of them computes (another norm, FFN, position scheme or place of
+    the norm, biases, or QK-norm together with a window or experts)."""
+    if not config.llama_family:
+        raise ValueError(
+            "to_hf needs Llama's block: norm='rmsnorm', norm_position='pre', ffn='swiglu', "
+            f"pos='rope', bias=False; got norm={config.norm!r}, "
+            f"norm_position={config.norm_position!r}, ffn={config.ffn!r}, pos={config.pos!r}, "
+            f"bias={config.bias}. The other variants have no transformers twin."
+        )
+    if config.qk_norm and (config.window is not None or config.n_experts):
+        raise ValueError(
+            "no transformers architecture combines QK-norm with a sliding window or experts here "
+            "(Qwen3 has QK-norm, Mistral the window, Mixtral the experts): use one at a time"
+        )
+    if config.n_experts:
+        return "mixtral"
+    if config.qk_norm:
+        return "qwen3"
+    return "mistral" if config.window is not None else "llama"
+
+
+_TWIN_CLASSES = {  # model type -> (config class, model class) in transformers
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM"),
+}
+
+
+def hf_config(config: TinyLMConfig, eos_id: int | None = None):
+    """The transformers config equivalent to ``config``: a ``LlamaConfig``, or the
+    ``MistralConfig``, ``Qwen3Config`` or ``MixtralConfig`` of :func:`twin_architecture`.
 
     ``eos_id`` (the tokenizer's end-of-text id) becomes ``bos_token_id``, ``eos_token_id`` and
     ``pad_token_id``. Without it the three are None (LlamaConfig would otherwise default to
     Llama-2's 1 and 2, which mean nothing to an slmlab tokenizer); ``generate`` then runs for
     ``max_new_tokens`` unless it is given ``eos_token_id`` explicitly."""
-    from transformers import LlamaConfig
+    import transformers
 
-    if not config.llama_compatible:
-        raise ValueError(
-            "to_hf needs a Llama-compatible TinyLMConfig "
-            "(norm='rmsnorm', ffn='swiglu', pos='rope', bias=False); "
-            f"got norm={config.norm!r}, ffn={config.ffn!r}, pos={config.pos!r}, bias={config.bias}."
-        )
-    return LlamaConfig(
+    arch = twin_architecture(config)
+    extra = {
+        "llama": dict(mlp_bias=False),
+        "mistral": dict(sliding_window=config.window),
+        "qwen3": dict(use_sliding_window=False),
+        "mixtral": dict(
+            num_local_experts=config.n_experts,
+            num_experts_per_tok=config.top_k,
+            router_aux_loss_coef=config.router_aux_loss_coef,
+            router_jitter_noise=0.0,
+            sliding_window=config.window,
+        ),
+    }[arch]
+    return getattr(transformers, _TWIN_CLASSES[arch][0])(
+        **extra,
         vocab_size=config.vocab_size,
         hidden_size=config.d_model,
         intermediate_size=config.hidden_dim,
@@ -87,7 +134,6 @@ def llama_config(config: TinyLMConfig, eos_id: int | None = None):
         rope_theta=config.rope_theta,
         tie_word_embeddings=config.tie_embeddings,
         attention_bias=False,
-        mlp_bias=False,
         attention_dropout=config.dropout,
         initializer_range=config.init_std,
         bos_token_id=eos_id,
@@ -99,7 +145,9 @@ def llama_config(config: TinyLMConfig, eos_id: int | None = None):
 def config_from_hf(hf_config) -> TinyLMConfig:
     """A TinyLMConfig from a transformers config (object, dict or path to config.json).
 
-    Covers the Llama family (Llama, Mistral, Qwen2, SmolLM, TinyLlama: RMSNorm + SwiGLU + RoPE)."""
+    Covers the Llama family (Llama, Mistral, Qwen2, Qwen3, SmolLM, TinyLlama: RMSNorm + SwiGLU +
+    RoPE): Mistral's ``sliding_window`` becomes ``window`` (Qwen2's only when
+    ``use_sliding_window`` is set), Qwen3's per-head query/key norms ``qk_norm``."""
     if isinstance(hf_config, (str, os.PathLike)):
         p = Path(hf_config)
         p = p / "config.json" if p.is_dir() else p
@@ -124,7 +172,15 @@ def config_from_hf(hf_config) -> TinyLMConfig:
         raise ValueError(
             f"rope type {rope.get('rope_type')!r} is not supported by TinyLM (plain RoPE only)"
         )
+    if d.get("num_local_experts") or d.get("num_experts"):
+        raise ValueError(
+            "config_from_hf reads dense models; this config has experts "
+            f"(model_type {d.get('model_type')!r}): build TinyLMConfig(n_experts=...) yourself"
+        )
+    window = d.get("sliding_window") if d.get("use_sliding_window", True) else None
     return TinyLMConfig(
+        window=window,
+        qk_norm=d.get("model_type") == "qwen3",
         vocab_size=d["vocab_size"],
         block_size=d.get("max_position_embeddings", 2048),
         n_layer=d["num_hidden_layers"],
@@ -152,19 +208,53 @@ def _check_tokenizer_fits(tokenizer, config: TinyLMConfig) -> int:
     return tokenizer.eos_id
 
 
+def _expert_weights(model: TinyLM, hf_keys) -> dict[str, torch.Tensor]:
+    """The experts and routers of a TinyLM with ``n_experts``, under Mixtral's names: one matrix
+    per expert and projection in transformers 4 (``block_sparse_moe.experts.{e}.w1``: gate, ``w3``:
+    up, ``w2``: down), stacked per layer in transformers 5 (``mlp.experts.gate_up_proj``: gate
+    and up concatenated, ``mlp.experts.down_proj``)."""
+    stacked = any(k.endswith("mlp.experts.gate_up_proj") for k in hf_keys)
+    out = {}
+    for i, block in enumerate(model.blocks):
+        experts = block.ffn.experts
+        gate = [e.gate_proj.weight.detach() for e in experts]
+        up = [e.up_proj.weight.detach() for e in experts]
+        down = [e.down_proj.weight.detach() for e in experts]
+        if stacked:
+            pre = f"model.layers.{i}.mlp"
+            out[f"{pre}.gate.weight"] = block.ffn.router.weight.detach().clone()
+            out[f"{pre}.experts.gate_up_proj"] = torch.stack(
+                [torch.cat([g, u]) for g, u in zip(gate, up)]
+            )
+            out[f"{pre}.experts.down_proj"] = torch.stack(down)
+        else:
+            pre = f"model.layers.{i}.block_sparse_moe"
+            out[f"{pre}.gate.weight"] = block.ffn.router.weight.detach().clone()
+            for e in range(len(experts)):
+                out[f"{pre}.experts.{e}.w1.weight"] = gate[e].clone()
+                out[f"{pre}.experts.{e}.w3.weight"] = up[e].clone()
+                out[f"{pre}.experts.{e}.w2.weight"] = down[e].clone()
+    return out
+
+
 def to_hf(model: TinyLM, tokenizer=None):
-    """A transformers ``LlamaForCausalLM`` with the same weights (and logits) as ``model``.
+    """A transformers model with the same weights (and logits) as ``model``: a
+    ``LlamaForCausalLM``, or the Mistral, Qwen3 or Mixtral model of :func:`twin_architecture`.
 
     Given the model's ``tokenizer`` (a :class:`~slmlab.tokenizer.BPETokenizer` or
     :class:`~slmlab.tokenizer.CharTokenizer`), its end-of-text id is the config's and the
     generation config's BOS, EOS and PAD id, so ``generate`` stops where ``TinyLM.generate(...,
-    eos_id=tok.eos_id)`` does; without one they are None (see :func:`llama_config`)."""
-    from transformers import LlamaForCausalLM
+    eos_id=tok.eos_id)`` does; without one they are None (see :func:`hf_config`)."""
+    import transformers
 
     eos_id = None if tokenizer is None else _check_tokenizer_fits(tokenizer, model.config)
-    hf = LlamaForCausalLM(llama_config(model.config, eos_id)).to(dtype=model.embed.weight.dtype)
+    config = hf_config(model.config, eos_id)
+    model_class = getattr(transformers, _TWIN_CLASSES[twin_architecture(model.config)][1])
+    hf = model_class(config).to(dtype=model.embed.weight.dtype)
     names = _hf_names(model.config.n_layer)
-    sd = {names[k]: v.detach().clone() for k, v in model.state_dict().items()}
+    sd = {names[k]: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+    if model.config.n_experts:
+        sd.update(_expert_weights(model, hf.state_dict().keys()))
     missing, unexpected = hf.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not (model.config.tie_embeddings and k == "lm_head.weight")]
     if missing or unexpected:

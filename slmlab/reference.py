@@ -14,12 +14,17 @@ import json
 import shutil
 from pathlib import Path
 
-from .checkpoint import CheckpointError, write_dir_atomically
+from .checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    read_manifest,
+    write_dir_atomically,
+    write_manifest,
+)
 from .models import load_model
 from .tokenizer import EOS, load_tokenizer
 from .utils import atomic_write_json, data_dir, sha256_file
 
-MANIFEST = "SHA256SUMS"
 REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
 
 
@@ -32,18 +37,6 @@ def available() -> list[str]:
     return (
         sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file()) if root.is_dir() else []
     )
-
-
-def read_manifest(folder: Path) -> dict[str, str]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: cannot verify the reference model in {folder}")
-    entries = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            entries[name.strip().lstrip("*")] = digest
-    return entries
 
 
 def verify(name: str = "base") -> Path:
@@ -238,9 +231,6 @@ def ship(run_dir, name: str, metrics: dict | None = None) -> Path:
                 model_card(name, json.loads((run_dir / "config.json").read_text()), metrics),
                 encoding="utf-8",
             )
-        names = sorted(p.name for p in tmp.iterdir() if p.name != MANIFEST)
-        (tmp / MANIFEST).write_text(
-            "".join(f"{sha256_file(tmp / n)}  {n}\n" for n in names), encoding="utf-8"
-        )
+        write_manifest(tmp)
 
     return write_dir_atomically(reference_dir() / name, fill)

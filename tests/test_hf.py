@@ -55,7 +55,7 @@ def test_from_hf_of_a_transformers_initialised_model(tmp_path):
 
 
 def test_non_llama_config_is_refused():
-    with pytest.raises(ValueError, match="Llama-compatible"):
+    with pytest.raises(ValueError, match="Llama.s block"):
         to_hf(TinyLM(TinyLMConfig(ffn="gelu", norm="layernorm", pos="learned")))
     with pytest.raises(ValueError, match="hidden_act"):
         config_from_hf({"hidden_act": "gelu_new", "num_attention_heads": 4, "hidden_size": 64})

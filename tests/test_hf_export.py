@@ -163,7 +163,7 @@ def test_export_replaces_a_folder_and_refuses_bad_input(tiny, tmp_path):
     )
     with pytest.raises(ValueError, match="embedding rows"):
         export_hf(small, tok, tmp_path / "bad")
-    with pytest.raises(ValueError, match="Llama-compatible"):
+    with pytest.raises(ValueError, match="Llama.s block"):
         export_hf(
             TinyLM(
                 TinyLMConfig(

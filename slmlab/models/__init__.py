@@ -1,13 +1,17 @@
 """The models the book trains: TinyLM and its variants, one config field per architectural choice.
 
-================  ==============================================================
-``config``        :class:`TinyLMConfig`, its choices and checks
-``estimates``     parameters, bytes, FLOPs and KV-cache size from a config (one set of formulas)
-``layers``        norms, RoPE, the KV cache, attention, feed-forward, block
-``tinylm``        :class:`TinyLM`: the modules assembled, save/load, generate
-``decoder``       the lean decode step generation runs (same function, half the operator calls)
-``generation``    sampling and the generation loop with a KV cache
-================  ==============================================================
+==================  ==============================================================================
+``config``          :class:`TinyLMConfig`, its choices and checks
+``estimates``       parameters, bytes, FLOPs and KV-cache size from a config (one set of formulas)
+``layers``          norms, RoPE, the KV cache, attention, block
+``ffn``             the feed-forward network: SwiGLU, GELU, ReLU, ReLU²
+``masks``           causal and sliding-window masks, ALiBi's biases
+``sliding_window``  the ring-buffer KV cache of sliding-window attention
+``moe``             mixture of experts: router, top-k experts, load-balancing loss
+``tinylm``          :class:`TinyLM`: the modules assembled, save/load, generate
+``decoder``         the lean decode step generation runs (same function, half the operator calls)
+``generation``      sampling and the generation loop with a KV cache
+==================  ==============================================================================
 
 :data:`MODEL_TYPES` maps a ``config.json``'s ``model_type`` to the class that reads it;
 :func:`load_model` loads any directory ``save_pretrained`` wrote.
@@ -21,6 +25,7 @@ from .. import checkpoint
 from .config import CHOICES, TinyLMConfig
 from .estimates import (
     Arch,
+    active_params,
     as_arch,
     bits_of,
     flops_per_token,
@@ -64,6 +69,7 @@ __all__ = [
     "Arch",
     "as_arch",
     "num_params",
+    "active_params",
     "param_breakdown",
     "weight_bytes",
     "flops_per_token",

@@ -1,15 +1,24 @@
 """TinyLMConfig: every switch the book's architecture chapter studies is a config field.
 
-=================  ==========================================  ===================
-field              choices                                     Llama-compatible
-=================  ==========================================  ===================
-n_kv_head          n_head (MHA), 1 < k < n_head (GQA), 1 (MQA)  any divisor
-ffn                "swiglu", "gelu", "relu"                    "swiglu"
-norm               "rmsnorm", "layernorm"                      "rmsnorm"
-pos                "rope", "learned", "none"                   "rope"
-tie_embeddings     True / False                                either
-bias               True / False                                False
-=================  ==========================================  ===================
+=================  ==============================================  ====================
+field              choices                                         transformers twin
+=================  ==============================================  ====================
+n_kv_head          n_head (MHA), 1 < k < n_head (GQA), 1 (MQA)      Llama (any divisor)
+window             None (full causal attention), w >= 1 (sliding)  Mistral
+pos                "rope", "learned", "none", "alibi"              Llama ("rope")
+qk_norm            False / True (RMSNorm of each query/key head)   Qwen3
+norm               "rmsnorm", "layernorm"                          Llama ("rmsnorm")
+norm_position      "pre" (x + f(norm(x))), "post" (norm(x + f(x)))  (none)
+ffn                "swiglu", "gelu", "relu", "relu2"               Llama ("swiglu")
+n_experts, top_k   0 (a dense FFN); n >= 1 experts, top_k <= n     Mixtral
+tie_embeddings     True / False                                    either
+bias               True / False                                    Llama (False)
+=================  ==============================================  ====================
+
+``pos`` is one field, so ALiBi and RoPE cannot be combined; ALiBi needs no table and no
+``block_size`` limit on positions. ``window`` caps what every query sees to itself and the
+``window - 1`` positions before it (Mistral's definition); generation then keeps only ``window``
+positions per layer (:class:`~slmlab.models.sliding_window.SlidingWindowCache`).
 """
 
 from __future__ import annotations
@@ -18,9 +27,10 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 CHOICES = {
-    "ffn": ("swiglu", "gelu", "relu"),
+    "ffn": ("swiglu", "gelu", "relu", "relu2"),
     "norm": ("rmsnorm", "layernorm"),
-    "pos": ("rope", "learned", "none"),
+    "norm_position": ("pre", "post"),
+    "pos": ("rope", "learned", "none", "alibi"),
 }
 
 
@@ -45,6 +55,12 @@ class TinyLMConfig:
     bias: bool = False
     dropout: float = 0.0
     init_std: float = 0.02
+    window: int | None = None  # sliding-window attention: each query sees `window` positions
+    qk_norm: bool = False  # RMSNorm over each head's queries and keys, before RoPE (Qwen3)
+    norm_position: str = "pre"  # "post": the original transformer's norm after the residual
+    n_experts: int = 0  # mixture of experts: 0 is a dense FFN
+    top_k: int = 2  # experts per token (when n_experts > 0)
+    router_aux_loss_coef: float = 0.01  # weight of the load-balancing loss in TinyLM.loss
 
     def __post_init__(self):
         if self.n_kv_head is None:
@@ -74,6 +90,24 @@ class TinyLMConfig:
             raise ValueError(
                 f"RoPE needs an even head dimension, got d_model/n_head={self.head_dim}."
             )
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1
+        ):
+            raise ValueError(
+                f"window must be None (full attention) or a whole number >= 1 of positions each "
+                f"query sees, got {self.window!r}."
+            )
+        for name in ("n_experts", "top_k"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"TinyLMConfig.{name} must be a whole number >= 0, got {v!r}.")
+        if self.n_experts and not 1 <= self.top_k <= self.n_experts:
+            raise ValueError(
+                f"top_k={self.top_k} experts per token is not between 1 and "
+                f"n_experts={self.n_experts}: each token is sent to top_k of the experts."
+            )
+        if self.router_aux_loss_coef < 0:
+            raise ValueError(f"router_aux_loss_coef must be >= 0, got {self.router_aux_loss_coef}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.d_ff is None and self.ffn_ratio <= 0:
@@ -89,8 +123,20 @@ class TinyLMConfig:
 
     @property
     def llama_compatible(self) -> bool:
+        """The weights and the function of a transformers Llama model of the same shape."""
+        return self.llama_family and self.window is None and not self.qk_norm and not self.n_experts
+
+    @property
+    def llama_family(self) -> bool:
+        """Llama's block (RMSNorm before attention and FFN, SwiGLU, RoPE, no bias): the base of
+        the transformers twins (Llama; Mistral with a window; Qwen3 with QK-norm; Mixtral with
+        experts)."""
         return (
-            self.norm == "rmsnorm" and self.ffn == "swiglu" and self.pos == "rope" and not self.bias
+            self.norm == "rmsnorm"
+            and self.norm_position == "pre"
+            and self.ffn == "swiglu"
+            and self.pos == "rope"
+            and not self.bias
         )
 
     def to_dict(self) -> dict:

@@ -48,6 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .ffn import ACTIVATIONS
 from .layers import Attention, Block, FeedForward, KVCache, RMSNorm, apply_rope, causal_mask
 
 
@@ -75,18 +76,25 @@ SUPPORTED: dict[str, object] = {
     "n_head": ANY,
     "n_kv_head": ANY,  # MHA, GQA and MQA alike: scaled_dot_product_attention(enable_gqa=...)
     "d_model": ANY,
-    "ffn": ("swiglu", "gelu", "relu"),
+    "ffn": ("swiglu", "gelu", "relu", "relu2"),
     "ffn_ratio": ANY,  # the hidden width only sizes the weights, used as they are
     "d_ff": ANY,
     "norm": ("rmsnorm", "layernorm"),
     "norm_eps": ANY,  # read from each norm module
-    "pos": ("rope", "learned", "none"),
+    "pos": ("rope", "learned", "none"),  # not "alibi": its bias needs a mask per head
     "rope_theta": ANY,  # RoPE tables come from model.rope_tables, as forward's do
     "tie_embeddings": (False, True),
     "bias": (False, True),
     # the decoder never runs a training model, and in eval mode dropout is the identity
     "dropout": ANY,
     "init_std": ANY,  # initialization only
+    # the architecture chapter's variants run through forward (their masks, norms and routers)
+    "window": (None,),
+    "qk_norm": (False,),
+    "norm_position": ("pre",),
+    "n_experts": (0,),
+    "top_k": ANY,  # used only with experts
+    "router_aux_loss_coef": ANY,  # training only
 }
 
 # Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix,
@@ -285,7 +293,7 @@ def _feed_forward(norm: nn.Module, ffn: FeedForward):
 
         return swiglu
     up = _normalize_and_project(norm, ffn.up_proj)
-    activation = F.gelu if ffn.kind == "gelu" else F.relu
+    activation = ACTIVATIONS[ffn.kind]
     return lambda x: down(x, activation(up(x)))
 
 

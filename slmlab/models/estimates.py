@@ -3,7 +3,8 @@
 An :class:`Arch` holds the few numbers that fix a model's size (layers, widths, heads, FFN kind,
 norms, biases, tying). Every formula takes an Arch or a :class:`~slmlab.models.TinyLMConfig`
 (converted with :func:`as_arch`): :func:`param_breakdown` and :func:`num_params`,
-:func:`weight_bytes`, :func:`kv_cache_bytes_per_token` and :func:`kv_cache_bytes`,
+:func:`active_params` and :func:`ffn_params`, :func:`weight_bytes`,
+:func:`kv_cache_bytes_per_token` and :func:`kv_cache_bytes`,
 :func:`flops_per_token`, :func:`decode_weight_params`. :mod:`slmlab.zoo` reads real models'
 configs into Archs and uses the same formulas; the tests check them against the tensors that
 TinyLM and transformers allocate.
@@ -65,6 +66,10 @@ class Arch:
     embed_dim: int = (
         0  # OPT-350m: embeddings of width 512 projected to d_model (0: same as d_model)
     )
+    n_experts: int = 0  # mixture of experts: FFNs per layer (0: one dense FFN)
+    top_k: int = 0  # experts each token uses
+    qk_norm: bool = False  # a norm of head_dim over each query and key head (Qwen3)
+    window: int = 0  # sliding-window attention: positions each query sees (0: all)
 
     @property
     def gated(self) -> bool:
@@ -102,6 +107,10 @@ class Arch:
             qkv_bias=c.bias,
             o_bias=c.bias,
             mlp_bias=c.bias,
+            n_experts=c.n_experts,
+            top_k=c.top_k if c.n_experts else 0,
+            qk_norm=c.qk_norm,
+            window=c.window or 0,
         )
 
     def to_tinylm(self) -> TinyLMConfig | None:
@@ -111,13 +120,13 @@ class Arch:
         ok = (
             same_bias
             and self.head_dim * self.n_head == self.d_model
-            and self.ffn in ("swiglu", "gelu", "relu")
+            and self.ffn in ("swiglu", "gelu", "relu", "relu2")
             and self.norms_per_layer == 2
             and self.final_norm
             and not self.embed_norm
             and not self.embed_dim
             and not self.lm_head_bias
-            and self.pos in ("rope", "learned", "none")
+            and self.pos in ("rope", "learned", "none", "alibi")
             and (self.pos != "learned" or self.n_positions == self.context)
             and self.norm in ("rmsnorm", "layernorm", "layernorm_nobias")
             and (self.norm != "layernorm" or self.mlp_bias)
@@ -139,6 +148,10 @@ class Arch:
             pos=self.pos,
             tie_embeddings=self.tie_embeddings,
             bias=self.mlp_bias,
+            n_experts=self.n_experts,
+            top_k=self.top_k if self.n_experts else 2,
+            qk_norm=self.qk_norm,
+            window=self.window or None,
         )
 
     def to_dict(self) -> dict:
@@ -161,7 +174,8 @@ def as_arch(model) -> Arch:
 
 def param_breakdown(model) -> dict[str, int]:
     """Parameters per component: embeddings (tokens, learned positions, embedding norm/projections),
-    attention, ffn, norms, lm_head (0 when tied to the embeddings), total."""
+    attention, ffn (every expert and the routers of a mixture), norms (QK-norm's too), lm_head (0
+    when tied to the embeddings), total."""
     a = as_arch(model)
     d, e = a.d_model, a.embed_dim or a.d_model
     q_out, kv_out = a.n_head * a.head_dim, a.n_kv_head * a.head_dim
@@ -173,9 +187,9 @@ def param_breakdown(model) -> dict[str, int]:
         + 2 * e * d * bool(a.embed_dim)
     )
     attn = d * q_out + 2 * d * kv_out + q_out * d + (q_out + 2 * kv_out) * a.qkv_bias + d * a.o_bias
-    n_in = 2 if a.gated else 1
-    ffn = (n_in + 1) * d * a.d_ff + (n_in * a.d_ff + d) * a.mlp_bias
-    norms = a.n_layer * a.norms_per_layer * norm + norm * a.final_norm
+    ffn = max(a.n_experts, 1) * ffn_params(a) + d * a.n_experts  # experts and router
+    qk_norms = 2 * NORM_PARAMS[a.norm] * a.head_dim * a.qk_norm
+    norms = a.n_layer * (a.norms_per_layer * norm + qk_norms) + norm * a.final_norm
     head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
     out = {
         "embeddings": emb,
@@ -186,6 +200,22 @@ def param_breakdown(model) -> dict[str, int]:
     }
     out["total"] = sum(out.values())
     return out
+
+
+def ffn_params(model) -> int:
+    """Parameters of one FFN (of one expert in a mixture): 2 or, gated, 3 matrices of
+    ``d_model x d_ff`` and their biases."""
+    a = as_arch(model)
+    n_in = 2 if a.gated else 1
+    return (n_in + 1) * a.d_model * a.d_ff + (n_in * a.d_ff + a.d_model) * a.mlp_bias
+
+
+def active_params(model) -> int:
+    """Parameters one token uses: all of :func:`num_params` except the experts it is not sent
+    to (``n_experts - top_k`` FFNs per layer); :func:`num_params` for a dense model."""
+    a = as_arch(model)
+    idle = max(a.n_experts - a.top_k, 0) * ffn_params(a) * a.n_layer
+    return num_params(a) - idle
 
 
 def num_params(model, non_embedding: bool = False) -> int:
@@ -232,22 +262,27 @@ def kv_cache_bytes_per_token(model, bits: float | str) -> int:
 
 
 def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
-    """KV-cache bytes for ``context`` tokens (and ``batch`` sequences)."""
+    """KV-cache bytes for ``context`` tokens (and ``batch`` sequences); with a sliding window,
+    at most ``window`` tokens are kept, whatever the context."""
     if context < 0 or batch < 1:
         raise ValueError(
             f"context must be >= 0 and batch >= 1, got context={context}, batch={batch}"
         )
-    return kv_cache_bytes_per_token(model, bits) * int(context) * int(batch)
+    a = as_arch(model)
+    kept = min(int(context), a.window) if a.window else int(context)
+    return kv_cache_bytes_per_token(a, bits) * kept * int(batch)
 
 
 def flops_per_token(model, context: int | None = None, training: bool = False) -> int:
     """Matmul FLOPs per token at ``context`` tokens of attention (Kaplan et al.): forward = 2 per
-    weight used (all layers and the LM head, not the embedding lookup) + 2 * n_layer * context *
-    attention width (scores and values); training (forward + backward) = 3x forward."""
+    weight used (all layers, only the experts a token is sent to, and the LM head; not the
+    embedding lookup) + 2 * n_layer * context * attention width (scores and values; a sliding
+    window caps the context); training (forward + backward) = 3x forward."""
     a = as_arch(model)
     T = a.context if context is None else int(context)
+    T = min(T, a.window) if a.window else T
     b = param_breakdown(a)
-    non_embedding = b["total"] - b["embeddings"] - b["lm_head"]
+    non_embedding = active_params(a) - b["embeddings"] - b["lm_head"]
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
     forward = 2 * (non_embedding + head + projections) + 2 * a.n_layer * T * a.n_head * a.head_dim

@@ -9,6 +9,7 @@ import torch
 
 from .decoder import Decoder, unsupported
 from .layers import KVCache
+from .sliding_window import SlidingWindowCache
 
 
 def sample_next(
@@ -61,10 +62,13 @@ def stream(
     top_p: float | None = None,
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
-    cache_cls=KVCache,
+    cache_cls=None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache. When the
-    context (``block_size``) is full, the window slides by half and the cache is refilled.
+    """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache
+    (``cache_cls``; by default :class:`KVCache`, or a ring buffer for sliding-window attention,
+    :class:`~slmlab.models.sliding_window.SlidingWindowCache`). When the context
+    (``block_size``) is full, the window slides by half and the cache is refilled; a ring buffer
+    never fills, and generation with it runs on past ``block_size``.
 
     The cache holds only the positions this call can fill (prompt + new tokens, at most
     ``block_size``): a hub model's context of thousands of positions would otherwise be allocated
@@ -83,13 +87,21 @@ def stream(
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=model.device)
     step = decode_step(model)
 
+    if cache_cls is None:
+        window = getattr(model.config, "window", None)
+        cache_cls = SlidingWindowCache if window is not None else KVCache
+    # a ring buffer keeps what the window needs of however many positions generation reaches
+    # (a learned position table still ends at block_size)
+    unbounded = getattr(cache_cls, "unbounded", False) and model.config.pos != "learned"
+
     def new_cache(length: int):
         return cache_cls(model.config, idx.shape[0], length, model.device, model.embed.weight.dtype)
 
     try:
         # the last new token is never fed back,
         # so ctx + max_new_tokens - 1 positions are all that is stored
-        cache = new_cache(min(L, ctx.shape[1] + max_new_tokens - 1))
+        need = ctx.shape[1] + max_new_tokens - 1
+        cache = new_cache(need if unbounded else min(L, need))
         logits = step(ctx, cache)
         for i in range(max_new_tokens):
             nxt = sample_next(logits, temperature, top_k, top_p, generator)
@@ -102,7 +114,8 @@ def stream(
                 done |= nxt == eos_id
                 if bool(done.all()):
                     return
-            if cache.pos >= L:  # context full: slide the window and re-fill the cache
+            if cache.pos >= L and not unbounded:
+                # context full: slide the window and re-fill the cache
                 ctx = ctx[:, -(L // 2) :]
                 cache = new_cache(min(L, ctx.shape[1] + left - 1))
                 logits = step(ctx, cache)

@@ -1,6 +1,9 @@
-"""The modules a TinyLM is built of: norms, rotary positions, the KV cache, attention, the
-feed-forward network and the transformer block (one :class:`~slmlab.models.TinyLMConfig`
-chooses between their variants)."""
+"""The modules a TinyLM is built of: norms, rotary positions, the KV cache, attention and the
+transformer block (one :class:`~slmlab.models.TinyLMConfig` chooses between their variants).
+The feed-forward network is in :mod:`~slmlab.models.ffn`; the variants that need more than a
+switch live in their own modules: ALiBi and the attention masks in :mod:`~slmlab.models.masks`,
+the sliding window's ring-buffer cache in :mod:`~slmlab.models.sliding_window`, the mixture of
+experts in :mod:`~slmlab.models.moe`."""
 
 from __future__ import annotations
 
@@ -9,6 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import TinyLMConfig
+from .ffn import FeedForward
+from .masks import alibi_slopes, attention_mask
+from .moe import MoEFeedForward
 
 
 class RMSNorm(nn.Module):
@@ -80,6 +86,10 @@ class KVCache:
         self.v[layer].narrow(2, self.pos, T).copy_(v)
         return self.k[layer].narrow(2, 0, end), self.v[layer].narrow(2, 0, end)
 
+    def key_positions(self, T: int, device=None) -> torch.Tensor:
+        """Positions of the keys ``update`` returns for ``T`` new ones (before ``advance``)."""
+        return torch.arange(self.pos + T, device=device)
+
     def advance(self, n: int) -> None:
         self.pos += n
 
@@ -88,6 +98,12 @@ class KVCache:
 
 
 class Attention(nn.Module):
+    """Multi-head attention with ``n_kv_head`` key/value heads (MHA, GQA, MQA), optionally
+    sliding-window (``window``), with ALiBi biases (``pos="alibi"``) or QK-norm (``qk_norm``).
+
+    Keys and values per token: ``2 * n_kv_head * head_dim`` numbers per layer, the KV cache's
+    row; with a window, a cache of ``window`` rows per layer suffices at any context length."""
+
     def __init__(self, c: TinyLMConfig, layer: int):
         super().__init__()
         self.c, self.layer = c, layer
@@ -96,6 +112,11 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(c.d_model, kv, bias=c.bias)
         self.v_proj = nn.Linear(c.d_model, kv, bias=c.bias)
         self.o_proj = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+        if c.qk_norm:  # one gain per head dimension, shared by the heads (as Qwen3 has it)
+            self.q_norm = RMSNorm(c.head_dim, c.norm_eps)
+            self.k_norm = RMSNorm(c.head_dim, c.norm_eps)
+        if c.pos == "alibi":  # fixed, not learned: a buffer (saved with the weights' dtype)
+            self.register_buffer("alibi", alibi_slopes(c.n_head), persistent=False)
         self.dropout = c.dropout
 
     def forward(self, x, rope=None, cache: KVCache | None = None):
@@ -104,13 +125,25 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, c.n_head, c.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = 0
         if cache is not None:
             past = cache.pos
             k, v = cache.update(self.layer, k, v)
-        mask, causal = causal_mask(past, T, x.device)
+        if c.window is None and c.pos != "alibi":
+            mask, causal = causal_mask(past, T, x.device)
+        else:  # which keys each query sees (and ALiBi's distance penalty), from positions
+            key_pos = (
+                cache.key_positions(T, x.device)
+                if cache is not None
+                else torch.arange(T, device=x.device)
+            )
+            query_pos = torch.arange(past, past + T, device=x.device)
+            slopes = self.alibi if c.pos == "alibi" else None
+            mask, causal = attention_mask(query_pos, key_pos, c.window, slopes, q.dtype), False
         # enable_gqa: each KV head serves n_head / n_kv_head query heads
         y = F.scaled_dot_product_attention(
             q,
@@ -124,33 +157,25 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, c.d_model))
 
 
-class FeedForward(nn.Module):
-    def __init__(self, c: TinyLMConfig):
-        super().__init__()
-        h = c.hidden_dim
-        self.kind = c.ffn
-        if c.ffn == "swiglu":
-            self.gate_proj = nn.Linear(c.d_model, h, bias=c.bias)
-        self.up_proj = nn.Linear(c.d_model, h, bias=c.bias)
-        self.down_proj = nn.Linear(h, c.d_model, bias=c.bias)
-
-    def forward(self, x):
-        if self.kind == "swiglu":
-            h = F.silu(self.gate_proj(x)) * self.up_proj(x)
-        elif self.kind == "gelu":
-            h = F.gelu(self.up_proj(x))
-        else:
-            h = F.relu(self.up_proj(x))
-        return self.down_proj(h)
+def make_ffn(c: TinyLMConfig) -> nn.Module:
+    """The block's FFN: dense, or a mixture of ``n_experts`` FFNs when ``n_experts > 0``."""
+    return MoEFeedForward(c) if c.n_experts else FeedForward(c)
 
 
 class Block(nn.Module):
+    """Pre-norm (``x + f(norm(x))``, GPT-2 onwards) or post-norm (``norm(x + f(x))``, the
+    original transformer) residual block of attention and FFN."""
+
     def __init__(self, c: TinyLMConfig, layer: int):
         super().__init__()
         self.attn_norm, self.attn = make_norm(c), Attention(c, layer)
-        self.ffn_norm, self.ffn = make_norm(c), FeedForward(c)
+        self.ffn_norm, self.ffn = make_norm(c), make_ffn(c)
         self.drop = nn.Dropout(c.dropout)
+        self.post_norm = c.norm_position == "post"
 
     def forward(self, x, rope=None, cache=None):
+        if self.post_norm:
+            x = self.attn_norm(x + self.drop(self.attn(x, rope, cache)))
+            return self.ffn_norm(x + self.drop(self.ffn(x)))
         x = x + self.drop(self.attn(self.attn_norm(x), rope, cache))
         return x + self.drop(self.ffn(self.ffn_norm(x)))

@@ -21,6 +21,7 @@ from . import generation
 from .config import TinyLMConfig
 from .estimates import num_params
 from .layers import Block, KVCache, make_norm, rope_cos_sin
+from .moe import MoEFeedForward
 
 
 class TinyLM(nn.Module):
@@ -99,8 +100,20 @@ class TinyLM(nn.Module):
 
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy of ``targets`` (-100 = ignored), as
-        :func:`slmlab.lm.lm_loss`."""
-        return lm_loss(self(idx), targets)
+        :func:`slmlab.lm.lm_loss`, plus :meth:`aux_loss` (0 for a dense model)."""
+        return lm_loss(self(idx), targets) + self.aux_loss()
+
+    def aux_loss(self) -> torch.Tensor:
+        """The load-balancing loss of the last forward's mixture-of-experts layers (their sum,
+        times ``router_aux_loss_coef``; :mod:`~slmlab.models.moe`); 0 for a dense model."""
+        losses = [
+            m.last_aux_loss
+            for m in self.modules()
+            if isinstance(m, MoEFeedForward) and m.last_aux_loss is not None
+        ]
+        if not losses:
+            return torch.zeros((), device=self.device)
+        return self.config.router_aux_loss_coef * torch.stack(losses).sum()
 
     def num_params(self, non_embedding: bool = False) -> int:
         return num_params(self.config, non_embedding)

@@ -40,12 +40,20 @@ def causal_lm_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
 
     ``batch`` is ``(inputs, targets)``, both (B, T) with ``targets[:, t]`` the token after
     ``inputs[:, t]`` (targets equal to -100 are not scored), as :func:`~slmlab.train.get_batch`
-    gives; or token windows (B, T+1), each scored on its tokens 2..T+1 given the ones before."""
+    gives; or token windows (B, T+1), each scored on its tokens 2..T+1 given the ones before.
+    A TinyLM with experts adds its load-balancing loss (``TinyLM.aux_loss``), logged as
+    ``aux_loss``."""
     if torch.is_tensor(batch):
         inputs, targets = batch[:, :-1], batch[:, 1:]
     else:
         inputs, targets = batch
-    return lm_loss(_logits(model, inputs), targets), {}
+    loss = lm_loss(_logits(model, inputs), targets)
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    aux_loss = getattr(inner, "aux_loss", None)  # a TinyLM's mixture-of-experts balance loss
+    if callable(aux_loss) and getattr(getattr(inner, "config", None), "n_experts", 0):
+        aux = aux_loss()
+        return loss + aux, {"aux_loss": aux.detach()}
+    return loss, {}
 
 
 LOSSES: dict[str, LossFn] = {

@@ -1,0 +1,127 @@
+"""Experiments longer than a notebook (slmlab.train.sweep): configs merged per run, results and
+logs written with a manifest, shipped results verified, and a shipped run's first steps
+reproduced from its config."""
+
+import json
+
+import pytest
+
+from slmlab.checkpoint import CheckpointError
+from slmlab.train import sweep
+from slmlab.utils import PROJECT_ROOT
+
+TINY = {
+    "name": "tiny",
+    "base": {
+        "model": {"d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 48, "block_size": 32},
+        "data": {
+            "train_chars": 60_000,
+            "val_chars": 20_000,
+            "tokenizer": {"path": "data/reference/base/tokenizer.json"},
+        },
+        "train": {
+            "batch_size": 4,
+            "seq_len": 32,
+            "max_steps": 6,
+            "warmup_steps": 2,
+            "eval_every": 6,
+            "eval_batches": 2,
+            "log_every": 2,
+        },
+    },
+    "runs": {"rope": {}, "learned": {"model": {"pos": "learned"}}},
+    "seeds": [0, 1],
+    "eval_lengths": [32, 64],
+}
+
+
+def write(tmp_path, exp):
+    path = tmp_path / "exp.json"
+    path.write_text(json.dumps(exp))
+    return path
+
+
+def test_run_config_merges_the_runs_changes_into_the_base():
+    cfg = sweep.run_config(TINY, "learned", 1)
+    assert cfg["model"]["pos"] == "learned" and cfg["model"]["d_model"] == 32
+    assert cfg["train"]["seed"] == 1 and cfg["train"]["out_dir"] is None
+    assert cfg["data"]["tokenizer"]["path"] == str(
+        PROJECT_ROOT / "data/reference/base/tokenizer.json"
+    )
+    assert TINY["base"]["train"].get("seed") is None  # the experiment itself is not changed
+    with pytest.raises(ValueError, match="no run 'alibi'"):
+        sweep.run_config(TINY, "alibi", 0)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"extra": 1}, "unknown key"),
+        ({"runs": {"x": {"optimizer": {}}}}, "changes only"),
+        ({"base": None}, None),
+    ],
+)
+def test_bad_experiments_are_refused(tmp_path, change, match):
+    exp = {**TINY, **change}
+    if exp["base"] is None:
+        del exp["base"]
+        match = "has no 'base'"
+    with pytest.raises(ValueError, match=match):
+        sweep.load_experiment(write(tmp_path, exp))
+    with pytest.raises(FileNotFoundError):
+        sweep.load_experiment(tmp_path / "missing.json")
+
+
+def test_a_run_may_not_change_the_shared_data(tmp_path):
+    exp = {**TINY, "runs": {"other": {"data": {"seed": 3}}}}
+    with pytest.raises(ValueError, match="shares it"):
+        sweep.run_experiment(exp, tmp_path)
+
+
+def test_a_sweep_writes_rows_logs_and_a_manifest_that_load_results_checks(tmp_path, monkeypatch):
+    rows = sweep.run_experiment(TINY, tmp_path / "tiny")
+    assert [(r["run"], r["seed"]) for r in rows] == [
+        ("rope", 0),
+        ("rope", 1),
+        ("learned", 0),
+        ("learned", 1),
+    ]
+    assert all(r["steps"] == 6 and not r["diverged"] for r in rows)
+    # more windows than the training run's own evaluation, at its length: close to it
+    assert rows[0]["val_loss@32"] == pytest.approx(rows[0]["val_loss"], rel=0.05)
+    assert rows[2]["val_loss@64"] is None  # no learned position past block_size
+    assert rows[0]["val_loss@64"] > 0
+    assert rows[0]["val_loss"] != rows[1]["val_loss"]  # the seeds differ
+    monkeypatch.setattr(sweep, "experiments_dir", lambda: tmp_path)
+    exp, shipped = sweep.load_results("tiny")
+    assert exp == TINY and shipped == rows
+    log = sweep.shipped_log("tiny", "rope", 0)
+    assert [h["step"] for h in log] == [2, 4, 6]
+    # the first steps retrain to the same losses
+    shipped_losses, again = sweep.first_steps("tiny", "rope", 0, steps=2)
+    assert again == pytest.approx(shipped_losses, rel=1e-4)
+    # an altered file is caught
+    (tmp_path / "tiny" / "logs" / "rope-s0.jsonl").write_text("{}\n")
+    with pytest.raises(CheckpointError, match="altered"):
+        sweep.load_results("tiny")
+    with pytest.raises(ValueError, match="no shipped experiment"):
+        sweep.load_results("nothing")
+
+
+def test_every_shipped_experiment_has_its_config_and_passes_its_checksums():
+    shipped = sorted(p.name for p in sweep.experiments_dir().glob("*") if p.is_dir())
+    for name in shipped:
+        exp, rows = sweep.load_results(name)
+        config = sweep.load_experiment(PROJECT_ROOT / "configs" / "experiments" / f"{name}.json")
+        assert config == exp, f"configs/experiments/{name}.json differs from what was shipped"
+        assert {r["run"] for r in rows} == set(exp["runs"])
+        assert len(rows) == len(exp["runs"]) * len(exp.get("seeds", [0]))
+
+
+@pytest.mark.parametrize("name", ["block-choices"])
+def test_a_shipped_experiments_first_steps_reproduce_from_its_config(name):
+    exp, _ = sweep.load_results(name)
+    label = next(iter(exp["runs"]))
+    shipped, again = sweep.first_steps(name, label, exp["seeds"][0], steps=2)
+    # float32 on another CPU: the same data and initialisation, summation order may differ
+    assert again == pytest.approx(shipped, rel=2e-3)
