@@ -9,6 +9,8 @@
 ``distributed``   which ``torchrun`` process this is, its device, averaging over processes
 ``checkpoints``   model + optimizer checkpoints, written atomically, for exact resumption
 ``run``           :func:`train`: a TinyLM pre-trained from a run config (``python -m slmlab train``)
+``sweep``         experiments: many runs from one config, results shipped in ``data/experiments``
+                  (``python -m slmlab sweep``)
 ================  ==============================================================================
 """
 
