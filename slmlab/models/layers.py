@@ -115,7 +115,7 @@ class Attention(nn.Module):
         if c.qk_norm:  # one gain per head dimension, shared by the heads (as Qwen3 has it)
             self.q_norm = RMSNorm(c.head_dim, c.norm_eps)
             self.k_norm = RMSNorm(c.head_dim, c.norm_eps)
-        if c.pos == "alibi":  # fixed, not learned: a buffer (saved with the weights' dtype)
+        if c.pos == "alibi":  # fixed, not learned: a buffer, not saved (follows .to())
             self.register_buffer("alibi", alibi_slopes(c.n_head), persistent=False)
         self.dropout = c.dropout
 
