@@ -5,7 +5,8 @@ parameters of a Llama model with the same names, so the conversion is a renaming
 state-dict keys: ``blocks.{i}.attn.q_proj`` <-> ``model.layers.{i}.self_attn.q_proj`` etc.
 Three variants of that block have a transformers architecture that computes the same function
 (:func:`twin_architecture`): a sliding ``window`` is Mistral, ``qk_norm`` is Qwen3, experts
-(``n_experts``) are Mixtral. :func:`to_hf` builds whichever applies; :func:`from_hf` reads
+(``n_experts``) are Mixtral, latent attention (``mla_kv_rank``) is DeepSeek-V3 with dense
+FFNs in every layer. :func:`to_hf` builds whichever applies; :func:`from_hf` reads
 Llama, Mistral, Qwen2 and Qwen3 checkpoints.
 
 :func:`export_hf` writes a complete transformers checkpoint (model + tokenizer + generation
@@ -49,6 +50,13 @@ _BLOCK_RENAMES = [
     ("ffn.down_proj.weight", "mlp.down_proj.weight"),
     ("attn.q_norm.weight", "self_attn.q_norm.weight"),  # QK-norm (Qwen3)
     ("attn.k_norm.weight", "self_attn.k_norm.weight"),
+    # multi-head latent attention (DeepSeek-V3)
+    ("attn.q_down.weight", "self_attn.q_a_proj.weight"),
+    ("attn.q_down_norm.weight", "self_attn.q_a_layernorm.weight"),
+    ("attn.q_up.weight", "self_attn.q_b_proj.weight"),
+    ("attn.kv_down.weight", "self_attn.kv_a_proj_with_mqa.weight"),
+    ("attn.kv_norm.weight", "self_attn.kv_a_layernorm.weight"),
+    ("attn.kv_up.weight", "self_attn.kv_b_proj.weight"),
 ]
 
 
@@ -66,7 +74,8 @@ def _hf_names(n_layer: int) -> dict[str, str]:
 
 def twin_architecture(config: TinyLMConfig) -> str:
     """The transformers model type that computes what ``config`` computes: "llama"; "mistral"
-    with a sliding window; "qwen3" with QK-norm; "mixtral" with experts (and a window, if any).
+    with a sliding window; "qwen3" with QK-norm; "mixtral" with experts (and a window, if any);
+    "deepseek_v3" with latent attention (and no experts: DeepSeek's differ from these).
     Raises for a config none of them computes (another norm, FFN, position scheme or place of
     the norm, biases, or QK-norm together with a window or experts)."""
     if not config.llama_family:
@@ -81,6 +90,13 @@ def twin_architecture(config: TinyLMConfig) -> str:
             "no transformers architecture combines QK-norm with a sliding window or experts here "
             "(Qwen3 has QK-norm, Mistral the window, Mixtral the experts): use one at a time"
         )
+    if config.mla_kv_rank:
+        if config.n_experts:
+            raise ValueError(
+                "latent attention with experts has no twin here: DeepSeek-V3's mixture (shared "
+                "experts, sigmoid routing) is not TinyLM's; use MLA with a dense FFN"
+            )
+        return "deepseek_v3"
     if config.n_experts:
         return "mixtral"
     if config.qk_norm:
@@ -93,6 +109,7 @@ _TWIN_CLASSES = {  # model type -> (config class, model class) in transformers
     "mistral": ("MistralConfig", "MistralForCausalLM"),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
     "mixtral": ("MixtralConfig", "MixtralForCausalLM"),
+    "deepseek_v3": ("DeepseekV3Config", "DeepseekV3ForCausalLM"),
 }
 
 
@@ -118,7 +135,16 @@ def hf_config(config: TinyLMConfig, eos_id: int | None = None):
             router_jitter_noise=0.0,
             sliding_window=config.window,
         ),
-    }[arch]
+        "deepseek_v3": dict(
+            q_lora_rank=config.mla_q_rank,
+            kv_lora_rank=config.mla_kv_rank,
+            qk_rope_head_dim=config.mla_rope_dim,
+            qk_nope_head_dim=config.head_dim,
+            v_head_dim=config.head_dim,
+            first_k_dense_replace=config.n_layer,  # every layer's FFN dense
+            rope_interleave=False,  # TinyLM's RoPE rotates halves, as Llama's does
+        ),
+    }.get(arch)
     return getattr(transformers, _TWIN_CLASSES[arch][0])(
         **extra,
         vocab_size=config.vocab_size,
@@ -127,7 +153,7 @@ def hf_config(config: TinyLMConfig, eos_id: int | None = None):
         num_hidden_layers=config.n_layer,
         num_attention_heads=config.n_head,
         num_key_value_heads=config.n_kv_head,
-        head_dim=config.head_dim,
+        head_dim=config.rope_dim,  # DeepSeek-V3's head_dim is its rotated part; others': the head
         hidden_act="silu",
         max_position_embeddings=config.block_size,
         rms_norm_eps=config.norm_eps,
@@ -159,7 +185,9 @@ def config_from_hf(hf_config) -> TinyLMConfig:
             f"config_from_hf reads Llama-family configs (hidden_act 'silu'); got hidden_act={act!r}"
         )
     n_head = d["num_attention_heads"]
-    head_dim = d.get("head_dim") or d["hidden_size"] // n_head
+    # DeepSeek-V3's head_dim is the rotated part of a head; its whole head is qk_nope_head_dim
+    head_key = "qk_nope_head_dim" if d.get("model_type") == "deepseek_v3" else "head_dim"
+    head_dim = d.get(head_key) or d["hidden_size"] // n_head
     if head_dim * n_head != d["hidden_size"]:
         raise ValueError(
             f"head_dim*num_attention_heads ({head_dim}*{n_head}) != "
@@ -179,6 +207,7 @@ def config_from_hf(hf_config) -> TinyLMConfig:
         )
     window = d.get("sliding_window") if d.get("use_sliding_window", True) else None
     return TinyLMConfig(
+        **_latent_attention(d),
         window=window,
         qk_norm=d.get("model_type") == "qwen3",
         vocab_size=d["vocab_size"],
@@ -195,6 +224,36 @@ def config_from_hf(hf_config) -> TinyLMConfig:
         rope_theta=float(theta),
         tie_embeddings=bool(d.get("tie_word_embeddings", False)),
         bias=bool(d.get("attention_bias", False) or d.get("mlp_bias", False)),
+    )
+
+
+def _latent_attention(d: dict) -> dict:
+    """The MLA fields of TinyLMConfig from a DeepSeek-V3 config (none for other models); refuses
+    what TinyLM's MLA does not compute."""
+    if d.get("model_type") != "deepseek_v3":
+        return {}
+    head_dim = d["hidden_size"] // d["num_attention_heads"]
+    why = {
+        "its first_k_dense_replace < num_hidden_layers: layers with experts": d.get(
+            "first_k_dense_replace", 0
+        )
+        < d["num_hidden_layers"],
+        "qk_nope_head_dim or v_head_dim differs from hidden_size / heads": (
+            d.get("qk_nope_head_dim"),
+            d.get("v_head_dim"),
+        )
+        != (head_dim, head_dim),
+        "rope_interleave=True: RoPE over interleaved pairs, TinyLM's rotates halves": d.get(
+            "rope_interleave", True
+        ),
+    }
+    problems = [reason for reason, bad in why.items() if bad]
+    if problems:
+        raise ValueError(f"config_from_hf cannot express this DeepSeek-V3 config: {problems}")
+    return dict(
+        mla_kv_rank=d["kv_lora_rank"],
+        mla_q_rank=d.get("q_lora_rank"),
+        mla_rope_dim=d["qk_rope_head_dim"],
     )
 
 

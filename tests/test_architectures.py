@@ -1,15 +1,16 @@
 """The architecture chapter's variants of TinyLM: sliding-window attention and its ring-buffer
-cache, ALiBi, QK-norm, post-norm, ReLU², mixture of experts.
+cache, ALiBi, QK-norm, post-norm, ReLU², mixture of experts, latent attention (more of MLA in
+tests/test_mla.py).
 
 For each: the cache gives what recomputation gives, the degenerate case is the base model, the
 size formulas match the tensors, and where transformers has the architecture (Mistral, Qwen3,
-Mixtral) the logits agree within 1e-4 in float32."""
+Mixtral, DeepSeek-V3) the logits agree within 1e-4 in float32."""
 
 import pytest
 import torch
 
 from slmlab import TinyLM, TinyLMConfig
-from slmlab.models import KVCache, active_params, kv_cache_bytes, num_params
+from slmlab.models import KVCache, active_params, cache_class, kv_cache_bytes, num_params
 from slmlab.models.masks import alibi_slopes, attention_mask, visible
 from slmlab.models.moe import load_balancing_loss, route
 from slmlab.models.sliding_window import SlidingWindowCache
@@ -24,6 +25,8 @@ VARIANTS = {
     "moe": dict(n_experts=4, top_k=2),
     "moe_window": dict(n_experts=3, top_k=1, window=6),
     "alibi_window": dict(pos="alibi", window=7),
+    "mla": dict(n_kv_head=None, mla_kv_rank=12),
+    "mla_q_rank": dict(n_kv_head=None, mla_kv_rank=12, mla_q_rank=16, mla_rope_dim=6),
 }
 
 
@@ -84,8 +87,7 @@ def test_prefill_in_chunks_through_the_cache_equals_the_full_forward(name):
     m = randomize_norms(make(**VARIANTS[name]))
     x = torch.randint(0, 97, (2, 23))
     full = m(x)
-    cache_cls = SlidingWindowCache if m.config.window else KVCache
-    cache = cache_cls(m.config, 2, 23, "cpu", torch.float32)
+    cache = cache_class(m.config)(m.config, 2, 23, "cpu", torch.float32)
     with torch.no_grad():
         parts = [m(x[:, a:b], cache) for a, b in [(0, 9), (9, 10), (10, 17), (17, 23)]]
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
@@ -248,6 +250,8 @@ TWINS = {
     "qwen3": dict(qk_norm=True),
     "mixtral": dict(n_experts=4, top_k=2),
     "mixtral_window": dict(n_experts=3, top_k=1, window=6),
+    "deepseek_v3": dict(n_kv_head=None, mla_kv_rank=12),
+    "deepseek_v3_q_rank": dict(n_kv_head=None, mla_kv_rank=12, mla_q_rank=16, mla_rope_dim=6),
 }
 
 
@@ -257,7 +261,7 @@ def test_logits_equal_the_transformers_twin(name):
 
     m = randomize_norms(make(**TWINS[name]))
     hf = to_hf(m)
-    assert type(hf).__name__.lower().startswith(twin_architecture(m.config))
+    assert type(hf).__name__.lower().startswith(twin_architecture(m.config).replace("_", ""))
     x = torch.randint(0, 97, (2, 24))
     with torch.no_grad():
         assert (hf(x).logits - m(x)).abs().max() < 1e-4

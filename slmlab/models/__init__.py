@@ -3,7 +3,9 @@
 ==================  ==============================================================================
 ``config``          :class:`TinyLMConfig`, its choices and checks
 ``estimates``       parameters, bytes, FLOPs and KV-cache size from a config (one set of formulas)
-``layers``          norms, RoPE, the KV cache, attention, block
+``layers``          norms, RoPE, the KV cache, attention (MHA, GQA, MQA)
+``mla``             multi-head latent attention and its latent cache
+``block``           the transformer block: attention and FFN with their norms
 ``ffn``             the feed-forward network: SwiGLU, GELU, ReLU, ReLU²
 ``masks``           causal and sliding-window masks, ALiBi's biases
 ``sliding_window``  the ring-buffer KV cache of sliding-window attention
@@ -35,7 +37,7 @@ from .estimates import (
     param_breakdown,
     weight_bytes,
 )
-from .generation import generate, sample_next, stream
+from .generation import cache_class, generate, sample_next, stream
 from .layers import KVCache
 from .tinylm import TinyLM
 
@@ -79,4 +81,5 @@ __all__ = [
     "sample_next",
     "generate",
     "stream",
+    "cache_class",
 ]

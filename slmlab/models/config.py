@@ -4,6 +4,9 @@
 field              choices                                         transformers twin
 =================  ==============================================  ====================
 n_kv_head          n_head (MHA), 1 < k < n_head (GQA), 1 (MQA)      Llama (any divisor)
+mla_kv_rank        None; r >= 1: latent attention (MLA), rank r     DeepSeek-V3
+mla_q_rank         None (full-rank queries); a query bottleneck     DeepSeek-V3
+mla_rope_dim       rotated dims per MLA head (None: head_dim / 2)   DeepSeek-V3
 window             None (full causal attention), w >= 1 (sliding)  Mistral
 pos                "rope", "learned", "none", "alibi"              Llama ("rope")
 qk_norm            False / True (RMSNorm of each query/key head)   Qwen3
@@ -19,6 +22,10 @@ bias               True / False                                    Llama (False)
 ``block_size`` limit on positions. ``window`` caps what every query sees to itself and the
 ``window - 1`` positions before it (Mistral's definition); generation then keeps only ``window``
 positions per layer (:class:`~slmlab.models.sliding_window.SlidingWindowCache`).
+``mla_kv_rank`` replaces the key and value projections by multi-head latent attention
+(:mod:`~slmlab.models.mla`): every head keeps ``head_dim`` dimensions for keys and values, and
+``mla_rope_dim`` more rotated ones for queries and keys; the cache holds ``mla_kv_rank +
+mla_rope_dim`` numbers per token and layer (:class:`~slmlab.models.mla.LatentCache`).
 """
 
 from __future__ import annotations
@@ -61,6 +68,9 @@ class TinyLMConfig:
     n_experts: int = 0  # mixture of experts: 0 is a dense FFN
     top_k: int = 2  # experts per token (when n_experts > 0)
     router_aux_loss_coef: float = 0.01  # weight of the load-balancing loss in TinyLM.loss
+    mla_kv_rank: int | None = None  # multi-head latent attention: the latent's width
+    mla_q_rank: int | None = None  # MLA's query bottleneck (None: one full-rank projection)
+    mla_rope_dim: int | None = None  # MLA's rotated dimensions per head (None: head_dim // 2)
 
     def __post_init__(self):
         if self.n_kv_head is None:
@@ -108,10 +118,56 @@ class TinyLMConfig:
             )
         if self.router_aux_loss_coef < 0:
             raise ValueError(f"router_aux_loss_coef must be >= 0, got {self.router_aux_loss_coef}.")
+        self._check_mla()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.d_ff is None and self.ffn_ratio <= 0:
             raise ValueError(f"ffn_ratio must be positive, got {self.ffn_ratio}.")
+
+    def _check_mla(self) -> None:
+        for name in ("mla_kv_rank", "mla_q_rank", "mla_rope_dim"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"TinyLMConfig.{name} must be None or an integer >= 1, got {v!r}.")
+        if self.mla_kv_rank is None:
+            if self.mla_q_rank is not None or self.mla_rope_dim is not None:
+                raise ValueError(
+                    "mla_q_rank and mla_rope_dim shape multi-head latent attention: set "
+                    "mla_kv_rank (the latent's width) too, or leave them None"
+                )
+            return
+        for name in ("mla_kv_rank", "mla_q_rank"):
+            v = getattr(self, name)
+            if v is not None and v > self.d_model:
+                raise ValueError(
+                    f"{name}={v} is wider than d_model={self.d_model}: a latent is a compression "
+                    "of the token's vector, so its rank is at most d_model"
+                )
+        if self.mla_rope_dim is None:
+            self.mla_rope_dim = max(2, self.head_dim // 2 // 2 * 2)
+        if self.mla_rope_dim % 2:
+            raise ValueError(
+                f"mla_rope_dim must be even (RoPE rotates pairs), got {self.mla_rope_dim}."
+            )
+        clashes = {
+            "pos": (self.pos != "rope", "MLA's decoupled keys are rotated: pos='rope'"),
+            "n_kv_head": (
+                self.n_kv_head != self.n_head,
+                "every MLA head expands its own key and value from the latent: leave n_kv_head "
+                "unset (it is n_head)",
+            ),
+            "window": (self.window is not None, "no sliding window with MLA here"),
+            "qk_norm": (self.qk_norm, "MLA normalises its latents instead of QK-norm"),
+            "bias": (self.bias, "MLA's projections have no biases here (as in DeepSeek)"),
+        }
+        for name, (clash, why) in clashes.items():
+            if clash:
+                raise ValueError(f"mla_kv_rank with {name}={getattr(self, name)!r}: {why}.")
+
+    @property
+    def rope_dim(self) -> int:
+        """Dimensions RoPE rotates per head: head_dim, or MLA's decoupled ``mla_rope_dim``."""
+        return self.mla_rope_dim if self.mla_kv_rank else self.head_dim
 
     @property
     def head_dim(self) -> int:
@@ -124,13 +180,19 @@ class TinyLMConfig:
     @property
     def llama_compatible(self) -> bool:
         """The weights and the function of a transformers Llama model of the same shape."""
-        return self.llama_family and self.window is None and not self.qk_norm and not self.n_experts
+        return (
+            self.llama_family
+            and self.window is None
+            and not self.qk_norm
+            and not self.n_experts
+            and not self.mla_kv_rank
+        )
 
     @property
     def llama_family(self) -> bool:
         """Llama's block (RMSNorm before attention and FFN, SwiGLU, RoPE, no bias): the base of
         the transformers twins (Llama; Mistral with a window; Qwen3 with QK-norm; Mixtral with
-        experts)."""
+        experts; DeepSeek-V3 with latent attention)."""
         return (
             self.norm == "rmsnorm"
             and self.norm_position == "pre"

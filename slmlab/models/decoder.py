@@ -48,8 +48,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ffn import ACTIVATIONS
-from .layers import Attention, Block, FeedForward, KVCache, RMSNorm, apply_rope, causal_mask
+from .block import Block
+from .ffn import ACTIVATIONS, FeedForward
+from .layers import Attention, KVCache, RMSNorm, apply_rope, causal_mask
 
 
 class AnyValue:
@@ -95,6 +96,9 @@ SUPPORTED: dict[str, object] = {
     "n_experts": (0,),
     "top_k": ANY,  # used only with experts
     "router_aux_loss_coef": ANY,  # training only
+    "mla_kv_rank": (None,),  # latent attention has its own cache and attention
+    "mla_q_rank": (None,),
+    "mla_rope_dim": (None,),
 }
 
 # Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix,

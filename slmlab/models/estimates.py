@@ -70,6 +70,9 @@ class Arch:
     top_k: int = 0  # experts each token uses
     qk_norm: bool = False  # a norm of head_dim over each query and key head (Qwen3)
     window: int = 0  # sliding-window attention: positions each query sees (0: all)
+    kv_rank: int = 0  # multi-head latent attention: the cached latent's width (0: no MLA)
+    q_rank: int = 0  # MLA's query bottleneck (0: a full-rank query projection)
+    rope_dim: int = 0  # MLA's decoupled rotated dimensions per head
 
     @property
     def gated(self) -> bool:
@@ -77,6 +80,8 @@ class Arch:
 
     @property
     def attention(self) -> str:
+        if self.kv_rank:
+            return "MLA"
         if self.n_kv_head == self.n_head:
             return "MHA"
         return "MQA" if self.n_kv_head == 1 else "GQA"
@@ -111,6 +116,9 @@ class Arch:
             top_k=c.top_k if c.n_experts else 0,
             qk_norm=c.qk_norm,
             window=c.window or 0,
+            kv_rank=c.mla_kv_rank or 0,
+            q_rank=c.mla_q_rank or 0,
+            rope_dim=c.mla_rope_dim if c.mla_kv_rank else 0,
         )
 
     def to_tinylm(self) -> TinyLMConfig | None:
@@ -152,6 +160,9 @@ class Arch:
             top_k=self.top_k if self.n_experts else 2,
             qk_norm=self.qk_norm,
             window=self.window or None,
+            mla_kv_rank=self.kv_rank or None,
+            mla_q_rank=self.q_rank or None,
+            mla_rope_dim=self.rope_dim or None,
         )
 
     def to_dict(self) -> dict:
@@ -187,9 +198,16 @@ def param_breakdown(model) -> dict[str, int]:
         + 2 * e * d * bool(a.embed_dim)
     )
     attn = d * q_out + 2 * d * kv_out + q_out * d + (q_out + 2 * kv_out) * a.qkv_bias + d * a.o_bias
+    latent_norms = 0
+    if a.kv_rank:  # MLA: queries (maybe through a bottleneck), latent down and up, output
+        q_width = a.n_head * (a.head_dim + a.rope_dim)
+        queries = d * a.q_rank + a.q_rank * q_width if a.q_rank else d * q_width
+        keys_values = d * (a.kv_rank + a.rope_dim) + a.kv_rank * 2 * q_out
+        attn = queries + keys_values + q_out * d
+        latent_norms = NORM_PARAMS[a.norm] * (a.kv_rank + a.q_rank)
     ffn = max(a.n_experts, 1) * ffn_params(a) + d * a.n_experts  # experts and router
     qk_norms = 2 * NORM_PARAMS[a.norm] * a.head_dim * a.qk_norm
-    norms = a.n_layer * (a.norms_per_layer * norm + qk_norms) + norm * a.final_norm
+    norms = a.n_layer * (a.norms_per_layer * norm + qk_norms + latent_norms) + norm * a.final_norm
     head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
     out = {
         "embeddings": emb,
@@ -256,9 +274,12 @@ def decode_weight_params(model) -> int:
 
 
 def kv_cache_bytes_per_token(model, bits: float | str) -> int:
-    """Keys and values of every layer for one token: 2 * n_layer * n_kv_head * head_dim values."""
+    """Keys and values of every layer for one token: 2 * n_layer * n_kv_head * head_dim values;
+    with latent attention (MLA) the latent and the shared rotated key, n_layer * (kv_rank +
+    rope_dim) values."""
     a = as_arch(model)
-    return int(2 * a.n_layer * a.n_kv_head * a.head_dim * bits_of(bits) / 8)
+    per_layer = a.kv_rank + a.rope_dim if a.kv_rank else 2 * a.n_kv_head * a.head_dim
+    return int(a.n_layer * per_layer * bits_of(bits) / 8)
 
 
 def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
@@ -277,7 +298,8 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     """Matmul FLOPs per token at ``context`` tokens of attention (Kaplan et al.): forward = 2 per
     weight used (all layers, only the experts a token is sent to, and the LM head; not the
     embedding lookup) + 2 * n_layer * context * attention width (scores and values; a sliding
-    window caps the context); training (forward + backward) = 3x forward."""
+    window caps the context; MLA's scores have head_dim + rope_dim terms per head, its values
+    head_dim, as the expanded form computes them); training (forward + backward) = 3x forward."""
     a = as_arch(model)
     T = a.context if context is None else int(context)
     T = min(T, a.window) if a.window else T
@@ -285,5 +307,6 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     non_embedding = active_params(a) - b["embeddings"] - b["lm_head"]
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
-    forward = 2 * (non_embedding + head + projections) + 2 * a.n_layer * T * a.n_head * a.head_dim
+    score_and_value_width = a.n_head * (2 * a.head_dim + a.rope_dim)
+    forward = 2 * (non_embedding + head + projections) + a.n_layer * T * score_and_value_width
     return 3 * forward if training else forward

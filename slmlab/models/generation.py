@@ -9,7 +9,16 @@ import torch
 
 from .decoder import Decoder, unsupported
 from .layers import KVCache
+from .mla import LatentCache
 from .sliding_window import SlidingWindowCache
+
+
+def cache_class(config) -> type[KVCache]:
+    """The cache generation uses by default: MLA's latents (:class:`LatentCache`), a ring buffer
+    for a sliding window (:class:`SlidingWindowCache`), else keys and values (:class:`KVCache`)."""
+    if getattr(config, "mla_kv_rank", None):
+        return LatentCache
+    return SlidingWindowCache if getattr(config, "window", None) is not None else KVCache
 
 
 def sample_next(
@@ -65,8 +74,8 @@ def stream(
     cache_cls=None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache
-    (``cache_cls``; by default :class:`KVCache`, or a ring buffer for sliding-window attention,
-    :class:`~slmlab.models.sliding_window.SlidingWindowCache`). When the context
+    (``cache_cls``; by default :func:`cache_class`'s: a :class:`KVCache`, MLA's latents, or a ring
+    buffer for sliding-window attention). When the context
     (``block_size``) is full, the window slides by half and the cache is refilled; a ring buffer
     never fills, and generation with it runs on past ``block_size``.
 
@@ -88,8 +97,7 @@ def stream(
     step = decode_step(model)
 
     if cache_cls is None:
-        window = getattr(model.config, "window", None)
-        cache_cls = SlidingWindowCache if window is not None else KVCache
+        cache_cls = cache_class(model.config)
     # a ring buffer keeps what the window needs of however many positions generation reaches
     # (a learned position table still ends at block_size)
     unbounded = getattr(cache_cls, "unbounded", False) and model.config.pos != "learned"

@@ -1,9 +1,11 @@
-"""The modules a TinyLM is built of: norms, rotary positions, the KV cache, attention and the
-transformer block (one :class:`~slmlab.models.TinyLMConfig` chooses between their variants).
-The feed-forward network is in :mod:`~slmlab.models.ffn`; the variants that need more than a
-switch live in their own modules: ALiBi and the attention masks in :mod:`~slmlab.models.masks`,
-the sliding window's ring-buffer cache in :mod:`~slmlab.models.sliding_window`, the mixture of
-experts in :mod:`~slmlab.models.moe`."""
+"""The modules a TinyLM's attention is built of: norms, rotary positions, the KV cache and
+multi-head attention (MHA, GQA, MQA; sliding-window, ALiBi and QK-norm by config).
+
+The variants that need more than a switch live in their own modules: ALiBi and the attention
+masks in :mod:`~slmlab.models.masks`, the sliding window's ring-buffer cache in
+:mod:`~slmlab.models.sliding_window`, latent attention in :mod:`~slmlab.models.mla`. The
+feed-forward network is in :mod:`~slmlab.models.ffn` and :mod:`~slmlab.models.moe`; the block
+that joins attention and FFN in :mod:`~slmlab.models.block`."""
 
 from __future__ import annotations
 
@@ -12,9 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import TinyLMConfig
-from .ffn import FeedForward
 from .masks import alibi_slopes, attention_mask
-from .moe import MoEFeedForward
 
 
 class RMSNorm(nn.Module):
@@ -155,27 +155,3 @@ class Attention(nn.Module):
             enable_gqa=c.n_kv_head != c.n_head,
         )
         return self.o_proj(y.transpose(1, 2).reshape(B, T, c.d_model))
-
-
-def make_ffn(c: TinyLMConfig) -> nn.Module:
-    """The block's FFN: dense, or a mixture of ``n_experts`` FFNs when ``n_experts > 0``."""
-    return MoEFeedForward(c) if c.n_experts else FeedForward(c)
-
-
-class Block(nn.Module):
-    """Pre-norm (``x + f(norm(x))``, GPT-2 onwards) or post-norm (``norm(x + f(x))``, the
-    original transformer) residual block of attention and FFN."""
-
-    def __init__(self, c: TinyLMConfig, layer: int):
-        super().__init__()
-        self.attn_norm, self.attn = make_norm(c), Attention(c, layer)
-        self.ffn_norm, self.ffn = make_norm(c), make_ffn(c)
-        self.drop = nn.Dropout(c.dropout)
-        self.post_norm = c.norm_position == "post"
-
-    def forward(self, x, rope=None, cache=None):
-        if self.post_norm:
-            x = self.attn_norm(x + self.drop(self.attn(x, rope, cache)))
-            return self.ffn_norm(x + self.drop(self.ffn(x)))
-        x = x + self.drop(self.attn(self.attn_norm(x), rope, cache))
-        return x + self.drop(self.ffn(self.ffn_norm(x)))

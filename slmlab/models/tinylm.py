@@ -1,9 +1,10 @@
 """TinyLM: a small decoder-only transformer, readable top to bottom.
 
 In the spirit of nanoGPT's model.py: the config (:mod:`~slmlab.models.config`) and the modules
-(:mod:`~slmlab.models.layers`) are small and live beside this file; here they are assembled into
-the model, with ``save_pretrained``/``from_pretrained`` and ``generate`` as transformers has
-them. Its size, FLOPs and KV-cache bytes come from :mod:`~slmlab.models.estimates`.
+(:mod:`~slmlab.models.layers`, :mod:`~slmlab.models.block`) are small and live beside this
+file; here they are assembled into the model, with ``save_pretrained``/``from_pretrained``
+and ``generate`` as transformers has them. Its size, FLOPs and KV-cache bytes come from
+:mod:`~slmlab.models.estimates`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import torch.nn as nn
 from .. import checkpoint
 from ..lm import lm_loss
 from . import generation
+from .block import Block
 from .config import TinyLMConfig
 from .estimates import num_params
-from .layers import Block, KVCache, make_norm, rope_cos_sin
+from .layers import KVCache, make_norm, rope_cos_sin
 from .moe import MoEFeedForward
 
 
@@ -94,7 +96,7 @@ class TinyLM(nn.Module):
             ):  # a cached table must serve training too, even if made while decoding
                 positions = torch.arange(max(end, self.config.block_size), device=device)
                 t = self._rope = rope_cos_sin(
-                    positions, self.config.head_dim, self.config.rope_theta, dtype
+                    positions, self.config.rope_dim, self.config.rope_theta, dtype
                 )
         return t
 

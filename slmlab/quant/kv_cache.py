@@ -79,6 +79,11 @@ class QuantizedKVCache(KVCache):
             raise ValueError(
                 f"key_axis must be 'channel' (KIVI) or 'token', got {self.key_axis!r}."
             )
+        if getattr(config, "mla_kv_rank", None):
+            raise ValueError(
+                "the quantized KV cache stores keys and values per head; latent attention "
+                "(mla_kv_rank) caches latents (slmlab.models.mla.LatentCache)"
+            )
         hd = config.head_dim
         gs = min(self.group_size, hd)
         if hd % gs:
