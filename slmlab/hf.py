@@ -85,6 +85,11 @@ def twin_architecture(config: TinyLMConfig) -> str:
             f"norm_position={config.norm_position!r}, ffn={config.ffn!r}, pos={config.pos!r}, "
             f"bias={config.bias}. The other variants have no transformers twin."
         )
+    if config.block_repeat != 1:
+        raise ValueError(
+            f"block_repeat={config.block_repeat} (a block's weights run several times in a row, "
+            "MobileLLM) has no transformers architecture: the twins run each layer once"
+        )
     if config.qk_norm and (config.window is not None or config.n_experts):
         raise ValueError(
             "no transformers architecture combines QK-norm with a sliding window or experts here "

@@ -38,9 +38,11 @@ class Block(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.post_norm = c.norm_position == "post"
 
-    def forward(self, x, rope=None, cache=None):
+    def forward(self, x, rope=None, cache=None, slot: int | None = None):
+        """``slot``: where this run keeps its keys and values in ``cache`` (a block run twice,
+        with ``block_repeat``, needs two places); by default the block's index."""
         if self.post_norm:
-            x = self.attn_norm(x + self.drop(self.attn(x, rope, cache)))
+            x = self.attn_norm(x + self.drop(self.attn(x, rope, cache, slot)))
             return self.ffn_norm(x + self.drop(self.ffn(x)))
-        x = x + self.drop(self.attn(self.attn_norm(x), rope, cache))
+        x = x + self.drop(self.attn(self.attn_norm(x), rope, cache, slot))
         return x + self.drop(self.ffn(self.ffn_norm(x)))

@@ -7,6 +7,7 @@ n_kv_head          n_head (MHA), 1 < k < n_head (GQA), 1 (MQA)      Llama (any d
 mla_kv_rank        None; r >= 1: latent attention (MLA), rank r     DeepSeek-V3
 mla_q_rank         None (full-rank queries); a query bottleneck     DeepSeek-V3
 mla_rope_dim       rotated dims per MLA head (None: head_dim / 2)   DeepSeek-V3
+block_repeat       1; k >= 2: each block run k times in a row       (none; MobileLLM)
 window             None (full causal attention), w >= 1 (sliding)  Mistral
 pos                "rope", "learned", "none", "alibi"              Llama ("rope")
 qk_norm            False / True (RMSNorm of each query/key head)   Qwen3
@@ -71,6 +72,7 @@ class TinyLMConfig:
     mla_kv_rank: int | None = None  # multi-head latent attention: the latent's width
     mla_q_rank: int | None = None  # MLA's query bottleneck (None: one full-rank projection)
     mla_rope_dim: int | None = None  # MLA's rotated dimensions per head (None: head_dim // 2)
+    block_repeat: int = 1  # block-wise sharing (MobileLLM): each block's weights run k times
 
     def __post_init__(self):
         if self.n_kv_head is None:
@@ -106,6 +108,15 @@ class TinyLMConfig:
             raise ValueError(
                 f"window must be None (full attention) or a whole number >= 1 of positions each "
                 f"query sees, got {self.window!r}."
+            )
+        if (
+            isinstance(self.block_repeat, bool)
+            or not isinstance(self.block_repeat, int)
+            or (self.block_repeat < 1)
+        ):
+            raise ValueError(
+                f"block_repeat must be a whole number >= 1 (how many times each block runs in a "
+                f"row; 1: no sharing), got {self.block_repeat!r}."
             )
         for name in ("n_experts", "top_k"):
             v = getattr(self, name)
@@ -165,6 +176,12 @@ class TinyLMConfig:
                 raise ValueError(f"mla_kv_rank with {name}={getattr(self, name)!r}: {why}.")
 
     @property
+    def depth(self) -> int:
+        """Blocks a token passes through: ``n_layer`` distinct blocks, each run ``block_repeat``
+        times; every run has its own place in the KV cache."""
+        return self.n_layer * self.block_repeat
+
+    @property
     def rope_dim(self) -> int:
         """Dimensions RoPE rotates per head: head_dim, or MLA's decoupled ``mla_rope_dim``."""
         return self.mla_rope_dim if self.mla_kv_rank else self.head_dim
@@ -186,6 +203,7 @@ class TinyLMConfig:
             and not self.qk_norm
             and not self.n_experts
             and not self.mla_kv_rank
+            and self.block_repeat == 1
         )
 
     @property

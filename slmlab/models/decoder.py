@@ -99,6 +99,7 @@ SUPPORTED: dict[str, object] = {
     "mla_kv_rank": (None,),  # latent attention has its own cache and attention
     "mla_q_rank": (None,),
     "mla_rope_dim": (None,),
+    "block_repeat": (1,),  # a block run twice needs two cache slots: forward handles it
 }
 
 # Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix,

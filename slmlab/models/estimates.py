@@ -73,6 +73,7 @@ class Arch:
     kv_rank: int = 0  # multi-head latent attention: the cached latent's width (0: no MLA)
     q_rank: int = 0  # MLA's query bottleneck (0: a full-rank query projection)
     rope_dim: int = 0  # MLA's decoupled rotated dimensions per head
+    block_repeat: int = 1  # block-wise sharing: each layer's weights run this many times
 
     @property
     def gated(self) -> bool:
@@ -119,6 +120,7 @@ class Arch:
             kv_rank=c.mla_kv_rank or 0,
             q_rank=c.mla_q_rank or 0,
             rope_dim=c.mla_rope_dim if c.mla_kv_rank else 0,
+            block_repeat=c.block_repeat,
         )
 
     def to_tinylm(self) -> TinyLMConfig | None:
@@ -163,6 +165,7 @@ class Arch:
             mla_kv_rank=self.kv_rank or None,
             mla_q_rank=self.q_rank or None,
             mla_rope_dim=self.rope_dim or None,
+            block_repeat=self.block_repeat,
         )
 
     def to_dict(self) -> dict:
@@ -276,10 +279,10 @@ def decode_weight_params(model) -> int:
 def kv_cache_bytes_per_token(model, bits: float | str) -> int:
     """Keys and values of every layer for one token: 2 * n_layer * n_kv_head * head_dim values;
     with latent attention (MLA) the latent and the shared rotated key, n_layer * (kv_rank +
-    rope_dim) values."""
+    rope_dim) values. A layer run ``block_repeat`` times caches that many rows."""
     a = as_arch(model)
     per_layer = a.kv_rank + a.rope_dim if a.kv_rank else 2 * a.n_kv_head * a.head_dim
-    return int(a.n_layer * per_layer * bits_of(bits) / 8)
+    return int(a.n_layer * a.block_repeat * per_layer * bits_of(bits) / 8)
 
 
 def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
@@ -299,7 +302,8 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     weight used (all layers, only the experts a token is sent to, and the LM head; not the
     embedding lookup) + 2 * n_layer * context * attention width (scores and values; a sliding
     window caps the context; MLA's scores have head_dim + rope_dim terms per head, its values
-    head_dim, as the expanded form computes them); training (forward + backward) = 3x forward."""
+    head_dim, as the expanded form computes them; a layer run ``block_repeat`` times costs that
+    many times); training (forward + backward) = 3x forward."""
     a = as_arch(model)
     T = a.context if context is None else int(context)
     T = min(T, a.window) if a.window else T
@@ -308,5 +312,8 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
     score_and_value_width = a.n_head * (2 * a.head_dim + a.rope_dim)
-    forward = 2 * (non_embedding + head + projections) + a.n_layer * T * score_and_value_width
+    runs = a.n_layer * a.block_repeat
+    final_norm = NORM_PARAMS[a.norm] * a.d_model * a.final_norm
+    layers = (non_embedding - final_norm) * a.block_repeat + final_norm  # each run counts
+    forward = 2 * (layers + head + projections) + runs * T * score_and_value_width
     return 3 * forward if training else forward

@@ -65,15 +65,16 @@ def causal_mask(past: int, T: int, device) -> tuple[torch.Tensor | None, bool]:
 
 
 class KVCache:
-    """Preallocated keys/values per layer, (B, n_kv_head, max_len, head_dim).
+    """Preallocated keys/values per layer (per run of a layer, with ``block_repeat``),
+    (B, n_kv_head, max_len, head_dim).
 
     Subclass and override ``update`` to change how the cache stores tensors (the
     quantization chapter stores them in int8/int4)."""
 
     def __init__(self, config: TinyLMConfig, batch_size: int, max_len: int, device, dtype):
         shape = (batch_size, config.n_kv_head, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.depth)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.depth)]
         self.max_len = max_len
         self.pos = 0  # number of positions already stored
 
@@ -119,7 +120,8 @@ class Attention(nn.Module):
             self.register_buffer("alibi", alibi_slopes(c.n_head), persistent=False)
         self.dropout = c.dropout
 
-    def forward(self, x, rope=None, cache: KVCache | None = None):
+    def forward(self, x, rope=None, cache: KVCache | None = None, slot: int | None = None):
+        """``slot``: this run's place in the cache (default: the layer's index)."""
         B, T, _ = x.shape
         c = self.c
         q = self.q_proj(x).view(B, T, c.n_head, c.head_dim).transpose(1, 2)
@@ -132,7 +134,7 @@ class Attention(nn.Module):
         past = 0
         if cache is not None:
             past = cache.pos
-            k, v = cache.update(self.layer, k, v)
+            k, v = cache.update(self.layer if slot is None else slot, k, v)
         if c.window is None and c.pos != "alibi":
             mask, causal = causal_mask(past, T, x.device)
         else:  # which keys each query sees (and ALiBi's distance penalty), from positions

@@ -55,11 +55,11 @@ class LatentCache(KVCache):
         shape = (batch_size, 1, max_len)
         self.k = [
             torch.zeros(*shape, config.mla_kv_rank, device=device, dtype=dtype)
-            for _ in range(config.n_layer)
+            for _ in range(config.depth)
         ]  # the latents
         self.v = [
             torch.zeros(*shape, config.mla_rope_dim, device=device, dtype=dtype)
-            for _ in range(config.n_layer)
+            for _ in range(config.depth)
         ]  # the rotated, shared key parts
         self.max_len = max_len
         self.pos = 0
@@ -147,14 +147,14 @@ class MLAttention(nn.Module):
         )
         return torch.einsum("bhtr,hdr->bhtd", y, w_uv)
 
-    def forward(self, x, rope=None, cache: KVCache | None = None):
+    def forward(self, x, rope=None, cache: KVCache | None = None, slot: int | None = None):
         B, T, _ = x.shape
         q_plain, q_rot = self.queries(x, rope)
         latent, k_rot = self.latents(x, rope)
         past = 0
         if cache is not None:
             past = cache.pos
-            latent, k_rot = cache.update(self.layer, latent, k_rot)
+            latent, k_rot = cache.update(self.layer if slot is None else slot, latent, k_rot)
         mask, causal = causal_mask(past, T, x.device)
         attend = self.absorbed if cache is not None and self.absorb else self.expanded
         y = attend(q_plain, q_rot, latent, k_rot, mask, causal)

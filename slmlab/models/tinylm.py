@@ -45,7 +45,7 @@ class TinyLM(nn.Module):
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(p, std=c.init_std / math.sqrt(2 * c.n_layer))
+                nn.init.normal_(p, std=c.init_std / math.sqrt(2 * c.depth))
         if c.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self._rope = None  # cos/sin tables, computed on first use: see rope_tables
@@ -81,8 +81,9 @@ class TinyLM(nn.Module):
             cos, sin = self.rope_tables(start + T, x.dtype, x.device)
             rope = cos[start : start + T], sin[start : start + T]
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, rope, cache)
+        for i, block in enumerate(self.blocks):
+            for run in range(c.block_repeat):  # MobileLLM's immediate repeat: same weights again
+                x = block(x, rope, cache, slot=i * c.block_repeat + run)
         if cache is not None:
             cache.advance(T)
         return self.lm_head(self.norm(x[:, -1:] if last_only else x))

@@ -96,7 +96,7 @@ class QuantizedKVCache(KVCache):
         B, H, L, n_g = batch_size, config.n_kv_head, max_len, hd // gs
         pb = hd * self.bits // 8  # packed bytes per token and head
         half = dict(dtype=torch.float16, device=device)
-        mk = lambda *shape, **kw: [torch.zeros(*shape, **kw) for _ in range(config.n_layer)]  # noqa: E731
+        mk = lambda *shape, **kw: [torch.zeros(*shape, **kw) for _ in range(config.depth)]  # noqa: E731
         self.v_codes = mk(B, H, L, pb, dtype=torch.uint8, device=device)
         self.v_scale, self.v_min = mk(B, H, L, n_g, **half), mk(B, H, L, n_g, **half)
         self.k_codes = mk(B, H, L, pb, dtype=torch.uint8, device=device)
@@ -109,7 +109,7 @@ class QuantizedKVCache(KVCache):
                 mk(B, H, n_chunks, hd, **half),
             )
             self.k_resid = mk(B, H, self.residual, hd, dtype=dtype, device=device)
-        self.k_done = [0] * config.n_layer  # key positions already quantized (per-channel mode)
+        self.k_done = [0] * config.depth  # key positions already quantized (per-channel mode)
 
     # -- per-token groups
     def _put_tokens(self, codes_buf, scale_buf, min_buf, x, start):
