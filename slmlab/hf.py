@@ -90,6 +90,11 @@ def twin_architecture(config: TinyLMConfig) -> str:
             f"block_repeat={config.block_repeat} (a block's weights run several times in a row, "
             "MobileLLM) has no transformers architecture: the twins run each layer once"
         )
+    if config.head_scale is not None or config.ffn_scale is not None:
+        raise ValueError(
+            "layer-wise scaling (head_scale, ffn_scale: OpenELM) has no transformers architecture "
+            "here: OpenELM runs only as remote code, which the book never trusts"
+        )
     if config.qk_norm and (config.window is not None or config.n_experts):
         raise ValueError(
             "no transformers architecture combines QK-norm with a sliding window or experts here "

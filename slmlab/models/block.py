@@ -22,9 +22,11 @@ def make_attention(c: TinyLMConfig, layer: int) -> nn.Module:
     return MLAttention(c, layer) if c.mla_kv_rank else Attention(c, layer)
 
 
-def make_ffn(c: TinyLMConfig) -> nn.Module:
-    """The block's FFN: dense, or a mixture of ``n_experts`` FFNs when ``n_experts > 0``."""
-    return MoEFeedForward(c) if c.n_experts else FeedForward(c)
+def make_ffn(c: TinyLMConfig, layer: int) -> nn.Module:
+    """The block's FFN: dense, or a mixture of ``n_experts`` FFNs when ``n_experts > 0``; as wide
+    as ``c.layer_hidden_dim(layer)`` (layer-wise scaling may widen or narrow it)."""
+    width = c.layer_hidden_dim(layer)
+    return MoEFeedForward(c, width) if c.n_experts else FeedForward(c, width)
 
 
 class Block(nn.Module):
@@ -34,7 +36,7 @@ class Block(nn.Module):
     def __init__(self, c: TinyLMConfig, layer: int):
         super().__init__()
         self.attn_norm, self.attn = make_norm(c), make_attention(c, layer)
-        self.ffn_norm, self.ffn = make_norm(c), make_ffn(c)
+        self.ffn_norm, self.ffn = make_norm(c), make_ffn(c, layer)
         self.drop = nn.Dropout(c.dropout)
         self.post_norm = c.norm_position == "post"
 

@@ -8,6 +8,8 @@ mla_kv_rank        None; r >= 1: latent attention (MLA), rank r     DeepSeek-V3
 mla_q_rank         None (full-rank queries); a query bottleneck     DeepSeek-V3
 mla_rope_dim       rotated dims per MLA head (None: head_dim / 2)   DeepSeek-V3
 block_repeat       1; k >= 2: each block run k times in a row       (none; MobileLLM)
+head_scale         None; (a, b): heads x a in layer 1 .. x b last   (none; OpenELM)
+ffn_scale          None; (a, b): FFN width x a .. x b with depth    (none; OpenELM)
 window             None (full causal attention), w >= 1 (sliding)  Mistral
 pos                "rope", "learned", "none", "alibi"              Llama ("rope")
 qk_norm            False / True (RMSNorm of each query/key head)   Qwen3
@@ -33,6 +35,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+
+
+def layer_scales(n_layer: int, scale: tuple[float, float] | None) -> list[float]:
+    """Layer-wise scaling (OpenELM): a factor per layer, linear from ``scale[0]`` in the first
+    layer to ``scale[1]`` in the last; 1 everywhere without a scale."""
+    if not scale:
+        return [1.0] * n_layer
+    first, last = scale
+    if n_layer == 1:
+        return [float(first)]
+    return [first + (last - first) * i / (n_layer - 1) for i in range(n_layer)]
+
+
+def scaled_heads(n_head: int, n_kv_head: int, factor: float) -> tuple[int, int]:
+    """(query heads, key/value heads) of a layer whose heads are scaled by ``factor``: whole
+    groups of ``n_head / n_kv_head`` query heads per KV head, at least one group."""
+    group = n_head // n_kv_head
+    groups = max(1, round(n_head * factor / group))
+    return groups * group, groups
+
 
 CHOICES = {
     "ffn": ("swiglu", "gelu", "relu", "relu2"),
@@ -73,6 +95,8 @@ class TinyLMConfig:
     mla_q_rank: int | None = None  # MLA's query bottleneck (None: one full-rank projection)
     mla_rope_dim: int | None = None  # MLA's rotated dimensions per head (None: head_dim // 2)
     block_repeat: int = 1  # block-wise sharing (MobileLLM): each block's weights run k times
+    head_scale: tuple[float, float] | None = None  # layer-wise scaling of the heads (OpenELM)
+    ffn_scale: tuple[float, float] | None = None  # layer-wise scaling of the FFN width
 
     def __post_init__(self):
         if self.n_kv_head is None:
@@ -130,10 +154,39 @@ class TinyLMConfig:
         if self.router_aux_loss_coef < 0:
             raise ValueError(f"router_aux_loss_coef must be >= 0, got {self.router_aux_loss_coef}.")
         self._check_mla()
+        self._check_layer_scaling()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.d_ff is None and self.ffn_ratio <= 0:
             raise ValueError(f"ffn_ratio must be positive, got {self.ffn_ratio}.")
+
+    def _check_layer_scaling(self) -> None:
+        for name in ("head_scale", "ffn_scale"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            try:
+                first, last = (float(f) for f in v)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{name} must be None or two factors (first layer, last layer), got {v!r}."
+                ) from None
+            if not (first > 0 and last > 0):
+                raise ValueError(f"{name} factors must be positive, got {v!r}.")
+            setattr(self, name, (first, last))  # a list from config.json becomes a tuple
+        if self.head_scale is not None and self.mla_kv_rank:
+            raise ValueError("head_scale with mla_kv_rank: layer-wise heads are for MHA/GQA/MQA.")
+
+    def layer_heads(self, layer: int) -> tuple[int, int]:
+        """(query heads, key/value heads) of block ``layer``: n_head and n_kv_head, scaled by
+        ``head_scale``'s factor for that layer (whole GQA groups); the head width is fixed."""
+        factor = layer_scales(self.n_layer, self.head_scale)[layer]
+        return scaled_heads(self.n_head, self.n_kv_head, factor)
+
+    def layer_hidden_dim(self, layer: int) -> int:
+        """The FFN width of block ``layer``: hidden_dim, scaled by ``ffn_scale``'s factor."""
+        factor = layer_scales(self.n_layer, self.ffn_scale)[layer]
+        return max(1, round(self.hidden_dim * factor))
 
     def _check_mla(self) -> None:
         for name in ("mla_kv_rank", "mla_q_rank", "mla_rope_dim"):
@@ -204,6 +257,8 @@ class TinyLMConfig:
             and not self.n_experts
             and not self.mla_kv_rank
             and self.block_repeat == 1
+            and self.head_scale is None
+            and self.ffn_scale is None
         )
 
     @property

@@ -100,6 +100,8 @@ SUPPORTED: dict[str, object] = {
     "mla_q_rank": (None,),
     "mla_rope_dim": (None,),
     "block_repeat": (1,),  # a block run twice needs two cache slots: forward handles it
+    "head_scale": (None,),  # layer-wise scaling: shapes that vary by layer
+    "ffn_scale": (None,),
 }
 
 # Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .config import TinyLMConfig
+from .config import TinyLMConfig, layer_scales, scaled_heads
 
 # Bits per weight. fp16/int8/int4 are the bare number formats; llama.cpp's q8_0 and q4_0 store
 # blocks of 32 weights with one fp16 scale, i.e. 8 + 16/32 = 8.5 and 4 + 16/32 = 4.5 bits
@@ -74,6 +74,8 @@ class Arch:
     q_rank: int = 0  # MLA's query bottleneck (0: a full-rank query projection)
     rope_dim: int = 0  # MLA's decoupled rotated dimensions per head
     block_repeat: int = 1  # block-wise sharing: each layer's weights run this many times
+    head_scale: tuple = ()  # layer-wise scaling (OpenELM): heads x first .. x last factor
+    ffn_scale: tuple = ()  # layer-wise scaling: FFN width x first .. x last factor
 
     @property
     def gated(self) -> bool:
@@ -121,6 +123,8 @@ class Arch:
             q_rank=c.mla_q_rank or 0,
             rope_dim=c.mla_rope_dim if c.mla_kv_rank else 0,
             block_repeat=c.block_repeat,
+            head_scale=tuple(c.head_scale or ()),
+            ffn_scale=tuple(c.ffn_scale or ()),
         )
 
     def to_tinylm(self) -> TinyLMConfig | None:
@@ -166,10 +170,22 @@ class Arch:
             mla_q_rank=self.q_rank or None,
             mla_rope_dim=self.rope_dim or None,
             block_repeat=self.block_repeat,
+            head_scale=self.head_scale or None,
+            ffn_scale=self.ffn_scale or None,
         )
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def layer_heads(self) -> list[tuple[int, int]]:
+        """(query heads, key/value heads) of every layer (they vary with ``head_scale``)."""
+        scales = layer_scales(self.n_layer, self.head_scale or None)
+        return [scaled_heads(self.n_head, self.n_kv_head, s) for s in scales]
+
+    def layer_widths(self) -> list[int]:
+        """The FFN width of every layer (it varies with ``ffn_scale``)."""
+        scales = layer_scales(self.n_layer, self.ffn_scale or None)
+        return [max(1, round(self.d_ff * s)) for s in scales]
 
 
 def as_arch(model) -> Arch:
@@ -192,7 +208,7 @@ def param_breakdown(model) -> dict[str, int]:
     when tied to the embeddings), total."""
     a = as_arch(model)
     d, e = a.d_model, a.embed_dim or a.d_model
-    q_out, kv_out = a.n_head * a.head_dim, a.n_kv_head * a.head_dim
+    q_out = a.n_head * a.head_dim
     norm = NORM_PARAMS[a.norm] * d
     emb = (
         a.vocab_size * e
@@ -200,22 +216,24 @@ def param_breakdown(model) -> dict[str, int]:
         + norm * a.embed_norm
         + 2 * e * d * bool(a.embed_dim)
     )
-    attn = d * q_out + 2 * d * kv_out + q_out * d + (q_out + 2 * kv_out) * a.qkv_bias + d * a.o_bias
+    attn = sum(_attention_params(a, h, kv) for h, kv in a.layer_heads())
     latent_norms = 0
     if a.kv_rank:  # MLA: queries (maybe through a bottleneck), latent down and up, output
         q_width = a.n_head * (a.head_dim + a.rope_dim)
         queries = d * a.q_rank + a.q_rank * q_width if a.q_rank else d * q_width
         keys_values = d * (a.kv_rank + a.rope_dim) + a.kv_rank * 2 * q_out
-        attn = queries + keys_values + q_out * d
+        attn = a.n_layer * (queries + keys_values + q_out * d)
         latent_norms = NORM_PARAMS[a.norm] * (a.kv_rank + a.q_rank)
-    ffn = max(a.n_experts, 1) * ffn_params(a) + d * a.n_experts  # experts and router
+    ffn = sum(  # every expert of every layer, and the routers
+        max(a.n_experts, 1) * _ffn_params(a, width) + d * a.n_experts for width in a.layer_widths()
+    )
     qk_norms = 2 * NORM_PARAMS[a.norm] * a.head_dim * a.qk_norm
     norms = a.n_layer * (a.norms_per_layer * norm + qk_norms + latent_norms) + norm * a.final_norm
     head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
     out = {
         "embeddings": emb,
-        "attention": a.n_layer * attn,
-        "ffn": a.n_layer * ffn,
+        "attention": attn,
+        "ffn": ffn,
         "norms": norms,
         "lm_head": head,
     }
@@ -223,19 +241,30 @@ def param_breakdown(model) -> dict[str, int]:
     return out
 
 
+def _attention_params(a: Arch, n_head: int, n_kv_head: int) -> int:
+    """q, k, v and o of one layer with ``n_head`` query and ``n_kv_head`` key/value heads."""
+    d, q_out, kv_out = a.d_model, n_head * a.head_dim, n_kv_head * a.head_dim
+    return 2 * d * q_out + 2 * d * kv_out + (q_out + 2 * kv_out) * a.qkv_bias + d * a.o_bias
+
+
+def _ffn_params(a: Arch, width: int) -> int:
+    n_in = 2 if a.gated else 1
+    return (n_in + 1) * a.d_model * width + (n_in * width + a.d_model) * a.mlp_bias
+
+
 def ffn_params(model) -> int:
     """Parameters of one FFN (of one expert in a mixture): 2 or, gated, 3 matrices of
-    ``d_model x d_ff`` and their biases."""
+    ``d_model x d_ff`` and their biases (at the base width ``d_ff``; with layer-wise scaling
+    each layer's differs, see :meth:`Arch.layer_widths`)."""
     a = as_arch(model)
-    n_in = 2 if a.gated else 1
-    return (n_in + 1) * a.d_model * a.d_ff + (n_in * a.d_ff + a.d_model) * a.mlp_bias
+    return _ffn_params(a, a.d_ff)
 
 
 def active_params(model) -> int:
     """Parameters one token uses: all of :func:`num_params` except the experts it is not sent
     to (``n_experts - top_k`` FFNs per layer); :func:`num_params` for a dense model."""
     a = as_arch(model)
-    idle = max(a.n_experts - a.top_k, 0) * ffn_params(a) * a.n_layer
+    idle = max(a.n_experts - a.top_k, 0) * sum(_ffn_params(a, w) for w in a.layer_widths())
     return num_params(a) - idle
 
 
@@ -281,8 +310,11 @@ def kv_cache_bytes_per_token(model, bits: float | str) -> int:
     with latent attention (MLA) the latent and the shared rotated key, n_layer * (kv_rank +
     rope_dim) values. A layer run ``block_repeat`` times caches that many rows."""
     a = as_arch(model)
-    per_layer = a.kv_rank + a.rope_dim if a.kv_rank else 2 * a.n_kv_head * a.head_dim
-    return int(a.n_layer * a.block_repeat * per_layer * bits_of(bits) / 8)
+    if a.kv_rank:
+        layers = a.n_layer * (a.kv_rank + a.rope_dim)
+    else:
+        layers = sum(2 * kv * a.head_dim for _, kv in a.layer_heads())
+    return int(layers * a.block_repeat * bits_of(bits) / 8)
 
 
 def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
@@ -311,8 +343,8 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     non_embedding = active_params(a) - b["embeddings"] - b["lm_head"]
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
-    score_and_value_width = a.n_head * (2 * a.head_dim + a.rope_dim)
-    runs = a.n_layer * a.block_repeat
+    score_and_value_width = sum(h for h, _ in a.layer_heads()) * (2 * a.head_dim + a.rope_dim)
+    runs = a.block_repeat  # score_and_value_width sums the layers already
     final_norm = NORM_PARAMS[a.norm] * a.d_model * a.final_norm
     layers = (non_embedding - final_norm) * a.block_repeat + final_norm  # each run counts
     forward = 2 * (layers + head + projections) + runs * T * score_and_value_width

@@ -32,9 +32,9 @@ class FeedForward(nn.Module):
     """``down(act(up(x)))``, or for SwiGLU ``down(silu(gate(x)) * up(x))``: 2 or 3 matrices of
     ``d_model x hidden_dim``."""
 
-    def __init__(self, c: TinyLMConfig):
+    def __init__(self, c: TinyLMConfig, hidden_dim: int | None = None):
         super().__init__()
-        h = c.hidden_dim
+        h = c.hidden_dim if hidden_dim is None else hidden_dim
         self.kind = c.ffn
         if c.ffn == "swiglu":
             self.gate_proj = nn.Linear(c.d_model, h, bias=c.bias)

@@ -72,9 +72,13 @@ class KVCache:
     quantization chapter stores them in int8/int4)."""
 
     def __init__(self, config: TinyLMConfig, batch_size: int, max_len: int, device, dtype):
-        shape = (batch_size, config.n_kv_head, max_len, config.head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.depth)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.depth)]
+        def zeros(slot: int) -> torch.Tensor:  # a layer's KV heads (layer-wise scaling varies them)
+            n_kv = config.layer_heads(slot // config.block_repeat)[1]
+            shape = (batch_size, n_kv, max_len, config.head_dim)
+            return torch.zeros(shape, device=device, dtype=dtype)
+
+        self.k = [zeros(slot) for slot in range(config.depth)]
+        self.v = [zeros(slot) for slot in range(config.depth)]
         self.max_len = max_len
         self.pos = 0  # number of positions already stored
 
@@ -108,25 +112,27 @@ class Attention(nn.Module):
     def __init__(self, c: TinyLMConfig, layer: int):
         super().__init__()
         self.c, self.layer = c, layer
-        kv = c.n_kv_head * c.head_dim
-        self.q_proj = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+        # n_head and n_kv_head, unless layer-wise scaling gives this layer more or fewer
+        self.n_head, self.n_kv_head = c.layer_heads(layer)
+        q_out, kv = self.n_head * c.head_dim, self.n_kv_head * c.head_dim
+        self.q_proj = nn.Linear(c.d_model, q_out, bias=c.bias)
         self.k_proj = nn.Linear(c.d_model, kv, bias=c.bias)
         self.v_proj = nn.Linear(c.d_model, kv, bias=c.bias)
-        self.o_proj = nn.Linear(c.d_model, c.d_model, bias=c.bias)
+        self.o_proj = nn.Linear(q_out, c.d_model, bias=c.bias)
         if c.qk_norm:  # one gain per head dimension, shared by the heads (as Qwen3 has it)
             self.q_norm = RMSNorm(c.head_dim, c.norm_eps)
             self.k_norm = RMSNorm(c.head_dim, c.norm_eps)
         if c.pos == "alibi":  # fixed, not learned: a buffer, not saved (follows .to())
-            self.register_buffer("alibi", alibi_slopes(c.n_head), persistent=False)
+            self.register_buffer("alibi", alibi_slopes(self.n_head), persistent=False)
         self.dropout = c.dropout
 
     def forward(self, x, rope=None, cache: KVCache | None = None, slot: int | None = None):
         """``slot``: this run's place in the cache (default: the layer's index)."""
         B, T, _ = x.shape
         c = self.c
-        q = self.q_proj(x).view(B, T, c.n_head, c.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)
+        q = self.q_proj(x).view(B, T, self.n_head, c.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, c.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, c.head_dim).transpose(1, 2)
         if c.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
@@ -154,6 +160,6 @@ class Attention(nn.Module):
             attn_mask=mask,
             is_causal=causal,
             dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=c.n_kv_head != c.n_head,
+            enable_gqa=self.n_kv_head != self.n_head,
         )
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, c.d_model))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * c.head_dim))

@@ -53,11 +53,11 @@ class MoEFeedForward(nn.Module):
     """A router and ``n_experts`` :class:`~slmlab.models.layers.FeedForward` experts of the
     config's FFN kind and width; (B, T, d_model) -> (B, T, d_model)."""
 
-    def __init__(self, c: TinyLMConfig):
+    def __init__(self, c: TinyLMConfig, hidden_dim: int | None = None):
         super().__init__()
         self.n_experts, self.top_k = c.n_experts, c.top_k
         self.router = nn.Linear(c.d_model, c.n_experts, bias=False)
-        self.experts = nn.ModuleList(FeedForward(c) for _ in range(c.n_experts))
+        self.experts = nn.ModuleList(FeedForward(c, hidden_dim) for _ in range(c.n_experts))
         self.last_aux_loss: torch.Tensor | None = None
         self.last_load: torch.Tensor | None = None  # tokens per expert in the last call
 

@@ -79,6 +79,11 @@ class QuantizedKVCache(KVCache):
             raise ValueError(
                 f"key_axis must be 'channel' (KIVI) or 'token', got {self.key_axis!r}."
             )
+        if getattr(config, "head_scale", None) is not None:
+            raise ValueError(
+                "the quantized KV cache assumes n_kv_head heads in every layer; layer-wise "
+                "scaling (head_scale) varies them"
+            )
         if getattr(config, "mla_kv_rank", None):
             raise ValueError(
                 "the quantized KV cache stores keys and values per head; latent attention "
