@@ -118,10 +118,12 @@ def test_every_shipped_experiment_has_its_config_and_passes_its_checksums():
         assert len(rows) == len(exp["runs"]) * len(exp.get("seeds", [0]))
 
 
-@pytest.mark.parametrize("name", ["block-choices"])
-def test_a_shipped_experiments_first_steps_reproduce_from_its_config(name):
+@pytest.mark.parametrize(
+    "name,label", [("block-choices", None), ("attention", "MLA r=32"), ("attention", "window 32")]
+)
+def test_a_shipped_experiments_first_steps_reproduce_from_its_config(name, label):
     exp, _ = sweep.load_results(name)
-    label = next(iter(exp["runs"]))
+    label = label or next(iter(exp["runs"]))
     shipped, again = sweep.first_steps(name, label, exp["seeds"][0], steps=2)
     # float32 on another CPU: the same data and initialisation, summation order may differ
     assert again == pytest.approx(shipped, rel=2e-3)
