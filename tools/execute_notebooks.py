@@ -245,8 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             warn_about_paths(nb, name)
             slowest = max(times, default=0.0)
             note = f" (over the {TARGET} s target)" if total > TARGET else ""
+            top = sorted(range(len(times)), key=times.__getitem__, reverse=True)[:3]
+            where = ", ".join(f"In [{i + 1}] {times[i]:.1f} s" for i in top)
             print(
-                f"  {total:6.1f} s  {name}: {len(times)} cells, slowest {slowest:.1f} s{note}",
+                f"  {total:6.1f} s  {name}: {len(times)} cells, slowest {slowest:.1f} s{note}"
+                f" ({where})",
                 flush=True,
             )
         else:
