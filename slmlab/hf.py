@@ -154,7 +154,7 @@ def hf_config(config: TinyLMConfig, eos_id: int | None = None):
             first_k_dense_replace=config.n_layer,  # every layer's FFN dense
             rope_interleave=False,  # TinyLM's RoPE rotates halves, as Llama's does
         ),
-    }.get(arch)
+    }[arch]
     return getattr(transformers, _TWIN_CLASSES[arch][0])(
         **extra,
         vocab_size=config.vocab_size,

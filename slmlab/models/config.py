@@ -56,6 +56,11 @@ def scaled_heads(n_head: int, n_kv_head: int, factor: float) -> tuple[int, int]:
     return groups * group, groups
 
 
+def scaled_width(width: int, factor: float) -> int:
+    """The FFN width of a layer whose width is scaled by ``factor`` (at least 1)."""
+    return max(1, round(width * factor))
+
+
 CHOICES = {
     "ffn": ("swiglu", "gelu", "relu", "relu2"),
     "norm": ("rmsnorm", "layernorm"),
@@ -185,8 +190,7 @@ class TinyLMConfig:
 
     def layer_hidden_dim(self, layer: int) -> int:
         """The FFN width of block ``layer``: hidden_dim, scaled by ``ffn_scale``'s factor."""
-        factor = layer_scales(self.n_layer, self.ffn_scale)[layer]
-        return max(1, round(self.hidden_dim * factor))
+        return scaled_width(self.hidden_dim, layer_scales(self.n_layer, self.ffn_scale)[layer])
 
     def _check_mla(self) -> None:
         for name in ("mla_kv_rank", "mla_q_rank", "mla_rope_dim"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .config import TinyLMConfig, layer_scales, scaled_heads
+from .config import TinyLMConfig, layer_scales, scaled_heads, scaled_width
 
 # Bits per weight. fp16/int8/int4 are the bare number formats; llama.cpp's q8_0 and q4_0 store
 # blocks of 32 weights with one fp16 scale, i.e. 8 + 16/32 = 8.5 and 4 + 16/32 = 4.5 bits
@@ -185,7 +185,7 @@ class Arch:
     def layer_widths(self) -> list[int]:
         """The FFN width of every layer (it varies with ``ffn_scale``)."""
         scales = layer_scales(self.n_layer, self.ffn_scale or None)
-        return [max(1, round(self.d_ff * s)) for s in scales]
+        return [scaled_width(self.d_ff, s) for s in scales]
 
 
 def as_arch(model) -> Arch:
@@ -216,14 +216,15 @@ def param_breakdown(model) -> dict[str, int]:
         + norm * a.embed_norm
         + 2 * e * d * bool(a.embed_dim)
     )
-    attn = sum(_attention_params(a, h, kv) for h, kv in a.layer_heads())
-    latent_norms = 0
     if a.kv_rank:  # MLA: queries (maybe through a bottleneck), latent down and up, output
         q_width = a.n_head * (a.head_dim + a.rope_dim)
         queries = d * a.q_rank + a.q_rank * q_width if a.q_rank else d * q_width
         keys_values = d * (a.kv_rank + a.rope_dim) + a.kv_rank * 2 * q_out
         attn = a.n_layer * (queries + keys_values + q_out * d)
         latent_norms = NORM_PARAMS[a.norm] * (a.kv_rank + a.q_rank)
+    else:
+        attn = sum(_attention_params(a, h, kv) for h, kv in a.layer_heads())
+        latent_norms = 0
     ffn = sum(  # every expert of every layer, and the routers
         max(a.n_experts, 1) * _ffn_params(a, width) + d * a.n_experts for width in a.layer_widths()
     )
@@ -344,8 +345,8 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
     score_and_value_width = sum(h for h, _ in a.layer_heads()) * (2 * a.head_dim + a.rope_dim)
-    runs = a.block_repeat  # score_and_value_width sums the layers already
     final_norm = NORM_PARAMS[a.norm] * a.d_model * a.final_norm
     layers = (non_embedding - final_norm) * a.block_repeat + final_norm  # each run counts
-    forward = 2 * (layers + head + projections) + runs * T * score_and_value_width
+    # (score_and_value_width sums the layers already; each run of a layer attends again)
+    forward = 2 * (layers + head + projections) + a.block_repeat * T * score_and_value_width
     return 3 * forward if training else forward
