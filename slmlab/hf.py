@@ -6,8 +6,9 @@ state-dict keys: ``blocks.{i}.attn.q_proj`` <-> ``model.layers.{i}.self_attn.q_p
 Three variants of that block have a transformers architecture that computes the same function
 (:func:`twin_architecture`): a sliding ``window`` is Mistral, ``qk_norm`` is Qwen3, experts
 (``n_experts``) are Mixtral, latent attention (``mla_kv_rank``) is DeepSeek-V3 with dense
-FFNs in every layer. :func:`to_hf` builds whichever applies; :func:`from_hf` reads
-Llama, Mistral, Qwen2 and Qwen3 checkpoints.
+FFNs in every layer; a TinyLM of Mamba layers (``mixer="mamba"``) is ``MambaForCausalLM``
+(:mod:`slmlab.hf_recurrent`). :func:`to_hf` builds whichever applies; :func:`from_hf` reads
+Llama, Mistral, Qwen2, Qwen3 and Mamba checkpoints.
 
 :func:`export_hf` writes a complete transformers checkpoint (model + tokenizer + generation
 config) that ``AutoModelForCausalLM`` and ``AutoTokenizer`` load offline, without
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from .hf_recurrent import check_mamba_twin, mamba_config_from_hf, mamba_hf_config, mamba_names
 from .models import TinyLM, TinyLMConfig
 from .utils import hub_offline_reason
 
@@ -72,12 +74,19 @@ def _hf_names(n_layer: int) -> dict[str, str]:
     return names
 
 
+def _names(config: TinyLMConfig) -> dict[str, str]:
+    return mamba_names(config.n_layer) if config.mixer == "mamba" else _hf_names(config.n_layer)
+
+
 def twin_architecture(config: TinyLMConfig) -> str:
     """The transformers model type that computes what ``config`` computes: "llama"; "mistral"
     with a sliding window; "qwen3" with QK-norm; "mixtral" with experts (and a window, if any);
-    "deepseek_v3" with latent attention (and no experts: DeepSeek's differ from these).
-    Raises for a config none of them computes (another norm, FFN, position scheme or place of
-    the norm, biases, or QK-norm together with a window or experts)."""
+    "deepseek_v3" with latent attention (and no experts: DeepSeek's differ from these); "mamba"
+    for Mamba layers. Raises for a config none of them computes (another norm, FFN, position
+    scheme or place of the norm, biases, or QK-norm together with a window or experts)."""
+    if config.mixer == "mamba":
+        check_mamba_twin(config)
+        return "mamba"
     if not config.llama_family:
         raise ValueError(
             "to_hf needs Llama's block: norm='rmsnorm', norm_position='pre', ffn='swiglu', "
@@ -120,6 +129,7 @@ _TWIN_CLASSES = {  # model type -> (config class, model class) in transformers
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
     "mixtral": ("MixtralConfig", "MixtralForCausalLM"),
     "deepseek_v3": ("DeepseekV3Config", "DeepseekV3ForCausalLM"),
+    "mamba": ("MambaConfig", "MambaForCausalLM"),
 }
 
 
@@ -134,6 +144,8 @@ def hf_config(config: TinyLMConfig, eos_id: int | None = None):
     import transformers
 
     arch = twin_architecture(config)
+    if arch == "mamba":
+        return mamba_hf_config(config, eos_id)
     extra = {
         "llama": dict(mlp_bias=False),
         "mistral": dict(sliding_window=config.window),
@@ -189,6 +201,8 @@ def config_from_hf(hf_config) -> TinyLMConfig:
         p = p / "config.json" if p.is_dir() else p
         hf_config = json.loads(p.read_text(encoding="utf-8"))
     d = hf_config if isinstance(hf_config, dict) else hf_config.to_dict()
+    if d.get("model_type") == "mamba":
+        return mamba_config_from_hf(d)
     act = d.get("hidden_act", "silu")
     if act not in ("silu", "swish"):
         raise ValueError(
@@ -320,7 +334,7 @@ def to_hf(model: TinyLM, tokenizer=None):
     config = hf_config(model.config, eos_id)
     model_class = getattr(transformers, _TWIN_CLASSES[twin_architecture(model.config)][1])
     hf = model_class(config).to(dtype=model.embed.weight.dtype)
-    names = _hf_names(model.config.n_layer)
+    names = _names(model.config)
     sd = {names[k]: v.detach().clone() for k, v in model.state_dict().items() if k in names}
     if model.config.n_experts:
         sd.update(_expert_weights(model, hf.state_dict().keys()))
@@ -457,7 +471,7 @@ def from_hf(path_or_id, dtype: torch.dtype = torch.float32, device=None) -> Tiny
     hf = path_or_id if src is None else AutoModelForCausalLM.from_pretrained(src, dtype=dtype)
     config = config_from_hf(hf.config)
     model = TinyLM(config).to(dtype)
-    inverse = {v: k for k, v in _hf_names(config.n_layer).items()}
+    inverse = {v: k for k, v in _names(config).items()}
     sd = {}
     for k, v in hf.state_dict().items():
         if k not in inverse:

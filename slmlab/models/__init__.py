@@ -10,6 +10,7 @@
 ``masks``           causal and sliding-window masks, ALiBi's biases
 ``sliding_window``  the ring-buffer KV cache of sliding-window attention
 ``moe``             mixture of experts: router, top-k experts, load-balancing loss
+``mamba``           a selective state-space layer (Mamba) and its constant-size state cache
 ``tinylm``          :class:`TinyLM`: the modules assembled, save/load, generate
 ``decoder``         the lean decode step generation runs (same function, half the operator calls)
 ``generation``      sampling and the generation loop with a KV cache
@@ -35,6 +36,7 @@ from .estimates import (
     kv_cache_bytes_per_token,
     num_params,
     param_breakdown,
+    state_bytes,
     weight_bytes,
 )
 from .generation import cache_class, generate, sample_next, stream
@@ -77,6 +79,7 @@ __all__ = [
     "flops_per_token",
     "kv_cache_bytes_per_token",
     "kv_cache_bytes",
+    "state_bytes",
     "bits_of",
     "sample_next",
     "generate",

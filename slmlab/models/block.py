@@ -4,6 +4,8 @@ The config chooses the parts: standard attention (:class:`~slmlab.models.layers.
 latent attention (:class:`~slmlab.models.mla.MLAttention`); a dense FFN
 (:class:`~slmlab.models.ffn.FeedForward`) or a mixture of experts
 (:class:`~slmlab.models.moe.MoEFeedForward`); the norm before each branch or after the residual.
+With ``mixer="mamba"`` a selective state-space layer (:class:`~slmlab.models.mamba.MambaBlock`)
+takes the whole block's place (:func:`make_block`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch.nn as nn
 from .config import TinyLMConfig
 from .ffn import FeedForward
 from .layers import Attention, make_norm
+from .mamba import MambaBlock
 from .mla import MLAttention
 from .moe import MoEFeedForward
 
@@ -48,3 +51,8 @@ class Block(nn.Module):
             return self.ffn_norm(x + self.drop(self.ffn(x)))
         x = x + self.drop(self.attn(self.attn_norm(x), rope, cache, slot))
         return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+def make_block(c: TinyLMConfig, layer: int) -> nn.Module:
+    """Block ``layer`` of a TinyLM: a transformer :class:`Block`, or a Mamba layer."""
+    return MambaBlock(c, layer) if c.mixer == "mamba" else Block(c, layer)

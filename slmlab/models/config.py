@@ -3,6 +3,8 @@
 =================  ==============================================  ====================
 field              choices                                         transformers twin
 =================  ==============================================  ====================
+mixer              "attention"; "mamba" (a selective SSM layer)    Mamba ("mamba")
+ssm_state ...      Mamba's state width, expansion, conv, dt rank   Mamba
 n_kv_head          n_head (MHA), 1 < k < n_head (GQA), 1 (MQA)      Llama (any divisor)
 mla_kv_rank        None; r >= 1: latent attention (MLA), rank r     DeepSeek-V3
 mla_q_rank         None (full-rank queries); a query bottleneck     DeepSeek-V3
@@ -25,6 +27,10 @@ bias               True / False                                    Llama (False)
 ``block_size`` limit on positions. ``window`` caps what every query sees to itself and the
 ``window - 1`` positions before it (Mistral's definition); generation then keeps only ``window``
 positions per layer (:class:`~slmlab.models.sliding_window.SlidingWindowCache`).
+``mixer="mamba"`` replaces every block by a Mamba layer (:mod:`~slmlab.models.mamba`): a
+selective state-space mixer of width ``ssm_expand * d_model`` with ``ssm_state`` numbers of state
+per channel, and no attention, no FFN and no positions to rotate (``pos`` is "none" or
+"learned"); generation keeps a constant-size state (:class:`~slmlab.models.mamba.SSMCache`).
 ``mla_kv_rank`` replaces the key and value projections by multi-head latent attention
 (:mod:`~slmlab.models.mla`): every head keeps ``head_dim`` dimensions for keys and values, and
 ``mla_rope_dim`` more rotated ones for queries and keys; the cache holds ``mla_kv_rank +
@@ -34,6 +40,7 @@ mla_rope_dim`` numbers per token and layer (:class:`~slmlab.models.mla.LatentCac
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 
 
@@ -62,6 +69,7 @@ def scaled_width(width: int, factor: float) -> int:
 
 
 CHOICES = {
+    "mixer": ("attention", "mamba"),
     "ffn": ("swiglu", "gelu", "relu", "relu2"),
     "norm": ("rmsnorm", "layernorm"),
     "norm_position": ("pre", "post"),
@@ -102,6 +110,11 @@ class TinyLMConfig:
     block_repeat: int = 1  # block-wise sharing (MobileLLM): each block's weights run k times
     head_scale: tuple[float, float] | None = None  # layer-wise scaling of the heads (OpenELM)
     ffn_scale: tuple[float, float] | None = None  # layer-wise scaling of the FFN width
+    mixer: str = "attention"  # "mamba": selective state-space layers instead of transformer blocks
+    ssm_state: int = 16  # Mamba: state numbers per channel (N)
+    ssm_expand: int = 2  # Mamba: the mixer's width, as a multiple of d_model
+    ssm_conv: int = 4  # Mamba: positions the causal convolution sees
+    ssm_dt_rank: int | None = None  # Mamba: rank of the step's projection (None: d_model / 16)
 
     def __post_init__(self):
         if self.n_kv_head is None:
@@ -160,6 +173,7 @@ class TinyLMConfig:
             raise ValueError(f"router_aux_loss_coef must be >= 0, got {self.router_aux_loss_coef}.")
         self._check_mla()
         self._check_layer_scaling()
+        self._check_mixer()
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.d_ff is None and self.ffn_ratio <= 0:
@@ -181,6 +195,35 @@ class TinyLMConfig:
             setattr(self, name, (first, last))  # a list from config.json becomes a tuple
         if self.head_scale is not None and self.mla_kv_rank:
             raise ValueError("head_scale with mla_kv_rank: layer-wise heads are for MHA/GQA/MQA.")
+
+    def _check_mixer(self) -> None:
+        for name in ("ssm_state", "ssm_expand", "ssm_conv", "ssm_dt_rank"):
+            v = getattr(self, name)
+            if (v is not None or name != "ssm_dt_rank") and (
+                isinstance(v, bool) or not isinstance(v, int) or v < 1
+            ):
+                raise ValueError(f"TinyLMConfig.{name} must be an integer >= 1, got {v!r}.")
+        if self.mixer == "attention":
+            return
+        why_not = {
+            "pos": (
+                self.pos in ("rope", "alibi"),
+                "a state-space layer has no attention scores to rotate or bias; use pos='none' "
+                "(the state carries the order) or 'learned'",
+            ),
+            "window": (self.window is not None, "a window limits attention; Mamba has none"),
+            "mla_kv_rank": (bool(self.mla_kv_rank), "latent attention is attention"),
+            "qk_norm": (self.qk_norm, "there are no queries and keys to normalise"),
+            "n_experts": (bool(self.n_experts), "a Mamba layer has no FFN to split into experts"),
+            "head_scale": (self.head_scale is not None, "a Mamba layer has no heads"),
+            "ffn_scale": (self.ffn_scale is not None, "a Mamba layer has no FFN"),
+            "norm_position": (self.norm_position != "pre", "the Mamba layer is x + mixer(norm(x))"),
+        }
+        for name, (clash, why) in why_not.items():
+            if clash:
+                raise ValueError(
+                    f"mixer={self.mixer!r} with {name}={getattr(self, name)!r}: {why}."
+                )
 
     def layer_heads(self, layer: int) -> tuple[int, int]:
         """(query heads, key/value heads) of block ``layer``: n_head and n_kv_head, scaled by
@@ -244,6 +287,16 @@ class TinyLMConfig:
         return self.mla_rope_dim if self.mla_kv_rank else self.head_dim
 
     @property
+    def ssm_inner(self) -> int:
+        """Width of a Mamba mixer's two streams: ``ssm_expand * d_model``."""
+        return self.ssm_expand * self.d_model
+
+    @property
+    def dt_rank(self) -> int:
+        """Rank of Mamba's step projection: ``ssm_dt_rank``, or ceil(d_model / 16) as Mamba's."""
+        return self.ssm_dt_rank or math.ceil(self.d_model / 16)
+
+    @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
 
@@ -263,6 +316,7 @@ class TinyLMConfig:
             and self.block_repeat == 1
             and self.head_scale is None
             and self.ffn_scale is None
+            and self.mixer == "attention"
         )
 
     @property

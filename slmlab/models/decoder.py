@@ -102,6 +102,11 @@ SUPPORTED: dict[str, object] = {
     "block_repeat": (1,),  # a block run twice needs two cache slots: forward handles it
     "head_scale": (None,),  # layer-wise scaling: shapes that vary by layer
     "ffn_scale": (None,),
+    "mixer": ("attention",),  # Mamba layers run through forward
+    "ssm_state": ANY,  # the Mamba sizes matter only with mixer="mamba"
+    "ssm_expand": ANY,
+    "ssm_conv": ANY,
+    "ssm_dt_rank": ANY,
 }
 
 # Copy projections that read the same input (q|k|v, gate|up, the LM head) into one packed matrix,

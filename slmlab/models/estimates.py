@@ -4,7 +4,8 @@ An :class:`Arch` holds the few numbers that fix a model's size (layers, widths, 
 norms, biases, tying). Every formula takes an Arch or a :class:`~slmlab.models.TinyLMConfig`
 (converted with :func:`as_arch`): :func:`param_breakdown` and :func:`num_params`,
 :func:`active_params` and :func:`ffn_params`, :func:`weight_bytes`,
-:func:`kv_cache_bytes_per_token` and :func:`kv_cache_bytes`,
+:func:`kv_cache_bytes_per_token` and :func:`kv_cache_bytes` (a recurrent layer's fixed-size
+state: :func:`state_bytes`),
 :func:`flops_per_token`, :func:`decode_weight_params`. :mod:`slmlab.zoo` reads real models'
 configs into Archs and uses the same formulas; the tests check them against the tensors that
 TinyLM and transformers allocate.
@@ -76,6 +77,11 @@ class Arch:
     block_repeat: int = 1  # block-wise sharing: each layer's weights run this many times
     head_scale: tuple = ()  # layer-wise scaling (OpenELM): heads x first .. x last factor
     ffn_scale: tuple = ()  # layer-wise scaling: FFN width x first .. x last factor
+    mixer: str = "attention"  # "mamba": selective state-space layers (no attention, no FFN)
+    ssm_state: int = 0  # Mamba: state numbers per channel
+    ssm_inner: int = 0  # Mamba: the mixer's width (expand x d_model)
+    ssm_conv: int = 0  # Mamba: the causal convolution's width
+    dt_rank: int = 0  # Mamba: rank of the step projection
 
     @property
     def gated(self) -> bool:
@@ -83,6 +89,8 @@ class Arch:
 
     @property
     def attention(self) -> str:
+        if self.mixer == "mamba":
+            return "none (Mamba)"
         if self.kv_rank:
             return "MLA"
         if self.n_kv_head == self.n_head:
@@ -96,7 +104,7 @@ class Arch:
     @classmethod
     def from_tinylm(cls, c: TinyLMConfig, name: str = "TinyLM") -> Arch:
         norm = "rmsnorm" if c.norm == "rmsnorm" else ("layernorm" if c.bias else "layernorm_nobias")
-        return cls(
+        fields = dict(
             name=name,
             model_type="tinylm",
             vocab_size=c.vocab_size,
@@ -126,6 +134,7 @@ class Arch:
             head_scale=tuple(c.head_scale or ()),
             ffn_scale=tuple(c.ffn_scale or ()),
         )
+        return cls(**{**fields, **_mamba_fields(c)})
 
     def to_tinylm(self) -> TinyLMConfig | None:
         """The TinyLMConfig with exactly these weights' shapes,
@@ -146,6 +155,7 @@ class Arch:
             and (self.norm != "layernorm" or self.mlp_bias)
             and (self.norm != "layernorm_nobias" or not self.mlp_bias)
             and (self.pos != "rope" or self.head_dim % 2 == 0)
+            and self.mixer == "attention"  # a Mamba Arch comes from a TinyLMConfig, not back
         )
         if not ok:
             return None
@@ -188,6 +198,32 @@ class Arch:
         return [scaled_width(self.d_ff, s) for s in scales]
 
 
+def _mamba_fields(c: TinyLMConfig) -> dict:
+    if c.mixer != "mamba":
+        return {}
+    return dict(
+        mixer="mamba",
+        ssm_state=c.ssm_state,
+        ssm_inner=c.ssm_inner,
+        ssm_conv=c.ssm_conv,
+        dt_rank=c.dt_rank,
+        n_experts=0,
+        top_k=0,
+        norms_per_layer=1,
+        d_ff=0,
+    )
+
+
+def _mamba_layer_params(a: Arch) -> int:
+    """One Mamba mixer: in_proj (two streams), the depthwise convolution and its bias, x_proj
+    (step rank + B + C), dt_proj and its bias, A_log, D, out_proj (and the two projections'
+    biases, if any)."""
+    d, i, n, r = a.d_model, a.ssm_inner, a.ssm_state, a.dt_rank
+    weights = d * 2 * i + i * a.ssm_conv + i * (r + 2 * n) + r * i + i * n + i + i * d
+    biases = i + i + (2 * i + d) * a.mlp_bias  # conv and dt_proj always; in/out_proj with bias
+    return weights + biases
+
+
 def as_arch(model) -> Arch:
     """``model`` as an :class:`Arch`: an Arch as is, a TinyLMConfig (or a module with one as
     ``.config``, such as a TinyLM) converted."""
@@ -204,8 +240,8 @@ def as_arch(model) -> Arch:
 
 def param_breakdown(model) -> dict[str, int]:
     """Parameters per component: embeddings (tokens, learned positions, embedding norm/projections),
-    attention, ffn (every expert and the routers of a mixture), norms (QK-norm's too), lm_head (0
-    when tied to the embeddings), total."""
+    attention (the token mixer: a Mamba layer's whole mixer), ffn (every expert and the routers
+    of a mixture), norms (QK-norm's too), lm_head (0 when tied to the embeddings), total."""
     a = as_arch(model)
     d, e = a.d_model, a.embed_dim or a.d_model
     q_out = a.n_head * a.head_dim
@@ -216,7 +252,9 @@ def param_breakdown(model) -> dict[str, int]:
         + norm * a.embed_norm
         + 2 * e * d * bool(a.embed_dim)
     )
-    if a.kv_rank:  # MLA: queries (maybe through a bottleneck), latent down and up, output
+    if a.mixer == "mamba":  # the whole mixer counts as the layer's "attention" (token mixing)
+        attn, latent_norms = a.n_layer * _mamba_layer_params(a), 0
+    elif a.kv_rank:  # MLA: queries (maybe through a bottleneck), latent down and up, output
         q_width = a.n_head * (a.head_dim + a.rope_dim)
         queries = d * a.q_rank + a.q_rank * q_width if a.q_rank else d * q_width
         keys_values = d * (a.kv_rank + a.rope_dim) + a.kv_rank * 2 * q_out
@@ -225,9 +263,9 @@ def param_breakdown(model) -> dict[str, int]:
     else:
         attn = sum(_attention_params(a, h, kv) for h, kv in a.layer_heads())
         latent_norms = 0
-    ffn = sum(  # every expert of every layer, and the routers
+    ffn = sum(  # every expert of every layer, and the routers (a Mamba layer has no FFN)
         max(a.n_experts, 1) * _ffn_params(a, width) + d * a.n_experts for width in a.layer_widths()
-    )
+    ) * (a.mixer != "mamba")
     qk_norms = 2 * NORM_PARAMS[a.norm] * a.head_dim * a.qk_norm
     norms = a.n_layer * (a.norms_per_layer * norm + qk_norms + latent_norms) + norm * a.final_norm
     head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
@@ -311,6 +349,8 @@ def kv_cache_bytes_per_token(model, bits: float | str) -> int:
     with latent attention (MLA) the latent and the shared rotated key, n_layer * (kv_rank +
     rope_dim) values. A layer run ``block_repeat`` times caches that many rows."""
     a = as_arch(model)
+    if a.mixer == "mamba":  # no per-token cache: a fixed-size state (see state_bytes)
+        return 0
     if a.kv_rank:
         layers = a.n_layer * (a.kv_rank + a.rope_dim)
     else:
@@ -320,14 +360,31 @@ def kv_cache_bytes_per_token(model, bits: float | str) -> int:
 
 def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> int:
     """KV-cache bytes for ``context`` tokens (and ``batch`` sequences); with a sliding window,
-    at most ``window`` tokens are kept, whatever the context."""
+    at most ``window`` tokens are kept, whatever the context; a Mamba model keeps its fixed-size
+    state (:func:`state_bytes`) instead."""
     if context < 0 or batch < 1:
         raise ValueError(
             f"context must be >= 0 and batch >= 1, got context={context}, batch={batch}"
         )
     a = as_arch(model)
+    if a.mixer == "mamba":  # the same state at any context
+        return state_bytes(a, bits) * int(batch)
     kept = min(int(context), a.window) if a.window else int(context)
     return kv_cache_bytes_per_token(a, bits) * kept * int(batch)
+
+
+def state_bytes(model, bits: float | str) -> int:
+    """The fixed-size decoding state of one sequence in a recurrent model: per Mamba layer (and
+    run), ``ssm_inner * ssm_state`` state numbers and ``ssm_inner * (ssm_conv - 1)`` inputs of the
+    convolution; 0 for attention, whose cache grows with the context instead."""
+    a = as_arch(model)
+    if a.mixer != "mamba":
+        return 0
+    per_layer = a.ssm_inner * (a.ssm_state + a.ssm_conv - 1)
+    return int(a.n_layer * a.block_repeat * per_layer * bits_of(bits) / 8)
+
+
+_SCAN_FLOPS = 3  # multiply-adds per Mamba state number and token (2 FLOPs each: see below)
 
 
 def flops_per_token(model, context: int | None = None, training: bool = False) -> int:
@@ -336,7 +393,9 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     embedding lookup) + 2 * n_layer * context * attention width (scores and values; a sliding
     window caps the context; MLA's scores have head_dim + rope_dim terms per head, its values
     head_dim, as the expanded form computes them; a layer run ``block_repeat`` times costs that
-    many times); training (forward + backward) = 3x forward."""
+    many times); training (forward + backward) = 3x forward. A Mamba layer has no context term:
+    its weights, plus the scan's elementwise work per state number (decay, update and read-out,
+    ``_SCAN_FLOPS`` = 3 multiply-adds, counted as 2 FLOPs each), the same at any context."""
     a = as_arch(model)
     T = a.context if context is None else int(context)
     T = min(T, a.window) if a.window else T
@@ -345,8 +404,12 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
     score_and_value_width = sum(h for h, _ in a.layer_heads()) * (2 * a.head_dim + a.rope_dim)
+    if a.mixer == "mamba":  # no attention over the context: the scan's work instead (below)
+        score_and_value_width = 0
     final_norm = NORM_PARAMS[a.norm] * a.d_model * a.final_norm
     layers = (non_embedding - final_norm) * a.block_repeat + final_norm  # each run counts
+    if a.mixer == "mamba":
+        layers += _SCAN_FLOPS * a.n_layer * a.block_repeat * a.ssm_inner * a.ssm_state
     # (score_and_value_width sums the layers already; each run of a layer attends again)
     forward = 2 * (layers + head + projections) + a.block_repeat * T * score_and_value_width
     return 3 * forward if training else forward

@@ -9,13 +9,17 @@ import torch
 
 from .decoder import Decoder, unsupported
 from .layers import KVCache
+from .mamba import SSMCache
 from .mla import LatentCache
 from .sliding_window import SlidingWindowCache
 
 
 def cache_class(config) -> type[KVCache]:
-    """The cache generation uses by default: MLA's latents (:class:`LatentCache`), a ring buffer
-    for a sliding window (:class:`SlidingWindowCache`), else keys and values (:class:`KVCache`)."""
+    """The cache generation uses by default: Mamba's state (:class:`SSMCache`), MLA's latents
+    (:class:`LatentCache`), a ring buffer for a sliding window (:class:`SlidingWindowCache`), else
+    keys and values (:class:`KVCache`)."""
+    if getattr(config, "mixer", "attention") == "mamba":
+        return SSMCache
     if getattr(config, "mla_kv_rank", None):
         return LatentCache
     return SlidingWindowCache if getattr(config, "window", None) is not None else KVCache

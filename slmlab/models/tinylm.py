@@ -19,10 +19,11 @@ import torch.nn as nn
 from .. import checkpoint
 from ..lm import lm_loss
 from . import generation
-from .block import Block
+from .block import make_block
 from .config import TinyLMConfig
 from .estimates import num_params
 from .layers import KVCache, make_norm, rope_cos_sin
+from .mamba import MambaMixer
 from .moe import MoEFeedForward
 
 
@@ -39,13 +40,16 @@ class TinyLM(nn.Module):
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         self.pos_embed = nn.Embedding(c.block_size, c.d_model) if c.pos == "learned" else None
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(Block(c, i) for i in range(c.n_layer))
+        self.blocks = nn.ModuleList(make_block(c, i) for i in range(c.n_layer))
         self.norm = make_norm(c)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
-            if name.endswith(("o_proj.weight", "down_proj.weight")):
+            if name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight")):
                 nn.init.normal_(p, std=c.init_std / math.sqrt(2 * c.depth))
+        for m in self.modules():  # Mamba's own start for its state-space part
+            if isinstance(m, MambaMixer):
+                m.reset_ssm_parameters()
         if c.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self._rope = None  # cos/sin tables, computed on first use: see rope_tables

@@ -84,6 +84,11 @@ class QuantizedKVCache(KVCache):
                 "the quantized KV cache assumes n_kv_head heads in every layer; layer-wise "
                 "scaling (head_scale) varies them"
             )
+        if getattr(config, "mixer", "attention") != "attention":
+            raise ValueError(
+                f"the quantized KV cache stores keys and values; mixer={config.mixer!r} layers "
+                "keep a fixed-size state instead (slmlab.models.mamba.SSMCache)"
+            )
         if getattr(config, "mla_kv_rank", None):
             raise ValueError(
                 "the quantized KV cache stores keys and values per head; latent attention "
