@@ -6,9 +6,9 @@ state-dict keys: ``blocks.{i}.attn.q_proj`` <-> ``model.layers.{i}.self_attn.q_p
 Three variants of that block have a transformers architecture that computes the same function
 (:func:`twin_architecture`): a sliding ``window`` is Mistral, ``qk_norm`` is Qwen3, experts
 (``n_experts``) are Mixtral, latent attention (``mla_kv_rank``) is DeepSeek-V3 with dense
-FFNs in every layer; a TinyLM of Mamba layers (``mixer="mamba"``) is ``MambaForCausalLM``
-(:mod:`slmlab.hf_recurrent`). :func:`to_hf` builds whichever applies; :func:`from_hf` reads
-Llama, Mistral, Qwen2, Qwen3 and Mamba checkpoints.
+FFNs in every layer; a TinyLM of Mamba or RWKV layers (``mixer``) is ``MambaForCausalLM`` or
+``RwkvForCausalLM`` (:mod:`slmlab.hf_recurrent`). :func:`to_hf` builds whichever applies;
+:func:`from_hf` reads Llama, Mistral, Qwen2, Qwen3, Mamba and RWKV checkpoints.
 
 :func:`export_hf` writes a complete transformers checkpoint (model + tokenizer + generation
 config) that ``AutoModelForCausalLM`` and ``AutoTokenizer`` load offline, without
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .hf_recurrent import check_mamba_twin, mamba_config_from_hf, mamba_hf_config, mamba_names
+from . import hf_recurrent
 from .models import TinyLM, TinyLMConfig
 from .utils import hub_offline_reason
 
@@ -75,18 +75,20 @@ def _hf_names(n_layer: int) -> dict[str, str]:
 
 
 def _names(config: TinyLMConfig) -> dict[str, str]:
-    return mamba_names(config.n_layer) if config.mixer == "mamba" else _hf_names(config.n_layer)
+    if config.mixer != "attention":
+        return hf_recurrent.names(config)
+    return _hf_names(config.n_layer)
 
 
 def twin_architecture(config: TinyLMConfig) -> str:
     """The transformers model type that computes what ``config`` computes: "llama"; "mistral"
     with a sliding window; "qwen3" with QK-norm; "mixtral" with experts (and a window, if any);
     "deepseek_v3" with latent attention (and no experts: DeepSeek's differ from these); "mamba"
-    for Mamba layers. Raises for a config none of them computes (another norm, FFN, position
-    scheme or place of the norm, biases, or QK-norm together with a window or experts)."""
-    if config.mixer == "mamba":
-        check_mamba_twin(config)
-        return "mamba"
+    and "rwkv" for those layers. Raises for a config none of them computes (another norm, FFN,
+    position scheme or place of the norm, biases, or QK-norm together with a window or experts)."""
+    if config.mixer != "attention":
+        hf_recurrent.check_twin(config)
+        return config.mixer
     if not config.llama_family:
         raise ValueError(
             "to_hf needs Llama's block: norm='rmsnorm', norm_position='pre', ffn='swiglu', "
@@ -130,6 +132,7 @@ _TWIN_CLASSES = {  # model type -> (config class, model class) in transformers
     "mixtral": ("MixtralConfig", "MixtralForCausalLM"),
     "deepseek_v3": ("DeepseekV3Config", "DeepseekV3ForCausalLM"),
     "mamba": ("MambaConfig", "MambaForCausalLM"),
+    "rwkv": ("RwkvConfig", "RwkvForCausalLM"),
 }
 
 
@@ -144,8 +147,8 @@ def hf_config(config: TinyLMConfig, eos_id: int | None = None):
     import transformers
 
     arch = twin_architecture(config)
-    if arch == "mamba":
-        return mamba_hf_config(config, eos_id)
+    if config.mixer != "attention":
+        return hf_recurrent.hf_config(config, eos_id)
     extra = {
         "llama": dict(mlp_bias=False),
         "mistral": dict(sliding_window=config.window),
@@ -201,8 +204,8 @@ def config_from_hf(hf_config) -> TinyLMConfig:
         p = p / "config.json" if p.is_dir() else p
         hf_config = json.loads(p.read_text(encoding="utf-8"))
     d = hf_config if isinstance(hf_config, dict) else hf_config.to_dict()
-    if d.get("model_type") == "mamba":
-        return mamba_config_from_hf(d)
+    if d.get("model_type") in ("mamba", "rwkv"):
+        return hf_recurrent.config_from_hf(d)
     act = d.get("hidden_act", "silu")
     if act not in ("silu", "swish"):
         raise ValueError(
@@ -339,7 +342,8 @@ def to_hf(model: TinyLM, tokenizer=None):
     if model.config.n_experts:
         sd.update(_expert_weights(model, hf.state_dict().keys()))
     missing, unexpected = hf.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not (model.config.tie_embeddings and k == "lm_head.weight")]
+    head = names["lm_head.weight"]  # "head.weight" in RWKV
+    missing = [k for k in missing if not (model.config.tie_embeddings and k == head)]
     if missing or unexpected:
         raise RuntimeError(f"to_hf: missing {missing}, unexpected {unexpected}")
     if model.config.tie_embeddings:

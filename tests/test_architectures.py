@@ -1,10 +1,10 @@
 """The architecture chapter's variants of TinyLM: sliding-window attention and its ring-buffer
 cache, ALiBi, QK-norm, post-norm, ReLU², mixture of experts, latent attention (more of MLA in
-tests/test_mla.py), Mamba layers (more in tests/test_mamba.py).
+tests/test_mla.py), Mamba and RWKV layers (more in tests/test_mamba.py, tests/test_rwkv.py).
 
 For each: the cache gives what recomputation gives, the degenerate case is the base model, the
 size formulas match the tensors, and where transformers has the architecture (Mistral, Qwen3,
-Mixtral, DeepSeek-V3, Mamba) the logits agree within 1e-4 in float32."""
+Mixtral, DeepSeek-V3, Mamba, RWKV) the logits agree within 1e-4 in float32."""
 
 import pytest
 import torch
@@ -29,6 +29,8 @@ VARIANTS = {
     "mla_q_rank": dict(n_kv_head=None, mla_kv_rank=12, mla_q_rank=16, mla_rope_dim=6),
     "mamba": dict(mixer="mamba", pos="none"),  # more of Mamba in tests/test_mamba.py
     "mamba_learned_bias": dict(mixer="mamba", pos="learned", bias=True, ssm_state=4),
+    "rwkv": dict(mixer="rwkv", pos="none", norm="layernorm", bias=True),  # tests/test_rwkv.py
+    "rwkv_rmsnorm": dict(mixer="rwkv", pos="none"),
 }
 
 
@@ -256,6 +258,7 @@ TWINS = {
     "deepseek_v3_q_rank": dict(n_kv_head=None, mla_kv_rank=12, mla_q_rank=16, mla_rope_dim=6),
     "mamba": dict(mixer="mamba", pos="none"),
     "mamba_bias_tied": dict(mixer="mamba", pos="none", bias=True, tie_embeddings=True),
+    "rwkv": dict(mixer="rwkv", pos="none", norm="layernorm", bias=True),
 }
 
 

@@ -11,6 +11,7 @@
 ``sliding_window``  the ring-buffer KV cache of sliding-window attention
 ``moe``             mixture of experts: router, top-k experts, load-balancing loss
 ``mamba``           a selective state-space layer (Mamba) and its constant-size state cache
+``rwkv``            a linear-attention recurrent layer (RWKV-4) and its constant-size state cache
 ``tinylm``          :class:`TinyLM`: the modules assembled, save/load, generate
 ``decoder``         the lean decode step generation runs (same function, half the operator calls)
 ``generation``      sampling and the generation loop with a KV cache

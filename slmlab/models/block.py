@@ -5,7 +5,8 @@ latent attention (:class:`~slmlab.models.mla.MLAttention`); a dense FFN
 (:class:`~slmlab.models.ffn.FeedForward`) or a mixture of experts
 (:class:`~slmlab.models.moe.MoEFeedForward`); the norm before each branch or after the residual.
 With ``mixer="mamba"`` a selective state-space layer (:class:`~slmlab.models.mamba.MambaBlock`)
-takes the whole block's place (:func:`make_block`).
+takes the whole block's place, with ``mixer="rwkv"`` an RWKV layer
+(:class:`~slmlab.models.rwkv.RWKVBlock`) (:func:`make_block`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .layers import Attention, make_norm
 from .mamba import MambaBlock
 from .mla import MLAttention
 from .moe import MoEFeedForward
+from .rwkv import RWKVBlock
 
 
 def make_attention(c: TinyLMConfig, layer: int) -> nn.Module:
@@ -54,5 +56,5 @@ class Block(nn.Module):
 
 
 def make_block(c: TinyLMConfig, layer: int) -> nn.Module:
-    """Block ``layer`` of a TinyLM: a transformer :class:`Block`, or a Mamba layer."""
-    return MambaBlock(c, layer) if c.mixer == "mamba" else Block(c, layer)
+    """Block ``layer`` of a TinyLM: a transformer :class:`Block`, a Mamba or an RWKV layer."""
+    return {"mamba": MambaBlock, "rwkv": RWKVBlock}.get(c.mixer, Block)(c, layer)

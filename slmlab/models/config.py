@@ -3,7 +3,8 @@
 =================  ==============================================  ====================
 field              choices                                         transformers twin
 =================  ==============================================  ====================
-mixer              "attention"; "mamba" (a selective SSM layer)    Mamba ("mamba")
+mixer              "attention"; "mamba" (a selective SSM layer);   Mamba ("mamba"),
+                   "rwkv" (RWKV-4's linear-attention recurrence)   RWKV ("rwkv")
 ssm_state ...      Mamba's state width, expansion, conv, dt rank   Mamba
 n_kv_head          n_head (MHA), 1 < k < n_head (GQA), 1 (MQA)      Llama (any divisor)
 mla_kv_rank        None; r >= 1: latent attention (MLA), rank r     DeepSeek-V3
@@ -31,6 +32,10 @@ positions per layer (:class:`~slmlab.models.sliding_window.SlidingWindowCache`).
 selective state-space mixer of width ``ssm_expand * d_model`` with ``ssm_state`` numbers of state
 per channel, and no attention, no FFN and no positions to rotate (``pos`` is "none" or
 "learned"); generation keeps a constant-size state (:class:`~slmlab.models.mamba.SSMCache`).
+``mixer="rwkv"`` makes every block an RWKV layer (:mod:`~slmlab.models.rwkv`): a time mix with
+exponentially decaying weights in attention's place and a channel mix of width ``d_ff`` (ReLU²
+with a receptance gate, whatever ``ffn`` says) in the FFN's; its projections have no biases
+(``bias`` gives the norms theirs), and its state is constant too.
 ``mla_kv_rank`` replaces the key and value projections by multi-head latent attention
 (:mod:`~slmlab.models.mla`): every head keeps ``head_dim`` dimensions for keys and values, and
 ``mla_rope_dim`` more rotated ones for queries and keys; the cache holds ``mla_kv_rank +
@@ -69,7 +74,7 @@ def scaled_width(width: int, factor: float) -> int:
 
 
 CHOICES = {
-    "mixer": ("attention", "mamba"),
+    "mixer": ("attention", "mamba", "rwkv"),
     "ffn": ("swiglu", "gelu", "relu", "relu2"),
     "norm": ("rmsnorm", "layernorm"),
     "norm_position": ("pre", "post"),
@@ -110,7 +115,7 @@ class TinyLMConfig:
     block_repeat: int = 1  # block-wise sharing (MobileLLM): each block's weights run k times
     head_scale: tuple[float, float] | None = None  # layer-wise scaling of the heads (OpenELM)
     ffn_scale: tuple[float, float] | None = None  # layer-wise scaling of the FFN width
-    mixer: str = "attention"  # "mamba": selective state-space layers instead of transformer blocks
+    mixer: str = "attention"  # "mamba", "rwkv": recurrent layers instead of transformer blocks
     ssm_state: int = 16  # Mamba: state numbers per channel (N)
     ssm_expand: int = 2  # Mamba: the mixer's width, as a multiple of d_model
     ssm_conv: int = 4  # Mamba: positions the causal convolution sees
@@ -211,13 +216,13 @@ class TinyLMConfig:
                 "a state-space layer has no attention scores to rotate or bias; use pos='none' "
                 "(the state carries the order) or 'learned'",
             ),
-            "window": (self.window is not None, "a window limits attention; Mamba has none"),
+            "window": (self.window is not None, "a window limits attention; there is none"),
             "mla_kv_rank": (bool(self.mla_kv_rank), "latent attention is attention"),
             "qk_norm": (self.qk_norm, "there are no queries and keys to normalise"),
-            "n_experts": (bool(self.n_experts), "a Mamba layer has no FFN to split into experts"),
-            "head_scale": (self.head_scale is not None, "a Mamba layer has no heads"),
-            "ffn_scale": (self.ffn_scale is not None, "a Mamba layer has no FFN"),
-            "norm_position": (self.norm_position != "pre", "the Mamba layer is x + mixer(norm(x))"),
+            "n_experts": (bool(self.n_experts), "no FFN of this layer is split into experts here"),
+            "head_scale": (self.head_scale is not None, "a recurrent layer has no heads"),
+            "ffn_scale": (self.ffn_scale is not None, "its width is the same in every layer here"),
+            "norm_position": (self.norm_position != "pre", "the layer is x + mixer(norm(x))"),
         }
         for name, (clash, why) in why_not.items():
             if clash:

@@ -77,7 +77,7 @@ class Arch:
     block_repeat: int = 1  # block-wise sharing: each layer's weights run this many times
     head_scale: tuple = ()  # layer-wise scaling (OpenELM): heads x first .. x last factor
     ffn_scale: tuple = ()  # layer-wise scaling: FFN width x first .. x last factor
-    mixer: str = "attention"  # "mamba": selective state-space layers (no attention, no FFN)
+    mixer: str = "attention"  # "mamba": selective SSM layers (no FFN); "rwkv": RWKV-4 layers
     ssm_state: int = 0  # Mamba: state numbers per channel
     ssm_inner: int = 0  # Mamba: the mixer's width (expand x d_model)
     ssm_conv: int = 0  # Mamba: the causal convolution's width
@@ -89,8 +89,8 @@ class Arch:
 
     @property
     def attention(self) -> str:
-        if self.mixer == "mamba":
-            return "none (Mamba)"
+        if self.mixer != "attention":
+            return f"none ({self.mixer})"
         if self.kv_rank:
             return "MLA"
         if self.n_kv_head == self.n_head:
@@ -199,6 +199,8 @@ class Arch:
 
 
 def _mamba_fields(c: TinyLMConfig) -> dict:
+    if c.mixer == "rwkv":  # the first layer's norm of the embeddings counts as BLOOM's does
+        return dict(mixer="rwkv", embed_norm=True, ffn="rwkv", n_experts=0, top_k=0)
     if c.mixer != "mamba":
         return {}
     return dict(
@@ -222,6 +224,13 @@ def _mamba_layer_params(a: Arch) -> int:
     weights = d * 2 * i + i * a.ssm_conv + i * (r + 2 * n) + r * i + i * n + i + i * d
     biases = i + i + (2 * i + d) * a.mlp_bias  # conv and dt_proj always; in/out_proj with bias
     return weights + biases
+
+
+def _rwkv_layer_params(a: Arch) -> tuple[int, int]:
+    """(time mix, channel mix) of one RWKV layer: decay, bonus, three token-shift mixes and four
+    d x d projections; two mixes, key (d -> d_ff), value (d_ff -> d) and receptance (d x d)."""
+    d, f = a.d_model, a.d_ff
+    return 5 * d + 4 * d * d, 2 * d + 2 * d * f + d * d
 
 
 def as_arch(model) -> Arch:
@@ -254,6 +263,8 @@ def param_breakdown(model) -> dict[str, int]:
     )
     if a.mixer == "mamba":  # the whole mixer counts as the layer's "attention" (token mixing)
         attn, latent_norms = a.n_layer * _mamba_layer_params(a), 0
+    elif a.mixer == "rwkv":  # the time mix in attention's place
+        attn, latent_norms = a.n_layer * _rwkv_layer_params(a)[0], 0
     elif a.kv_rank:  # MLA: queries (maybe through a bottleneck), latent down and up, output
         q_width = a.n_head * (a.head_dim + a.rope_dim)
         queries = d * a.q_rank + a.q_rank * q_width if a.q_rank else d * q_width
@@ -265,7 +276,9 @@ def param_breakdown(model) -> dict[str, int]:
         latent_norms = 0
     ffn = sum(  # every expert of every layer, and the routers (a Mamba layer has no FFN)
         max(a.n_experts, 1) * _ffn_params(a, width) + d * a.n_experts for width in a.layer_widths()
-    ) * (a.mixer != "mamba")
+    ) * (a.mixer == "attention")
+    if a.mixer == "rwkv":  # the channel mix in the FFN's place
+        ffn = a.n_layer * _rwkv_layer_params(a)[1]
     qk_norms = 2 * NORM_PARAMS[a.norm] * a.head_dim * a.qk_norm
     norms = a.n_layer * (a.norms_per_layer * norm + qk_norms + latent_norms) + norm * a.final_norm
     head = 0 if a.tie_embeddings else a.vocab_size * e + a.vocab_size * a.lm_head_bias
@@ -349,7 +362,7 @@ def kv_cache_bytes_per_token(model, bits: float | str) -> int:
     with latent attention (MLA) the latent and the shared rotated key, n_layer * (kv_rank +
     rope_dim) values. A layer run ``block_repeat`` times caches that many rows."""
     a = as_arch(model)
-    if a.mixer == "mamba":  # no per-token cache: a fixed-size state (see state_bytes)
+    if a.mixer != "attention":  # no per-token cache: a fixed-size state (see state_bytes)
         return 0
     if a.kv_rank:
         layers = a.n_layer * (a.kv_rank + a.rope_dim)
@@ -367,7 +380,7 @@ def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> in
             f"context must be >= 0 and batch >= 1, got context={context}, batch={batch}"
         )
     a = as_arch(model)
-    if a.mixer == "mamba":  # the same state at any context
+    if a.mixer != "attention":  # the same state at any context
         return state_bytes(a, bits) * int(batch)
     kept = min(int(context), a.window) if a.window else int(context)
     return kv_cache_bytes_per_token(a, bits) * kept * int(batch)
@@ -376,11 +389,15 @@ def kv_cache_bytes(model, context: int, bits: float | str, batch: int = 1) -> in
 def state_bytes(model, bits: float | str) -> int:
     """The fixed-size decoding state of one sequence in a recurrent model: per Mamba layer (and
     run), ``ssm_inner * ssm_state`` state numbers and ``ssm_inner * (ssm_conv - 1)`` inputs of the
-    convolution; 0 for attention, whose cache grows with the context instead."""
+    convolution; per RWKV layer 5 * d_model numbers (two shifted inputs, three running sums); 0
+    for attention, whose cache grows with the context instead."""
     a = as_arch(model)
-    if a.mixer != "mamba":
+    if a.mixer == "attention":
         return 0
-    per_layer = a.ssm_inner * (a.ssm_state + a.ssm_conv - 1)
+    if a.mixer == "rwkv":
+        per_layer = 5 * a.d_model
+    else:
+        per_layer = a.ssm_inner * (a.ssm_state + a.ssm_conv - 1)
     return int(a.n_layer * a.block_repeat * per_layer * bits_of(bits) / 8)
 
 
@@ -395,7 +412,8 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     head_dim, as the expanded form computes them; a layer run ``block_repeat`` times costs that
     many times); training (forward + backward) = 3x forward. A Mamba layer has no context term:
     its weights, plus the scan's elementwise work per state number (decay, update and read-out,
-    ``_SCAN_FLOPS`` = 3 multiply-adds, counted as 2 FLOPs each), the same at any context."""
+    ``_SCAN_FLOPS`` = 3 multiply-adds, counted as 2 FLOPs each), the same at any context; an
+    RWKV layer, its weights (its running sums, a few operations per channel, are left out)."""
     a = as_arch(model)
     T = a.context if context is None else int(context)
     T = min(T, a.window) if a.window else T
@@ -404,7 +422,7 @@ def flops_per_token(model, context: int | None = None, training: bool = False) -
     head = a.vocab_size * (a.embed_dim or a.d_model)
     projections = 2 * (a.embed_dim or 0) * a.d_model
     score_and_value_width = sum(h for h, _ in a.layer_heads()) * (2 * a.head_dim + a.rope_dim)
-    if a.mixer == "mamba":  # no attention over the context: the scan's work instead (below)
+    if a.mixer != "attention":  # no attention over the context (Mamba's scan: below)
         score_and_value_width = 0
     final_norm = NORM_PARAMS[a.norm] * a.d_model * a.final_norm
     layers = (non_embedding - final_norm) * a.block_repeat + final_norm  # each run counts

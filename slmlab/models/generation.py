@@ -11,15 +11,18 @@ from .decoder import Decoder, unsupported
 from .layers import KVCache
 from .mamba import SSMCache
 from .mla import LatentCache
+from .rwkv import RWKVCache
 from .sliding_window import SlidingWindowCache
 
 
 def cache_class(config) -> type[KVCache]:
-    """The cache generation uses by default: Mamba's state (:class:`SSMCache`), MLA's latents
+    """The cache generation uses by default: Mamba's or RWKV's state (:class:`SSMCache`,
+    :class:`RWKVCache`), MLA's latents
     (:class:`LatentCache`), a ring buffer for a sliding window (:class:`SlidingWindowCache`), else
     keys and values (:class:`KVCache`)."""
-    if getattr(config, "mixer", "attention") == "mamba":
-        return SSMCache
+    mixer = getattr(config, "mixer", "attention")
+    if mixer != "attention":
+        return {"mamba": SSMCache, "rwkv": RWKVCache}[mixer]
     if getattr(config, "mla_kv_rank", None):
         return LatentCache
     return SlidingWindowCache if getattr(config, "window", None) is not None else KVCache

@@ -25,6 +25,7 @@ from .estimates import num_params
 from .layers import KVCache, make_norm, rope_cos_sin
 from .mamba import MambaMixer
 from .moe import MoEFeedForward
+from .rwkv import ChannelMix, TimeMix
 
 
 class TinyLM(nn.Module):
@@ -45,11 +46,14 @@ class TinyLM(nn.Module):
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
-            if name.endswith(("o_proj.weight", "down_proj.weight", "out_proj.weight")):
+            residual = ("o_proj", "down_proj", "out_proj", "time_mix.output", "channel_mix.value")
+            if name.endswith(tuple(f"{r}.weight" for r in residual)):
                 nn.init.normal_(p, std=c.init_std / math.sqrt(2 * c.depth))
-        for m in self.modules():  # Mamba's own start for its state-space part
+        for m in self.modules():  # Mamba's and RWKV's own start for their recurrent parts
             if isinstance(m, MambaMixer):
                 m.reset_ssm_parameters()
+            elif isinstance(m, (TimeMix, ChannelMix)):
+                m.reset_rwkv_parameters()
         if c.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self._rope = None  # cos/sin tables, computed on first use: see rope_tables
