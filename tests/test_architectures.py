@@ -8,6 +8,7 @@ Mixtral, DeepSeek-V3, Mamba, RWKV) the logits agree within 1e-4 in float32."""
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import KVCache, active_params, cache_class, kv_cache_bytes, num_params
@@ -102,9 +103,7 @@ def test_generate_equals_greedy_recomputation(name):
     m = randomize_norms(make(**VARIANTS[name]))
     prompt = torch.randint(0, 97, (2, 4))
     out = m.generate(prompt, 12, temperature=0)
-    ids = prompt
-    for _ in range(12):
-        ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, prompt, 12)
     assert torch.equal(out, ids)
 
 
@@ -121,9 +120,7 @@ def test_sliding_window_generation_runs_past_block_size_without_refilling():
     m = make(window=6, block_size=16)
     prompt = torch.randint(0, 97, (1, 5))
     out = m.generate(prompt, 40, temperature=0)  # 45 positions, block_size 16
-    ids = prompt
-    for _ in range(40):
-        ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, prompt, 40)
     assert torch.equal(out, ids)  # forward with the window sees what the ring kept
 
 

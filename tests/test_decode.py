@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models.decoder import Decoder, rope_matrix, unsupported
@@ -184,9 +185,7 @@ def test_a_variant_the_decoder_does_not_run_falls_back_to_forward_and_says_why(v
     assert name in unsupported(m)
     prompt = torch.randint(0, 97, (1, 5))
     out = m.generate(prompt, 6, temperature=0)
-    ids = prompt
-    for _ in range(6):  # greedy by recomputation, no cache
-        ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, prompt, 6)
     assert torch.equal(out, ids)
 
 

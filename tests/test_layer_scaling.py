@@ -4,6 +4,7 @@ cache are checked by hand; the cache equals recomputation; configs that cannot w
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import KVCache, as_arch, kv_cache_bytes, num_params
@@ -57,10 +58,7 @@ def test_the_cache_equals_recomputation():
         parts = [m(x[:, a:b], cache) for a, b in [(0, 8), (8, 9), (9, 20)]]
         assert torch.allclose(torch.cat(parts, dim=1), m(x), atol=1e-5)
     prompt = x[:, :3]
-    ids = prompt
-    with torch.no_grad():
-        for _ in range(6):
-            ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, prompt, 6)
     assert torch.equal(m.generate(prompt, 6, temperature=0), ids)
 
 

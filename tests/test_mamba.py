@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import cache_class, flops_per_token, kv_cache_bytes, num_params, state_bytes
@@ -83,9 +84,7 @@ def test_decoding_through_the_state_equals_recomputation(kw):
         parts = [m(x[:, a:b], cache) for a, b in [(0, 1), (1, 8), (8, 9), (9, 19)]]
         assert torch.allclose(torch.cat(parts, 1), m(x), atol=1e-5)
     out = m.generate(x[:, :3], 10, temperature=0)
-    ids = x[:, :3]
-    for _ in range(10):
-        ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, x[:, :3], 10)
     assert torch.equal(out, ids)
 
 

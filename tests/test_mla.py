@@ -4,6 +4,7 @@ and DeepSeek-V3's attention in transformers computes the same logits and reads b
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import kv_cache_bytes, kv_cache_bytes_per_token, num_params
@@ -89,10 +90,7 @@ def test_generation_uses_the_latent_cache_and_equals_greedy_recomputation():
     assert cache_class(m.config) is LatentCache
     prompt = torch.randint(0, 97, (2, 5))
     out = m.generate(prompt, 10, temperature=0)
-    ids = prompt
-    with torch.no_grad():
-        for _ in range(10):
-            ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, prompt, 10)
     assert torch.equal(out, ids)
 
 

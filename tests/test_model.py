@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import (
     TinyLM,
@@ -53,9 +54,7 @@ def test_kv_cache_generation_equals_full_recomputation(ffn, norm, pos):
     m = make(ffn=ffn, norm=norm, pos=pos)
     prompt = torch.randint(0, 97, (2, 7))
     out = m.generate(prompt, 20, temperature=0)
-    ref = prompt
-    for _ in range(20):  # no cache: recompute the whole sequence each step
-        ref = torch.cat([ref, m(ref)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ref = greedy_by_recomputation(m, prompt, 20)
     assert torch.equal(out, ref)
 
 

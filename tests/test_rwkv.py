@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import cache_class, kv_cache_bytes, num_params, state_bytes
@@ -87,9 +88,7 @@ def test_decoding_through_the_state_equals_recomputation(kw):
         parts = [m(x[:, a:b], cache) for a, b in [(0, 1), (1, 6), (6, 7), (7, 17)]]
         assert torch.allclose(torch.cat(parts, 1), m(x), atol=1e-5)
     out = m.generate(x[:, :3], 9, temperature=0)
-    ids = x[:, :3]
-    for _ in range(9):
-        ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, x[:, :3], 9)
     assert torch.equal(out, ids)
 
 

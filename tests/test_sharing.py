@@ -5,6 +5,7 @@ one place per run, and ``block_repeat=1`` is the plain TinyLM."""
 
 import pytest
 import torch
+from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.models import KVCache, flops_per_token, kv_cache_bytes, num_params
@@ -54,10 +55,7 @@ def test_the_cache_keeps_one_place_per_run_and_equals_recomputation():
         parts = [m(x[:, a:b], cache) for a, b in [(0, 8), (8, 9), (9, 20)]]
         assert torch.allclose(torch.cat(parts, dim=1), m(x), atol=1e-5)
     prompt = x[:, :4]
-    ids = prompt
-    with torch.no_grad():
-        for _ in range(8):
-            ids = torch.cat([ids, m(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    ids = greedy_by_recomputation(m, prompt, 8)
     assert torch.equal(m.generate(prompt, 8, temperature=0), ids)
 
 
