@@ -108,6 +108,20 @@ def test_a_sweep_writes_rows_logs_and_a_manifest_that_load_results_checks(tmp_pa
         sweep.load_results("nothing")
 
 
+def test_a_sweep_scores_the_probes_and_reports_the_expert_load(tmp_path):
+    exp = {
+        **TINY,
+        "runs": {"moe": {"model": {"n_experts": 3, "top_k": 1}}},
+        "seeds": [0],
+        "probes": {"tasks": ["icl_lookup"], "n_per_task": 8, "shots": [1, 5]},
+    }
+    (row,) = sweep.run_experiment(exp, tmp_path / "probes")
+    assert row["icl_lookup@chance"] == 0.25
+    assert {row["icl_lookup@1-shot"] * 8, row["icl_lookup@5-shot"] * 8} <= set(range(9))
+    (load,) = row["expert_load"]  # one layer, three experts, shares of its assignments
+    assert len(load) == 3 and sum(load) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_every_shipped_experiment_has_its_config_and_passes_its_checksums():
     shipped = sorted(p.name for p in sweep.experiments_dir().glob("*") if p.is_dir())
     for name in shipped:

@@ -56,8 +56,7 @@ def wkv(
     else:
         num, den, exp = (s.to(work) for s in state)
     out = []
-    for t in range(k.shape[1]):
-        kt, vt = k[:, t], v[:, t]
+    for kt, vt in zip(k.unbind(1), v.unbind(1)):  # unbind: one stacked gradient, not T slices
         # the output: the past sums plus the current token with its bonus
         top = torch.maximum(exp, u + kt)
         past, now = torch.exp(exp - top), torch.exp(u + kt - top)

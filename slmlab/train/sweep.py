@@ -7,11 +7,15 @@ each trained with every seed::
      "base": {"model": {...}, "data": {...}, "train": {...}},
      "runs": {"rmsnorm": {}, "layernorm": {"model": {"norm": "layernorm"}}, ...},
      "seeds": [0, 1],
-     "eval_lengths": [128, 256, 512]}
+     "eval_lengths": [128, 256, 512],
+     "probes": {"tasks": ["icl_lookup"], "n_per_task": 200, "shots": [1, 5]}}
 
 ``python -m slmlab sweep configs/experiments/NAME.json`` trains every (run, seed) on the same
 data, measures the validation loss at the end (and at each of ``eval_lengths`` tokens, for
-length extrapolation; ``null`` where the model cannot take that length), and writes
+length extrapolation; ``null`` where the model cannot take that length), runs the capability
+probes named in ``probes`` (:func:`slmlab.evaluate.suite`; a column ``"TASK@DIFFICULTY"`` per
+accuracy, e.g. ``"icl_lookup@5-shot"``), records how a mixture of experts spread the tokens of a
+validation batch over its experts (``expert_load``: per layer, each expert's share), and writes
 ``data/experiments/NAME/``: ``experiment.json`` (what was run), ``results.json`` (one row per run
 and seed), ``logs/RUN-sSEED.jsonl`` (each training history) and ``SHA256SUMS``. Notebooks read
 it with :func:`load_results`, which checks the checksums first; a test retrains the first steps
@@ -44,7 +48,8 @@ def load_experiment(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no experiment config at {path}")
     exp = json.loads(path.read_text(encoding="utf-8"))
-    unknown = sorted(set(exp) - {"name", "description", "base", "runs", "seeds", "eval_lengths"})
+    keys = {"name", "description", "base", "runs", "seeds", "eval_lengths", "probes"}
+    unknown = sorted(set(exp) - keys)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}")
     for key in ("name", "base", "runs"):
@@ -120,6 +125,10 @@ def run_experiment(
             for length in exp.get("eval_lengths", []):
                 loss = None if final is None else _loss_at(model, val_ids, length, 8)
                 row[f"val_loss@{length}"] = loss if loss is None or math.isfinite(loss) else None
+            if final is not None and exp.get("probes"):
+                row.update(probe_scores(model, tokenizer, **exp["probes"]))
+            if model.config.n_experts:
+                row["expert_load"] = expert_load(model, val_ids, cfg["train"]["seq_len"])
             rows.append(row)
             log = "".join(json.dumps(h) + "\n" for h in history)
             atomic_write_text(out / "logs" / f"{label}-s{seed}.jsonl", log)
@@ -127,6 +136,37 @@ def run_experiment(
             print(f"{label} seed {seed}: val loss {final} ({seconds:.0f} s)", flush=True)
     write_manifest(out)
     return rows
+
+
+def probe_scores(model, tokenizer, tasks, n_per_task: int = 100, shots=(0, 1, 5)) -> dict:
+    """The accuracy on each of the suite's ``tasks`` (at each number of ``shots`` for the
+    in-context ones), as ``{"TASK@DIFFICULTY": score}``, and each task's chance level
+(``"TASK@chance"``); the same items for every run."""
+    from ..evaluate import suite
+
+    table = suite(model, tokenizer, n_per_task=n_per_task, tasks=list(tasks), shots=list(shots))
+    table = table[table["metric"].isin(["acc", "exact_match"])]
+    scores = {f"{r.task}@{r.difficulty}": float(r.score) for r in table.itertuples()}
+    scores.update({f"{r.task}@chance": float(r.chance) for r in table.itertuples()})
+    return scores
+
+
+def expert_load(model, val_ids, seq_len: int, batch: int = 8) -> list[list[float]]:
+    """Each expert's share of the token-to-expert assignments of every mixture-of-experts layer,
+    over the first ``batch`` validation sequences (equal shares: a balanced router)."""
+    import torch
+
+    from ..models.moe import MoEFeedForward
+
+    n = batch * seq_len
+    x = torch.as_tensor(val_ids[:n], dtype=torch.long).view(batch, seq_len)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(x.to(model.device))
+    model.train(was_training)
+    loads = [m.last_load.float() for m in model.modules() if isinstance(m, MoEFeedForward)]
+    return [[round(float(v), 4) for v in load / load.sum()] for load in loads]
 
 
 def _active(model) -> int:
