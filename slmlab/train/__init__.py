@@ -11,6 +11,7 @@
 ``run``           :func:`train`: a TinyLM pre-trained from a run config (``python -m slmlab train``)
 ``sweep``         experiments: many runs from one config, results shipped in ``data/experiments``
                   (``python -m slmlab sweep``)
+``search``        architecture search on a budget: random and evolutionary, a training proxy
 ================  ==============================================================================
 """
 

@@ -140,8 +140,8 @@ def run_experiment(
 
 def probe_scores(model, tokenizer, tasks, n_per_task: int = 100, shots=(0, 1, 5)) -> dict:
     """The accuracy on each of the suite's ``tasks`` (at each number of ``shots`` for the
-    in-context ones), as ``{"TASK@DIFFICULTY": score}``, and each task's chance level
-(``"TASK@chance"``); the same items for every run."""
+        in-context ones), as ``{"TASK@DIFFICULTY": score}``, and each task's chance level
+    (``"TASK@chance"``); the same items for every run."""
     from ..evaluate import suite
 
     table = suite(model, tokenizer, n_per_task=n_per_task, tasks=list(tasks), shots=list(shots))
