@@ -133,7 +133,17 @@ def test_every_shipped_experiment_has_its_config_and_passes_its_checksums():
 
 
 @pytest.mark.parametrize(
-    "name,label", [("block-choices", None), ("attention", "MLA r=32"), ("attention", "window 32")]
+    "name,label",
+    [
+        ("block-choices", None),
+        ("attention", "MLA r=32"),
+        ("attention", "window 32"),
+        ("shape", "repeat x2"),
+        ("shape", "layer-wise"),
+        ("beyond-attention", "Mamba"),
+        ("beyond-attention", "RWKV"),
+        ("beyond-attention", "MoE 4 x top-1, same total"),
+    ],
 )
 def test_a_shipped_experiments_first_steps_reproduce_from_its_config(name, label):
     exp, _ = sweep.load_results(name)
