@@ -12,3 +12,16 @@ def greedy_by_recomputation(model, prompt: torch.Tensor, n: int) -> torch.Tensor
     for _ in range(n):
         ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
     return ids
+
+
+@torch.no_grad()
+def through_the_cache(model, ids: torch.Tensor, cuts: list[int]) -> torch.Tensor:
+    """The logits of ``ids`` (B, T) fed in pieces, ending at each of ``cuts`` and then at T,
+    through the cache generation would use (:func:`slmlab.models.cache_class`): what a single
+    full forward must equal."""
+    from slmlab.models import cache_class
+
+    B, T = ids.shape
+    cache = cache_class(model.config)(model.config, B, T, "cpu", torch.float32)
+    bounds = [0, *cuts, T]
+    return torch.cat([model(ids[:, a:b], cache) for a, b in zip(bounds, bounds[1:])], dim=1)
