@@ -36,14 +36,20 @@ DEFAULT_SPACE: dict[str, list] = {
 }
 
 
-def candidate_config(base: dict, fields: dict) -> TinyLMConfig | None:
-    """The TinyLMConfig of ``base`` (model options) with ``fields`` changed, or None when
-    TinyLMConfig refuses the combination (``ffn_ratio`` replaces a fixed ``d_ff``)."""
+def with_fields(base: dict, fields: dict) -> dict:
+    """Model options ``base`` with ``fields`` changed; an ``ffn_ratio`` among the fields replaces
+    a fixed ``d_ff`` of the base (which would otherwise win)."""
     options = {**base, **fields}
     if "ffn_ratio" in fields:
         options.pop("d_ff", None)
+    return options
+
+
+def candidate_config(base: dict, fields: dict) -> TinyLMConfig | None:
+    """The TinyLMConfig of ``base`` (model options) with ``fields`` changed (:func:`with_fields`),
+    or None when TinyLMConfig refuses the combination."""
     try:
-        return TinyLMConfig(**options)
+        return TinyLMConfig(**with_fields(base, fields))
     except ValueError:
         return None
 
@@ -102,7 +108,7 @@ def mutate(fields: dict, space: dict, rng: random.Random) -> dict:
     return {**fields, name: choices[j]}
 
 
-def _draw(budget: _Budget, rng: random.Random, make, tries: int) -> tuple[dict, int]:
+def _draw(budget: _Budget, make, tries: int) -> tuple[dict, int]:
     for _ in range(tries):
         fields = make()
         params = budget.params(fields)
@@ -127,7 +133,7 @@ def random_search(
     """Score ``n`` distinct candidates drawn at random from ``space`` within the budget."""
     budget, rng = _Budget(space, base, score, max_params, min_params), random.Random(seed)
     for _ in range(n):
-        fields, params = _draw(budget, rng, lambda: sample(space, rng), tries)
+        fields, params = _draw(budget, lambda: sample(space, rng), tries)
         budget.evaluate(fields, params, "random")
     return budget.rows
 
@@ -154,11 +160,11 @@ def evolutionary_search(
     budget, rng = _Budget(space, base, score, max_params, min_params), random.Random(seed)
     members: list[tuple[dict, float]] = []
     for _ in range(population):
-        fields, params = _draw(budget, rng, lambda: sample(space, rng), tries)
+        fields, params = _draw(budget, lambda: sample(space, rng), tries)
         members.append((fields, budget.evaluate(fields, params, "random")))
     for _ in range(n - population):
         parent = min(rng.sample(members, tournament), key=lambda m: m[1])[0]
-        fields, params = _draw(budget, rng, lambda: mutate(parent, space, rng), tries)
+        fields, params = _draw(budget, lambda: mutate(parent, space, rng), tries)
         members.append((fields, budget.evaluate(fields, params, "evolution")))
         members.pop(0)  # the oldest leaves, however good: "regularised" evolution
     return budget.rows
@@ -175,9 +181,7 @@ def proxy_loss(run_config: dict, steps: int, data) -> Callable[[dict], float]:
 
     def score(fields: dict) -> float:
         cfg = copy.deepcopy(run_config)
-        cfg["model"] = {**cfg.get("model", {}), **fields}
-        if "ffn_ratio" in fields:
-            cfg["model"].pop("d_ff", None)
+        cfg["model"] = with_fields(cfg.get("model", {}), fields)
         cfg["train"].update(max_steps=steps, eval_every=steps, out_dir=None, progress=False)
         cfg["train"]["warmup_steps"] = min(cfg["train"].get("warmup_steps", 0), steps // 4)
         loss = train(cfg, resume=False, data=data).final_val_loss
