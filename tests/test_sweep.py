@@ -122,11 +122,62 @@ def test_a_sweep_scores_the_probes_and_reports_the_expert_load(tmp_path):
     assert len(load) == 3 and sum(load) == pytest.approx(1.0, abs=1e-3)
 
 
+SEARCH = {
+    "space": {"n_layer": [1, 2], "d_model": [32, 48], "tie_embeddings": [False, True]},
+    "max_params": 150_000,
+    "proxy_steps": 2,
+    "strategies": {"random": {"n": 3}, "evolution": {"n": 3, "population": 2, "tournament": 1}},
+    "retrain": 1,
+}
+
+
+def test_a_sweep_with_a_search_trains_its_best_candidate_beside_the_base(tmp_path, monkeypatch):
+    exp = {**TINY, "runs": {"base": {}}, "seeds": [0], "eval_lengths": [], "search": SEARCH}
+    rows = sweep.run_experiment(exp, tmp_path / "nas")
+    monkeypatch.setattr(sweep, "experiments_dir", lambda: tmp_path)
+    shipped, _ = sweep.load_results("nas")
+    candidates = sweep.shipped_search("nas")
+    assert [r["search"] for r in candidates] == ["random"] * 3 + ["evolution"] * 3
+    assert all(r["params"] <= 150_000 for r in candidates)
+    best = min(candidates, key=lambda r: r["score"])
+    assert list(shipped["runs"]) == ["base", "search #1"]  # what was trained, in order
+    change = shipped["runs"]["search #1"]["model"]
+    assert {k: change[k] for k in SEARCH["space"]} == {k: best[k] for k in SEARCH["space"]}
+    assert [r["run"] for r in rows] == ["base", "search #1"]
+    assert rows[1]["proxy_loss"] == best["score"] and rows[1]["params"] == best["params"]
+    assert rows[0]["proxy_loss"] > 0 and rows[0]["steps"] == rows[1]["steps"] == 6
+    shipped_losses, again = sweep.first_steps("nas", "search #1", 0, steps=2)
+    assert again == pytest.approx(shipped_losses, rel=1e-4)
+    (tmp_path / "none").mkdir()
+    sweep.write_manifest(tmp_path / "none")  # an experiment without a search
+    with pytest.raises(ValueError, match="ran no architecture search"):
+        sweep.shipped_search("none")
+
+
+@pytest.mark.parametrize(
+    "search,match",
+    [
+        ({**SEARCH, "budget": 1}, "unknown search key"),
+        ({k: v for k, v in SEARCH.items() if k != "max_params"}, "needs 'max_params'"),
+        ({**SEARCH, "strategies": {"annealing": {}}}, "unknown search strategy"),
+    ],
+)
+def test_bad_searches_are_refused(tmp_path, search, match):
+    with pytest.raises(ValueError, match=match):
+        sweep.load_experiment(write(tmp_path, {**TINY, "search": search}))
+    with pytest.raises(ValueError, match="are the search's"):
+        exp = {**TINY, "runs": {"search #1": {}}, "search": SEARCH}
+        sweep.load_experiment(write(tmp_path, exp))
+
+
 def test_every_shipped_experiment_has_its_config_and_passes_its_checksums():
     shipped = sorted(p.name for p in sweep.experiments_dir().glob("*") if p.is_dir())
     for name in shipped:
         exp, rows = sweep.load_results(name)
         config = sweep.load_experiment(PROJECT_ROOT / "configs" / "experiments" / f"{name}.json")
+        searched = {k: v for k, v in exp["runs"].items() if k.startswith(sweep.SEARCHED)}
+        assert len(searched) == config.get("search", {}).get("retrain", 2 if searched else 0)
+        config["runs"].update(searched)  # the search's best, added when it ran
         assert config == exp, f"configs/experiments/{name}.json differs from what was shipped"
         assert {r["run"] for r in rows} == set(exp["runs"])
         assert len(rows) == len(exp["runs"]) * len(exp.get("seeds", [0]))

@@ -188,3 +188,76 @@ def proxy_loss(run_config: dict, steps: int, data) -> Callable[[dict], float]:
         return loss if loss is not None and math.isfinite(loss) else math.inf
 
     return score
+
+
+STRATEGIES = {"random": random_search, "evolution": evolutionary_search}
+SPEC_KEYS = {"space", "max_params", "min_params", "proxy_steps", "strategies", "seed", "retrain"}
+
+
+def check_spec(spec: dict) -> None:
+    """Refuse a search spec (an experiment's ``"search"`` section) with unknown keys, no budget,
+    or a strategy that is not in :data:`STRATEGIES`."""
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise ValueError(f"unknown search key(s) {unknown}; known: {sorted(SPEC_KEYS)}")
+    for key in ("max_params", "strategies"):
+        if key not in spec:
+            raise ValueError(f"a search needs {key!r}")
+    bad = sorted(set(spec["strategies"]) - set(STRATEGIES))
+    if bad:
+        raise ValueError(f"unknown search strategy {bad}; known: {sorted(STRATEGIES)}")
+
+
+def run_search(spec: dict, run_config: dict, data) -> tuple[list[dict], list[dict]]:
+    """Every strategy of ``spec`` searched with the same proxy (:func:`proxy_loss` on the run
+    ``run_config``, ``proxy_steps`` steps) and the same budget; returns ``(candidates, best)``:
+    one row per candidate each strategy scored (column ``search`` names the strategy; a candidate
+    two strategies drew is trained once), and the ``retrain`` distinct best candidates, best
+    first, as ``(model options, proxy score)`` (an ``ffn_ratio`` turned into the ``d_ff`` it
+    gives).
+
+    ``spec``: ``space`` (default :data:`DEFAULT_SPACE`), ``max_params``, ``min_params``,
+    ``proxy_steps`` (default 100), ``strategies`` (name -> keyword arguments, e.g.
+    ``{"evolution": {"n": 20, "population": 6}}``), ``seed`` and ``retrain`` (default 2)."""
+    check_spec(spec)
+    space = spec.get("space", DEFAULT_SPACE)
+    model = {
+        "vocab_size": data[0].vocab_size,
+        "block_size": run_config["train"]["seq_len"],
+        **run_config.get("model", {}),
+    }
+    proxy = proxy_loss(run_config, spec.get("proxy_steps", 100), data)
+    seen: dict[tuple, float] = {}
+
+    def score(fields: dict) -> float:
+        if _key(fields) not in seen:
+            seen[_key(fields)] = proxy(fields)
+        return seen[_key(fields)]
+
+    candidates = []
+    for name, options in spec["strategies"].items():
+        rows = STRATEGIES[name](
+            space,
+            model,
+            score,
+            max_params=spec["max_params"],
+            min_params=spec.get("min_params", 0),
+            seed=spec.get("seed", 0),
+            **options,
+        )
+        candidates += [{"search": name, **row} for row in rows]
+    best: list[tuple[dict, float]] = []
+    for row in sorted(candidates, key=lambda r: r["score"]):
+        fields = model_options(model, {name: row[name] for name in space})
+        if all(fields != kept for kept, _ in best):
+            best.append((fields, row["score"]))
+    return candidates, best[: spec.get("retrain", 2)]
+
+
+def model_options(base: dict, fields: dict) -> dict:
+    """``fields`` as the model options a run config takes: an ``ffn_ratio`` becomes the ``d_ff``
+    it gives on ``base`` (which a base's own ``d_ff`` would otherwise override)."""
+    options = {k: v for k, v in fields.items() if k != "ffn_ratio"}
+    if "ffn_ratio" in fields:
+        options["d_ff"] = candidate_config(base, fields).hidden_dim
+    return options

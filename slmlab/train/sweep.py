@@ -17,7 +17,13 @@ probes named in ``probes`` (:func:`slmlab.evaluate.suite`; a column ``"TASK@DIFF
 accuracy, e.g. ``"icl_lookup@5-shot"``), records how a mixture of experts spread the tokens of a
 validation batch over its experts (``expert_load``: per layer, each expert's share), and writes
 ``data/experiments/NAME/``: ``experiment.json`` (what was run), ``results.json`` (one row per run
-and seed), ``logs/RUN-sSEED.jsonl`` (each training history) and ``SHA256SUMS``. Notebooks read
+and seed), ``logs/RUN-sSEED.jsonl`` (each training history) and ``SHA256SUMS``.
+
+An experiment with a ``"search"`` section (:func:`slmlab.train.search.run_search`: a search
+space, a parameter budget, a proxy of a few training steps and the strategies) first searches
+the architecture from its base, writes every scored candidate to ``search.json``, and adds the
+best candidates to its runs as ``"search #1"``, ``"search #2"``, ... : they are trained at the
+full budget beside the hand-designed runs, each row with its ``proxy_loss``. Notebooks read
 it with :func:`load_results`, which checks the checksums first; a test retrains the first steps
 of a shipped run from its config and compares them with its log (:func:`first_steps`).
 """
@@ -34,8 +40,10 @@ from ..checkpoint import MANIFEST, CheckpointError, read_manifest, write_manifes
 from ..utils import PROJECT_ROOT, atomic_write_json, atomic_write_text, data_dir, sha256_file
 from .data import evaluate_loss, prepare_data
 from .run import train
+from .search import check_spec, proxy_loss, run_search
 
 SECTIONS = ("model", "data", "train")
+SEARCHED = "search #"  # the label of the search's k-th best candidate: "search #k"
 
 
 def experiments_dir() -> Path:
@@ -48,7 +56,7 @@ def load_experiment(path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no experiment config at {path}")
     exp = json.loads(path.read_text(encoding="utf-8"))
-    keys = {"name", "description", "base", "runs", "seeds", "eval_lengths", "probes"}
+    keys = {"name", "description", "base", "runs", "seeds", "eval_lengths", "probes", "search"}
     unknown = sorted(set(exp) - keys)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}")
@@ -59,6 +67,10 @@ def load_experiment(path) -> dict:
         bad = sorted(set(change) - set(SECTIONS))
         if bad:
             raise ValueError(f"run {label!r} changes {bad}; a run changes only {SECTIONS}")
+        if "search" in exp and label.startswith(SEARCHED):
+            raise ValueError(f"run {label!r}: labels starting {SEARCHED!r} are the search's")
+    if "search" in exp:
+        check_spec(exp["search"])
     return exp
 
 
@@ -97,8 +109,12 @@ def run_experiment(
         run_config(exp, label, 0)  # unknown labels fail before any training
         if exp["runs"][label].get("data"):
             raise ValueError(f"run {label!r} changes the data: every run of a sweep shares it")
-    tokenizer, train_ids, val_ids = prepare_data(run_config(exp, labels[0], 0)["data"])
+    data = tokenizer, train_ids, val_ids = prepare_data(run_config(exp, labels[0], 0)["data"])
     (out / "logs").mkdir(parents=True, exist_ok=True)
+    proxies = {}
+    if "search" in exp and only is None:
+        exp, proxies = _search(exp, data, out, max_steps)
+        labels = list(exp["runs"])
     atomic_write_json(out / "experiment.json", exp)
     rows = []
     for label in labels:
@@ -122,6 +138,8 @@ def run_experiment(
                 "diverged": final is None,
                 "seconds": round(seconds, 1),
             }
+            if label in proxies:
+                row["proxy_loss"] = proxies[label]
             for length in exp.get("eval_lengths", []):
                 loss = None if final is None else _loss_at(model, val_ids, length, 8)
                 row[f"val_loss@{length}"] = loss if loss is None or math.isfinite(loss) else None
@@ -136,6 +154,24 @@ def run_experiment(
             print(f"{label} seed {seed}: val loss {final} ({seconds:.0f} s)", flush=True)
     write_manifest(out)
     return rows
+
+
+def _search(exp: dict, data, out: Path, max_steps: int | None) -> tuple[dict, dict]:
+    """Run the experiment's architecture search (:func:`slmlab.train.search.run_search`), write
+    its candidates to ``search.json`` and return the experiment with the best candidates added
+    as runs ``"search #1"``, ... (what is then trained), and each run's proxy score."""
+    spec = dict(exp["search"])
+    if max_steps is not None:
+        spec["proxy_steps"] = min(spec.get("proxy_steps", 100), max_steps)
+    cfg = run_config({**exp, "runs": {"base": {}}}, "base", spec.get("seed", 0))
+    candidates, best = run_search(spec, cfg, data)
+    atomic_write_json(out / "search.json", candidates)
+    proxy = proxy_loss(cfg, spec.get("proxy_steps", 100), data)
+    scores = {label: proxy(change.get("model", {})) for label, change in exp["runs"].items()}
+    runs = dict(exp["runs"])
+    for k, (fields, score) in enumerate(best, 1):
+        runs[f"{SEARCHED}{k}"], scores[f"{SEARCHED}{k}"] = {"model": fields}, score
+    return {**exp, "runs": runs}, scores
 
 
 def probe_scores(model, tokenizer, tasks, n_per_task: int = 100, shots=(0, 1, 5)) -> dict:
@@ -200,6 +236,14 @@ def load_results(name: str) -> tuple[dict, list[dict]]:
     folder = verify_experiment(name)
     exp = json.loads((folder / "experiment.json").read_text(encoding="utf-8"))
     return exp, json.loads((folder / "results.json").read_text(encoding="utf-8"))
+
+
+def shipped_search(name: str) -> list[dict]:
+    """The candidates a shipped experiment's architecture search scored (``search.json``)."""
+    folder = verify_experiment(name)
+    if not (folder / "search.json").is_file():
+        raise ValueError(f"experiment {name!r} ran no architecture search")
+    return json.loads((folder / "search.json").read_text(encoding="utf-8"))
 
 
 def shipped_log(name: str, label: str, seed: int) -> list[dict]:
