@@ -148,8 +148,11 @@ def test_a_sweep_with_a_search_trains_its_best_candidate_beside_the_base(tmp_pat
     assert rows[0]["proxy_loss"] > 0 and rows[0]["steps"] == rows[1]["steps"] == 6
     shipped_losses, again = sweep.first_steps("nas", "search #1", 0, steps=2)
     assert again == pytest.approx(shipped_losses, rel=1e-4)
-    (tmp_path / "none").mkdir()
-    sweep.write_manifest(tmp_path / "none")  # an experiment without a search
+    plain = tmp_path / "none"  # an experiment without a search
+    plain.mkdir()
+    (plain / "experiment.json").write_text(json.dumps(TINY))
+    (plain / "results.json").write_text("[]")
+    sweep.write_manifest(plain)
     with pytest.raises(ValueError, match="ran no architecture search"):
         sweep.shipped_search("none")
 
@@ -194,6 +197,7 @@ def test_every_shipped_experiment_has_its_config_and_passes_its_checksums():
         ("beyond-attention", "Mamba"),
         ("beyond-attention", "RWKV"),
         ("beyond-attention", "MoE 4 x top-1, same total"),
+        ("search", "search #1"),
     ],
 )
 def test_a_shipped_experiments_first_steps_reproduce_from_its_config(name, label):
