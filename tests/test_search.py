@@ -99,3 +99,29 @@ def test_the_training_proxy_scores_a_shape_by_its_short_run_loss():
     other = score({"n_layer": 2, "d_model": 48, "ffn_ratio": 2.0})
     assert math.isfinite(small) and math.isfinite(other) and small != other
     assert run["model"]["d_ff"] == 48  # the base run config is left as it was
+
+
+def test_run_search_scores_each_candidate_once_across_strategies():
+    calls = []
+
+    def score(fields):
+        calls.append(search._key(fields))
+        return params_of(fields) / 1e6  # smaller is better: a known order
+
+    spec = {
+        "space": SPACE,
+        "max_params": 90_000,
+        "strategies": {"random": {"n": 5}, "evolution": {"n": 8, "population": 3}},
+        "retrain": 2,
+    }
+    candidates, best = search.run_search(spec, BASE, search.memoised(score))
+    assert [r["search"] for r in candidates] == ["random"] * 5 + ["evolution"] * 8
+    assert len(calls) == len(set(calls))  # the shared start is trained once
+    first = [r["score"] for r in candidates[:3]]
+    assert [r["score"] for r in candidates[5:8]] == first  # the same seed: the same start
+    ranked = sorted(candidates, key=lambda r: r["score"])
+    (top, top_score), (second, _) = best
+    assert top_score == ranked[0]["score"] and top != second
+    assert "ffn_ratio" not in top  # run-config options: the ratio is a width
+    fields = {name: ranked[0][name] for name in SPACE}
+    assert top["d_ff"] == search.candidate_config(BASE, fields).hidden_dim

@@ -208,37 +208,38 @@ def check_spec(spec: dict) -> None:
         raise ValueError(f"unknown search strategy {bad}; known: {sorted(STRATEGIES)}")
 
 
-def run_search(spec: dict, run_config: dict, data) -> tuple[list[dict], list[dict]]:
-    """Every strategy of ``spec`` searched with the same proxy (:func:`proxy_loss` on the run
-    ``run_config``, ``proxy_steps`` steps) and the same budget; returns ``(candidates, best)``:
-    one row per candidate each strategy scored (column ``search`` names the strategy; a candidate
-    two strategies drew is trained once), and the ``retrain`` distinct best candidates, best
-    first, as ``(model options, proxy score)`` (an ``ffn_ratio`` turned into the ``d_ff`` it
-    gives).
+def memoised(score: Callable[[dict], float]) -> Callable[[dict], float]:
+    """``score``, computed once for each distinct set of fields (so that two strategies, or a
+    strategy and a hand-designed run, that reach the same candidate train it once)."""
+    seen: dict[tuple, float] = {}
+
+    def once(fields: dict) -> float:
+        if _key(fields) not in seen:
+            seen[_key(fields)] = score(fields)
+        return seen[_key(fields)]
+
+    return once
+
+
+def run_search(
+    spec: dict, base: dict, score: Callable[[dict], float]
+) -> tuple[list[dict], list[tuple[dict, float]]]:
+    """Every strategy of ``spec`` searched from the model options ``base`` with the same
+    ``score`` (e.g. :func:`memoised` :func:`proxy_loss`) and the same budget; returns
+    ``(candidates, best)``: one row per candidate each strategy scored (column ``search`` names
+    the strategy), and the ``retrain`` distinct best candidates, best first, as ``(model options,
+    score)`` (an ``ffn_ratio`` turned into the ``d_ff`` it gives).
 
     ``spec``: ``space`` (default :data:`DEFAULT_SPACE`), ``max_params``, ``min_params``,
-    ``proxy_steps`` (default 100), ``strategies`` (name -> keyword arguments, e.g.
+    ``proxy_steps`` (for the caller's proxy), ``strategies`` (name -> keyword arguments, e.g.
     ``{"evolution": {"n": 20, "population": 6}}``), ``seed`` and ``retrain`` (default 2)."""
     check_spec(spec)
     space = spec.get("space", DEFAULT_SPACE)
-    model = {
-        "vocab_size": data[0].vocab_size,
-        "block_size": run_config["train"]["seq_len"],
-        **run_config.get("model", {}),
-    }
-    proxy = proxy_loss(run_config, spec.get("proxy_steps", 100), data)
-    seen: dict[tuple, float] = {}
-
-    def score(fields: dict) -> float:
-        if _key(fields) not in seen:
-            seen[_key(fields)] = proxy(fields)
-        return seen[_key(fields)]
-
     candidates = []
     for name, options in spec["strategies"].items():
         rows = STRATEGIES[name](
             space,
-            model,
+            base,
             score,
             max_params=spec["max_params"],
             min_params=spec.get("min_params", 0),
@@ -248,7 +249,7 @@ def run_search(spec: dict, run_config: dict, data) -> tuple[list[dict], list[dic
         candidates += [{"search": name, **row} for row in rows]
     best: list[tuple[dict, float]] = []
     for row in sorted(candidates, key=lambda r: r["score"]):
-        fields = model_options(model, {name: row[name] for name in space})
+        fields = model_options(base, {name: row[name] for name in space})
         if all(fields != kept for kept, _ in best):
             best.append((fields, row["score"]))
     return candidates, best[: spec.get("retrain", 2)]

@@ -40,7 +40,7 @@ from ..checkpoint import MANIFEST, CheckpointError, read_manifest, write_manifes
 from ..utils import PROJECT_ROOT, atomic_write_json, atomic_write_text, data_dir, sha256_file
 from .data import evaluate_loss, prepare_data
 from .run import train
-from .search import check_spec, proxy_loss, run_search
+from .search import check_spec, memoised, proxy_loss, run_search
 
 SECTIONS = ("model", "data", "train")
 SEARCHED = "search #"  # the label of the search's k-th best candidate: "search #k"
@@ -164,10 +164,11 @@ def _search(exp: dict, data, out: Path, max_steps: int | None) -> tuple[dict, di
     if max_steps is not None:
         spec["proxy_steps"] = min(spec.get("proxy_steps", 100), max_steps)
     cfg = run_config({**exp, "runs": {"base": {}}}, "base", spec.get("seed", 0))
-    candidates, best = run_search(spec, cfg, data)
+    base = {"vocab_size": data[0].vocab_size, "block_size": cfg["train"]["seq_len"]}
+    score = memoised(proxy_loss(cfg, spec.get("proxy_steps", 100), data))
+    candidates, best = run_search(spec, {**base, **cfg["model"]}, score)
     atomic_write_json(out / "search.json", candidates)
-    proxy = proxy_loss(cfg, spec.get("proxy_steps", 100), data)
-    scores = {label: proxy(change.get("model", {})) for label, change in exp["runs"].items()}
+    scores = {label: score(change.get("model", {})) for label, change in exp["runs"].items()}
     runs = dict(exp["runs"])
     for k, (fields, score) in enumerate(best, 1):
         runs[f"{SEARCHED}{k}"], scores[f"{SEARCHED}{k}"] = {"model": fields}, score
