@@ -170,8 +170,8 @@ def _search(exp: dict, data, out: Path, max_steps: int | None) -> tuple[dict, di
     atomic_write_json(out / "search.json", candidates)
     scores = {label: score(change.get("model", {})) for label, change in exp["runs"].items()}
     runs = dict(exp["runs"])
-    for k, (fields, score) in enumerate(best, 1):
-        runs[f"{SEARCHED}{k}"], scores[f"{SEARCHED}{k}"] = {"model": fields}, score
+    for k, (fields, proxy) in enumerate(best, 1):
+        runs[f"{SEARCHED}{k}"], scores[f"{SEARCHED}{k}"] = {"model": fields}, proxy
     return {**exp, "runs": runs}, scores
 
 
