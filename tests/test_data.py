@@ -60,7 +60,34 @@ def test_a_kind_stream_does_not_depend_on_the_mix():
     assert only_math == mixed
 
 
+# sha256 of the first 200,000 characters of the train split of version 1, the corpus of Part 3's
+# shipped experiments (and of the reference models before version 2): it must never change
+VERSION_1_FINGERPRINT = "539c4a820ae5a4470c3b2e46633f90cf794282667f87ce21badc7c5fb63291eb"
+
+
+def test_corpus_version_1_stays_byte_identical_and_2_is_the_default():
+    import hashlib
+
+    v1 = D.corpus_text("train", 200_000, version=1)
+    assert hashlib.sha256(v1.encode("utf-8")).hexdigest() == VERSION_1_FINGERPRINT
+    assert D.CORPUS_VERSION == 2 and D.DEFAULT_MIX == D.MIXES[2]
+    assert D.corpus_text("train", 50_000) == D.corpus_text("train", 50_000, version=2)
+    v2 = D.corpus_text("train", 200_000)
+    # what version 2 adds: new things named by invented words, two-step word problems
+    train_words = set(D.SECRET_WORDS["train"])
+
+    def invented_words_in_stories(version):  # (a few invented words are English: "ran")
+        stories = D.documents("train", 300, mix={"story": 1.0}, version=version)
+        return {w for d in stories for w in re.findall(r"[a-z]+", d)} & train_words
+
+    assert len(invented_words_in_stories(1)) < 10 < 200 < len(invented_words_in_stories(2))
+    assert re.search(r"\n\d+ [+-] \d+ = \d+\n\d+ [+-] \d+ = \d+\nAnswer:", v2)
+    assert not re.search(r"\n\d+ [+-] \d+ = \d+\n\d+ [+-] \d+ = \d+\nAnswer:", v1)
+
+
 def test_bad_arguments_are_refused_clearly():
+    with pytest.raises(ValueError, match=r"TinyTales has versions \[1, 2\]"):
+        next(D.iter_documents("train", version=3))
     with pytest.raises(ValueError, match="split must be one of"):
         next(D.iter_documents("training"))
     with pytest.raises(ValueError, match="unknown document kind"):
@@ -172,17 +199,25 @@ def test_programs_print_what_the_corpus_says():
 
 
 def test_word_problems_are_right_and_small():
-    probs = [
-        m
-        for d in take(n=300, mix={"math": 1.0})
-        for m in re.findall(r"Problem: (.*)\n(\d+) ([+-]) (\d+) = (\d+)\nAnswer: (\d+)", d)
-    ]
-    assert len(probs) > 500
-    for q, x, op, y, z, ans in probs:
+    docs = take(n=300, mix={"math": 1.0})
+    step = r"(\d+) ([+-]) (\d+) = (\d+)"
+    one = [m for d in docs for m in re.findall(rf"Problem: (.*)\n{step}\nAnswer: (\d+)", d)]
+    assert len(one) > 400
+    for q, x, op, y, z, ans in one:
         x, y, z = int(x), int(y), int(z)
         assert z == (x + y if op == "+" else x - y) == int(ans)
-        assert 0 <= z <= 99 and f"{x}" in q and f"{y}" in q
+        assert 0 <= z <= (999 if max(x, y) >= 100 else 99) and f"{x}" in q and f"{y}" in q
         assert ("plus" not in q or op == "+") and ("minus" not in q or op == "-")
+    assert any(max(int(x), int(y)) >= 100 for _, x, _, y, _, _ in one)  # three-digit, rarely
+    # two operations: the second line works on the first line's result; add one way, take
+    # away the other
+    two = [m for d in docs for m in re.findall(rf"Problem: (.*)\n{step}\n{step}\nAnswer: (\d+)", d)]
+    assert len(two) > 100
+    for q, x, op, y, s_, s2, op2, z, t, ans in two:
+        x, y, s_, s2, z, t = map(int, (x, y, s_, s2, z, t))
+        assert s_ == (x + y if op == "+" else x - y) == s2 and {op, op2} == {"+", "-"}
+        assert t == (s_ + z if op2 == "+" else s_ - z) == int(ans) >= 0
+        assert all(f"{v}" in q for v in (x, y, z))
 
 
 def test_stories_read_as_sentences():
@@ -200,10 +235,24 @@ def test_stories_read_as_sentences():
 def test_probe_items_are_deterministic_and_well_formed():
     assert I.commonsense_items(50, seed=1) == I.commonsense_items(50, seed=1)
     assert I.commonsense_items(50, seed=1) != I.commonsense_items(50, seed=2)
-    items = I.commonsense_items(300)
+    items = I.commonsense_items(600)
     assert set(Counter(it["kind"] for it in items)) == set(I.COMMONSENSE_KINDS)
+    test_words = set(D.SECRET_WORDS["test"])
     for it in items:
+        assert it["difficulty"] == I.COMMONSENSE_DIFFICULTY[it["kind"]]
         assert len(it["options"]) == 4 == len(set(it["options"]))
+        if it["kind"] in ("new_thing", "new_thing_feel", "two_things"):
+            # the new thing is an invented word of the test bucket, never in training text;
+            # the right option is what its material does, whatever the context says it is
+            thing = it["context"].rsplit(" ", 1)[1]
+            assert thing in test_words
+            right = D.past(D.MATERIALS[it["material"]][it["action"]])
+            assert it["options"][it["label"]] == f" {right}."
+            said = it["material"] if it["kind"] != "new_thing_feel" else None
+            assert said is None or f"made of {said}" in it["context"]
+            if said is None:
+                assert D.MATERIALS[it["material"]]["feel"] in it["context"]
+                assert "made of" not in it["context"]
         assert all(o.startswith(" ") for o in it["options"]) and 0 <= it["label"] < 4
         if it["kind"] == "material":
             assert (it["object"], it["action"]) in D.HELD_OUT

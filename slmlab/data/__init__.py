@@ -37,8 +37,11 @@ probe items that ask about this world live in :mod:`slmlab.evaluate.items`.
 
 from .loaders import HUB_DATASETS, load_text_dataset
 from .stream import (
+    CORPUS_VERSION,
+    CORPUS_VERSIONS,
     DEFAULT_MIX,
     KINDS,
+    MIXES,
     corpus_stats,
     corpus_text,
     documents,
@@ -82,6 +85,9 @@ __all__ = [
     "kind_of",
     "corpus_stats",
     "DEFAULT_MIX",
+    "MIXES",
+    "CORPUS_VERSION",
+    "CORPUS_VERSIONS",
     "KINDS",
     "SPLITS",
     "split_of",

@@ -1,6 +1,8 @@
 """Stories, the TinyTales writer's main kind of document: a child goes out with a friend, two to
-four events happen (an object dropped, put in water or near a fire; an animal; the weather; food; a
-friend; a feeling; a thing found where it belongs) and the day ends with a feeling.
+four events happen (an object dropped, put in water or near a fire; from corpus version 2, a new
+thing, named by an invented word, whose fate only what it is made of tells; an animal; the
+weather; food; a friend; a feeling; a thing found where it belongs) and the day ends with a
+feeling.
 
 :class:`StoryWriter` writes them, with the helpers every kind of document uses (a person, an
 object, a description); :class:`slmlab.data.writer.Writer` adds the other kinds."""
@@ -20,6 +22,7 @@ from .world import (
     HELD_OUT,
     KIN,
     MATERIAL_OF,
+    MATERIALS,
     NAMES,
     OBJECT_INFO,
     OBJECTS,
@@ -27,6 +30,7 @@ from .world import (
     PLACE_OF,
     PLACES,
     PRONOUNS,
+    SECRET_WORDS,
     SIZES,
     TIMES,
     TOYS,
@@ -43,7 +47,8 @@ from .world import (
 
 class StoryWriter:
     """Stories and the helpers of every kind of document, from ``self.r``, the seeded
-    ``random.Random`` that :class:`slmlab.data.writer.Writer` is made with."""
+    ``random.Random`` that :class:`slmlab.data.writer.Writer` is made with, ``self.split``,
+    whose invented words name the new things, and ``self.version``, the corpus version."""
 
     # ---------------------------------------------------------------- helpers
     def person(self, avoid: str | None = None):
@@ -120,7 +125,7 @@ class StoryWriter:
             self._friend_event,
             self._feeling_event,
             self._find_event,
-        ]
+        ] + [self._new_thing_event] * (2 * (self.version >= 2))  # new things from version 2
         for ev in r.sample(events, r.randint(2, 4)):
             s += ev(ctx)
         good = r.random() < 0.7
@@ -231,6 +236,64 @@ class StoryWriter:
             out.append(
                 r.choice([f'"Look!" said {name}.', f"{name} laughed.", f'"Wow," said {friend}.'])
             )
+        return out
+
+    def _new_thing_event(self, c):
+        """A thing no one knows, named by an invented word of the split: what happens to it can
+        only be worked out from what the story says it is made of (one step: the material and
+        the rule), from how it feels (two steps: the feel gives the material), or, with a second
+        new thing beside it, from the material of the right one."""
+        r = self.r
+        name, he, friend = c["name"], c["he"], c["friend"]
+        action = r.choice(ACTIONS)
+        m = r.choice(list(MATERIALS))
+        thing, other = r.sample(SECRET_WORDS[self.split], 2)
+        k = r.random()
+        if k < 0.45:  # the material stated
+            out = [
+                r.choice(
+                    [
+                        f"{name} found {article(thing)}. The {thing} was made of {m}.",
+                        f"{friend} gave {name} {article(thing)} made of {m}.",
+                        f"{name} had {article(thing)}. It was made of {m}.",
+                        f"There was {article(thing)} on the table. It was made of {m}.",
+                    ]
+                )
+            ]
+        elif k < 0.7:  # only how it feels
+            out = [
+                r.choice(
+                    [
+                        f"{name} found {article(thing)}. It was {MATERIALS[m]['feel']}.",
+                        f"{friend} gave {name} {article(thing)}. The {thing} felt "
+                        f"{MATERIALS[m]['feel']}.",
+                        f"{name} had {article(thing)} that was {MATERIALS[m]['feel']}.",
+                    ]
+                )
+            ]
+        else:  # two new things of materials that behave differently
+            m2 = r.choice([x for x in MATERIALS if MATERIALS[x][action] != MATERIALS[m][action]])
+            first = [(thing, m), (other, m2)]
+            r.shuffle(first)
+            (a, ma), (b, mb) = first
+            out = [
+                r.choice(
+                    [
+                        f"{name} had {article(a)} made of {ma} and {article(b)} made of {mb}.",
+                        f"{name} found {article(a)} made of {ma}. {friend} found "
+                        f"{article(b)} made of {mb}.",
+                        f"The {a} was made of {ma}, and the {b} was made of {mb}.",
+                    ]
+                )
+            ]
+        out.append(
+            {
+                "drop": f"{cap(he)} dropped the {thing} on the floor.",
+                "water": f"{cap(he)} put the {thing} in the water.",
+                "fire": f"{cap(he)} put the {thing} near the fire.",
+            }[action]
+        )
+        out.append(f"The {thing} {past(MATERIALS[m][action])}.")
         return out
 
     def _find_event(self, c):

@@ -12,12 +12,32 @@ from collections.abc import Iterable, Iterator
 from .world import CODE_HEADERS, PATTERN_HEADERS, SPLITS, split_of
 from .writer import Writer
 
-DEFAULT_MIX = {"story": 0.45, "facts": 0.15, "math": 0.13, "code": 0.13, "icl": 0.14}
+# The corpus has versions; a run names one in its data section ("version", default the latest).
+# Version 1 is the corpus of Part 3's experiments. Version 2 adds what the graded probes ask:
+# new things whose fate only their stated material (or how they feel) tells, word problems with
+# two operations and three-digit numbers, longer secret-code lessons, and a larger share of
+# lessons. Every version's documents stay exactly as they were.
+CORPUS_VERSIONS = (1, 2)
+CORPUS_VERSION = CORPUS_VERSIONS[-1]
+MIXES = {
+    1: {"story": 0.45, "facts": 0.15, "math": 0.13, "code": 0.13, "icl": 0.14},
+    2: {"story": 0.43, "facts": 0.14, "math": 0.13, "code": 0.12, "icl": 0.18},
+}
+DEFAULT_MIX = MIXES[CORPUS_VERSION]
 KINDS = tuple(DEFAULT_MIX)
 
 
-def _check_mix(mix) -> dict[str, float]:
-    mix = dict(DEFAULT_MIX if mix is None else mix)
+def check_version(version) -> int:
+    if isinstance(version, bool) or version not in CORPUS_VERSIONS:
+        raise ValueError(
+            f"TinyTales has versions {list(CORPUS_VERSIONS)} (the latest, {CORPUS_VERSION}, is "
+            f"the default), got version={version!r}"
+        )
+    return version
+
+
+def _check_mix(mix, version: int = CORPUS_VERSION) -> dict[str, float]:
+    mix = dict(MIXES[version] if mix is None else mix)
     unknown = set(mix) - set(KINDS)
     if unknown:
         raise ValueError(
@@ -35,11 +55,15 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
 
 
-def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None) -> Iterator[str]:
+def iter_documents(
+    split: str = "train", seed: int = 0, mix: dict | None = None, version: int = CORPUS_VERSION
+) -> Iterator[str]:
     """An endless, deterministic stream of TinyTales documents of one split.
 
-    ``mix`` gives the share of *characters* of each document kind ("story", "facts", "math",
-    "code", "icl"; default :data:`DEFAULT_MIX`; normalised to sum to 1). Each kind has its own
+    ``version`` is the corpus version (:data:`CORPUS_VERSIONS`; the latest by default; 1 is
+    Part 3's experiments' corpus). ``mix`` gives the share of *characters* of each document kind
+    ("story", "facts", "math", "code", "icl"; default the version's :data:`MIXES`, for the
+    latest :data:`DEFAULT_MIX`; normalised to sum to 1). Each kind has its own
     random stream, so changing the mix changes how often a kind appears, not its documents.
     A document is kept only if :func:`split_of` assigns it to ``split`` (word problems and
     programs one by one), so the splits never overlap; no split ever states a held-out
@@ -48,8 +72,11 @@ def iter_documents(split: str = "train", seed: int = 0, mix: dict | None = None)
     _check_split(split)
     if not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    mix = _check_mix(mix)
-    writers = {k: Writer(random.Random(f"tinytales/{seed}/{split}/{k}"), split) for k in mix}
+    version = check_version(version)
+    mix = _check_mix(mix, version)
+    writers = {
+        k: Writer(random.Random(f"tinytales/{seed}/{split}/{k}"), split, version) for k in mix
+    }
     made = {k: 0 for k in mix}
     total = 0
     while True:
@@ -85,6 +112,7 @@ def corpus_text(
     seed: int = 0,
     mix: dict | None = None,
     sep: str = "\n\n",
+    version: int = CORPUS_VERSION,
 ) -> str:
     """Whole documents of one split joined by ``sep``, until at least ``n_chars`` characters
     (for notebooks and tokenizer training; the trainer uses :func:`iter_documents`)."""
@@ -93,7 +121,7 @@ def corpus_text(
     docs, total = [], 0
     if n_chars == 0:
         return ""
-    for doc in iter_documents(split, seed, mix):
+    for doc in iter_documents(split, seed, mix, version):
         docs.append(doc)
         total += len(doc) + len(sep)
         if total >= n_chars:
@@ -102,11 +130,15 @@ def corpus_text(
 
 
 def documents(
-    split: str = "train", n_docs: int = 1000, seed: int = 0, mix: dict | None = None
+    split: str = "train",
+    n_docs: int = 1000,
+    seed: int = 0,
+    mix: dict | None = None,
+    version: int = CORPUS_VERSION,
 ) -> list[str]:
     """The first ``n_docs`` documents of :func:`iter_documents`."""
     out = []
-    for doc in iter_documents(split, seed, mix):
+    for doc in iter_documents(split, seed, mix, version):
         if len(out) >= n_docs:
             break
         out.append(doc)

@@ -40,9 +40,10 @@ class Writer(StoryWriter):
     word problems, programs and secret words it may use. Stories and the helpers (a person, an
     object, a description) are :class:`~slmlab.data.stories.StoryWriter`'s."""
 
-    def __init__(self, rng: random.Random, split: str):
+    def __init__(self, rng: random.Random, split: str, version: int = 2):
         self.r = rng
         self.split = split
+        self.version = version
 
     # ---------------------------------------------------------------- facts
     def facts(self) -> str:
@@ -79,6 +80,9 @@ class Writer(StoryWriter):
                             f"Anything made of {m} {r.choice(MATERIALS[m]['facts'])}.",
                             what.format(m=m, b=MATERIALS[m][action]),
                         ]
+                        # from version 2, the way back from how a thing feels to its material
+                        + [f"Something that is {MATERIALS[m]['feel']} is made of {m}."]
+                        * (self.version >= 2)
                     )
                 )
             elif k < 0.6:
@@ -143,7 +147,9 @@ class Writer(StoryWriter):
 
     # ---------------------------------------------------------------- math
     def math_problem(self) -> tuple[str, str, int]:
-        """(question, working, answer): add or subtract, operands and answer between 0 and 99."""
+        """(question, working, answer): add or subtract, operands and answers between 0 and 99,
+        mostly up to 20; from version 2, a fifth of the problems do both (one line of working per
+        operation) and a tenth of the operands go up to 500."""
         r = self.r
         name, g = self.person()
         he, him, his = PRONOUNS[g]
@@ -154,8 +160,11 @@ class Writer(StoryWriter):
         def n_(k: int) -> str:  # "1 apple", "3 apples"
             return f"{k} {noun if k == 1 else things}"
 
-        if r.random() < 0.5:
-            x, y = _operands(r, add=True)
+        k = r.random()
+        if self.version >= 2 and k < 0.2:
+            return self._two_step_problem(name, he, him, friend, n_, things)
+        if k < (0.6 if self.version >= 2 else 0.5):
+            x, y = _operands(r, add=True, version=self.version)
             q = r.choice(
                 [
                     f"{name} has {n_(x)}. {friend} gives {him} {y} more. "
@@ -173,7 +182,7 @@ class Writer(StoryWriter):
             )
             ans, work = x + y, f"{x} + {y} = {x + y}"
         else:
-            x, y = _operands(r, add=False)
+            x, y = _operands(r, add=False, version=self.version)
             q = r.choice(
                 [
                     f"{name} had {n_(x)}. {cap(he)} gave {n_(y)} to {friend}. "
@@ -190,6 +199,37 @@ class Writer(StoryWriter):
             )
             ans, work = x - y, f"{x} - {y} = {x - y}"
         return q, work, ans
+
+    def _two_step_problem(self, name, he, him, friend, n_, things) -> tuple[str, str, int]:
+        """Two operations, one line of working each: add then take away, or the reverse."""
+        r = self.r
+        x, y = _operands(r, add=True, version=self.version)
+        if r.random() < 0.5:  # x + y - z
+            s = x + y
+            z = r.randint(0, s)
+            q = r.choice(
+                [
+                    f"{name} had {n_(x)}. {friend} gave {him} {y} more. Then {he} lost {z}. "
+                    f"How many {things} does {name} have now?",
+                    f"There were {n_(x)} in a box. {name} put in {y} more and took out {z}. "
+                    f"How many {things} are in the box now?",
+                    f"What is {x} plus {y} minus {z}?",
+                ]
+            )
+            return q, f"{x} + {y} = {s}\n{s} - {z} = {s - z}", s - z
+        x, y = _operands(r, add=False, version=self.version)  # x - y + z
+        s = x - y
+        z = r.randint(0, 20)
+        q = r.choice(
+            [
+                f"{name} had {n_(x)}. {cap(he)} gave {y} to {friend}. Then {he} found {z} "
+                f"more. How many {things} does {name} have now?",
+                f"There were {n_(x)} on the shelf. {y} fell off, and {name} put {z} back on. "
+                f"How many {things} are on the shelf now?",
+                f"What is {x} minus {y} plus {z}?",
+            ]
+        )
+        return q, f"{x} - {y} = {s}\n{s} + {z} = {s + z}", s + z
 
     def math(self) -> str:
         out = []
@@ -270,9 +310,9 @@ class Writer(StoryWriter):
         if k < 0.2:
             header, lines = icl_episode(r, pool, n_lines=r.randint(6, 14))
             return "\n".join([header] + lines)
-        if k < 0.65:
+        if k < (0.45 if self.version >= 2 else 0.65):  # version 2: more secret codes
             return pattern_lesson(r, n_lines=r.randint(3, 10))
-        n = r.randint(1, 7)
+        n = r.randint(1, 10 if self.version >= 2 else 7)
         src = r.sample(CODE_WORDS_SOURCE, n)
         dst = r.sample(pool, n)
         lines = [r.choice(CODE_HEADERS)] + [f"{s} = {d}" for s, d in zip(src, dst)]
@@ -345,12 +385,17 @@ def _why(effect: str) -> str:
     return f"did {subj} {base}{rest}"
 
 
-def _operands(r: random.Random, add: bool) -> tuple[int, int]:
-    """Small operands most of the time (what a tiny model can learn), larger ones sometimes;
-    the answer always has at most two digits."""
-    hi = 10 if r.random() < 0.5 else 20 if r.random() < 0.75 else 50
+def _operands(r: random.Random, add: bool, version: int = 2) -> tuple[int, int]:
+    """Small operands most of the time (what a tiny model can learn), larger ones sometimes,
+    from version 2 three-digit ones rarely; the answer has at most two digits unless an operand
+    has three."""
+    if version < 2:
+        hi = 10 if r.random() < 0.5 else 20 if r.random() < 0.75 else 50
+    else:
+        k = r.random()
+        hi = 10 if k < 0.45 else 20 if k < 0.75 else 50 if k < 0.9 else 500
     if add:
         x, y = r.randint(0, hi), r.randint(0, hi)
-        return x, min(y, 99 - x)
+        return x, min(y, (999 if hi == 500 else 99) - x)
     x = r.randint(1, hi)
     return x, r.randint(0, x)

@@ -9,13 +9,18 @@ from pathlib import Path
 import torch
 
 from ..data import iter_documents
+from ..data.stream import CORPUS_VERSION, check_version
 from ..lm import window_nll
 from ..tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
+from ..utils import PROJECT_ROOT
 
 
 def build_tokenizer(spec: dict, texts: Callable[[int], str]):
     if "path" in spec:
-        return load_tokenizer(spec["path"])
+        path = Path(spec["path"])
+        if not path.is_absolute() and not path.exists():  # relative to the repository
+            path = PROJECT_ROOT / path
+        return load_tokenizer(path)
     kind = spec.get("kind", "bpe")
     sample = texts(int(spec.get("train_chars", 4_000_000)))
     if kind == "bpe":
@@ -28,9 +33,9 @@ def build_tokenizer(spec: dict, texts: Callable[[int], str]):
     raise ValueError(f"data.tokenizer.kind={kind!r} is not 'bpe' or 'char'")
 
 
-def _tinytales_docs(split: str, n_chars: int, seed: int, mix) -> list[str]:
+def _tinytales_docs(split: str, n_chars: int, seed: int, mix, version: int) -> list[str]:
     docs, total = [], 0
-    for doc in iter_documents(split, seed=seed, mix=mix):
+    for doc in iter_documents(split, seed=seed, mix=mix, version=version):
         docs.append(doc)
         total += len(doc) + 1
         if total >= n_chars:
@@ -50,7 +55,16 @@ def encode_docs(tokenizer, docs: list[str]) -> torch.Tensor:
 
 def prepare_data(data: dict):
     """(tokenizer, train_ids, val_ids) for a run's ``data`` section."""
-    known = {"corpus", "text_file", "train_chars", "val_chars", "seed", "mix", "tokenizer"}
+    known = {
+        "corpus",
+        "version",
+        "text_file",
+        "train_chars",
+        "val_chars",
+        "seed",
+        "mix",
+        "tokenizer",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"Unknown data option(s) {unknown}")
@@ -67,9 +81,11 @@ def prepare_data(data: dict):
                 "is supported"
             )
         mix = data.get("mix")
-        train_docs = _tinytales_docs("train", int(data.get("train_chars", 20_000_000)), seed, mix)
-        val_docs = _tinytales_docs("val", int(data.get("val_chars", 200_000)), seed, mix)
-        sample = lambda n: "\n\n".join(_tinytales_docs("train", n, seed, mix))  # noqa: E731
+        version = check_version(data.get("version", CORPUS_VERSION))
+        train_chars = int(data.get("train_chars", 20_000_000))
+        train_docs = _tinytales_docs("train", train_chars, seed, mix, version)
+        val_docs = _tinytales_docs("val", int(data.get("val_chars", 200_000)), seed, mix, version)
+        sample = lambda n: "\n\n".join(_tinytales_docs("train", n, seed, mix, version))  # noqa: E731
     tokenizer = build_tokenizer(data.get("tokenizer", {}), sample)
     return tokenizer, encode_docs(tokenizer, train_docs), encode_docs(tokenizer, val_docs)
 
