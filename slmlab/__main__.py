@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     s.add_argument("run_dir", help="the out_dir of a finished `python -m slmlab train` run")
     s.add_argument("name", help="reference model name, e.g. base or small")
     s.add_argument(
-        "--n-per-task", type=int, default=200, help="probe items per task for the shipped metrics"
+        "--n-per-task", type=int, default=500, help="probe items per task for the shipped metrics"
     )
     w = sub.add_parser(
         "sweep",

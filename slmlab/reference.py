@@ -126,7 +126,7 @@ def samples(
     return out
 
 
-def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
+def evaluate_run(run_dir, n_per_task: int = 500) -> dict:
     """The metrics a shipped model carries: parameters, perplexity, the probe suite, and the corpus
     fingerprint, computed from the finished run in ``run_dir``."""
     from . import evaluate
@@ -134,7 +134,7 @@ def evaluate_run(run_dir, n_per_task: int = 200) -> dict:
     model = load_model(Path(run_dir) / "model")
     tok = load_tokenizer(Path(run_dir) / "model" / "tokenizer.json")
     ppl = evaluate.perplexity(model, tok)
-    table = evaluate.suite(model, tok, n_per_task=n_per_task)
+    table = evaluate.suite(model, tok, n_per_task=n_per_task, by_difficulty=True)
     log = [
         json.loads(line)
         for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()

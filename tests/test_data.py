@@ -16,6 +16,7 @@ import pytest
 from slmlab import data as D
 from slmlab.data.writer import action_phrase
 from slmlab.evaluate import items as I
+from slmlab.evaluate import lessons as L
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpora"
 
@@ -265,7 +266,7 @@ def test_probe_items_are_deterministic_and_well_formed():
 
 
 def test_icl_items_pair_the_same_lessons_across_shots():
-    items = I.icl_items(40, shots=(0, 1, 5))
+    items = L.icl_items(40, shots=(0, 1, 5))
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it
@@ -300,8 +301,31 @@ def test_icl_items_pair_the_same_lessons_across_shots():
     assert len(labels) == 4
 
 
+def test_icl_copy_items_show_only_the_right_option():
+    items = L.icl_copy_items(30, shots=(1, 3, 10))
+    by_ep = {}
+    for it in items:
+        by_ep.setdefault(it["episode"], {})[it["shots"]] = it
+    places = Counter()
+    for ep in by_ep.values():
+        assert len({(it["label"], tuple(it["options"])) for it in ep.values()}) == 1
+        for k, it in ep.items():
+            lines = it["context"].split("\n")
+            pairs = dict(ln.split(" = ") for ln in lines[1:-1])
+            query = lines[-1][: -len(" =")]
+            answer = it["options"][it["label"]].strip()
+            assert len(pairs) == k and pairs[query] == answer
+            # the wrong options are codes the prompt never shows
+            wrong = [o.strip() for j, o in enumerate(it["options"]) if j != it["label"]]
+            assert not set(wrong) & set(pairs.values()) and len(set(wrong)) == 3
+            assert set(wrong) <= set(D.SECRET_WORDS["test"])
+            if k == 10:
+                places[list(pairs).index(query)] += 1
+    assert len(places) > 3  # the query's pair is not always in one place
+
+
 def test_icl_pattern_items_only_the_examples_say_which_relation():
-    items = I.icl_pattern_items(60, shots=(0, 1, 5))
+    items = L.icl_pattern_items(60, shots=(0, 1, 5))
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it
@@ -334,7 +358,7 @@ def test_icl_pattern_items_only_the_examples_say_which_relation():
 
 
 def test_icl_group_items_pair_the_same_lessons_across_shots():
-    items = I.icl_group_items(40, shots=(0, 1, 5))
+    items = L.icl_group_items(40, shots=(0, 1, 5))
     by_ep = {}
     for it in items:
         by_ep.setdefault(it["episode"], {})[it["shots"]] = it

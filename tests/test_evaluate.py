@@ -13,6 +13,7 @@ from slmlab import TinyLM, TinyLMConfig, to_hf
 from slmlab import data as D
 from slmlab import evaluate as E
 from slmlab.evaluate import items as I
+from slmlab.evaluate import lessons as L
 from slmlab.tokenizer import EOS, BPETokenizer, CharTokenizer
 
 CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
@@ -206,21 +207,20 @@ def test_suite_runs_on_a_randomly_initialised_llama(bpe):
     ]
     assert list(table.task) == (
         ["commonsense"] * 2
-        + ["icl"] * 3
-        + ["icl_lookup"] * 3
+        + ["icl"] * 5
+        + ["icl_lookup"] * 5
         + ["math", "code", "perplexity", "perplexity"]
     )
-    shots = ["0-shot", "1-shot", "5-shot"]
-    assert list(table.difficulty[:10]) == ["all", "all"] + shots + shots + ["all", "all"]
-    assert list(table.metric[:10]) == ["acc", "acc_norm"] + ["acc"] * 6 + ["exact_match"] * 2
-    scored = table.iloc[:10]
+    # in-context: every lesson with at least one example ("all"), then each number of shots
+    shots = ["all", "1-shot", "3-shot", "5-shot", "10-shot"]
+    assert list(table.difficulty[:14]) == ["all", "all"] + shots + shots + ["all", "all"]
+    assert list(table.metric[:14]) == ["acc", "acc_norm"] + ["acc"] * 10 + ["exact_match"] * 2
+    scored = table.iloc[:14]
     assert scored.score.between(0, 1).all()
     assert (scored.ci_low <= scored.score).all() and (scored.score <= scored.ci_high).all()
-    assert list(scored.n) == [12, 12] + [6] * 6 + [6, 6]
-    assert list(table.chance.iloc[:8]) == pytest.approx(
-        [0.25, 0.25, 1 / 3, 1 / 3, 1 / 3, 0.25, 0.25, 0.25]
-    )
-    assert table.chance.iloc[10] == bpe.vocab_size
+    assert list(scored.n) == [12, 12] + ([24] + [6] * 4) * 2 + [6, 6]
+    assert list(table.chance.iloc[:12]) == pytest.approx([0.25, 0.25] + [1 / 3] * 5 + [0.25] * 5)
+    assert table.chance.iloc[14] == bpe.vocab_size
 
 
 def test_suite_intervals_difficulties_and_paired_comparison(tiny, bpe):
@@ -244,7 +244,16 @@ def test_suite_intervals_difficulties_and_paired_comparison(tiny, bpe):
     # each difficulty's rows count its own items; together they are all the items
     graded = table[(table.task == "code") & (table.difficulty != "all")]
     assert set(graded.difficulty) <= {"easy", "medium", "hard"} and graded.n.sum() == 20
-    assert list(table[table.task == "icl_lookup"].difficulty) == ["1-shot", "3-shot"]
+    assert list(table[table.task == "icl_lookup"].difficulty) == ["all", "1-shot", "3-shot"]
+    pooled = table[(table.task == "icl_lookup") & (table.difficulty == "all")].iloc[0]
+    assert pooled.n == 40 and pooled.score == sum(details["icl_lookup"]["correct"]) / 40
+    # grades by name; an unknown one says which exist
+    some = E.suite(tiny, bpe, n_per_task=6, tasks=["code"], by_difficulty=["hard"])
+    assert list(some.difficulty) == ["all", "hard"]
+    with pytest.raises(ValueError, match=r"unknown difficulty \['tricky'\]; pass True or"):
+        E.suite(tiny, bpe, n_per_task=6, tasks=["code"], by_difficulty=["tricky"])
+    with pytest.raises(TypeError, match="list of grades"):
+        E.suite(tiny, bpe, n_per_task=6, tasks=["code"], by_difficulty="hard")
     # a model compared with itself: the same outcomes, no evidence of a difference
     same = E.compare(details, details)
     assert (same.difference == 0).all() and (same.verdict == "no evidence").all()
@@ -362,10 +371,14 @@ def test_bad_input_says_what_to_pass_instead(tiny, bpe, char_tok):
     with pytest.raises(ValueError, match="pattern lessons have at most 19 examples"):
         E.in_context(tiny, bpe, n=2, shots=(1, 50), kind="pattern")
     with pytest.raises(ValueError, match="secret-words lessons have at most"):
-        I.icl_group_items(2, shots=12)
+        L.icl_group_items(2, shots=12)
     with pytest.raises(ValueError, match="shots must be whole numbers"):
-        I.icl_items(2, shots=(-1,))
-    for make in (I.commonsense_items, I.math_items, I.code_items, I.icl_items):
+        L.icl_items(2, shots=(-1,))
+    with pytest.raises(ValueError, match="copy lessons show the query's pair"):
+        L.icl_copy_items(2, shots=(0, 1))
+    with pytest.raises(ValueError, match="unknown commonsense kind"):
+        I.commonsense_items(4, kinds={"riddles": 1.0})
+    for make in (I.commonsense_items, I.math_items, I.code_items, L.icl_items, L.icl_copy_items):
         with pytest.raises(ValueError, match="number of items"):
             make(0)
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['arc'\]"):

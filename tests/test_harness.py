@@ -18,6 +18,7 @@ from slmlab import TinyLM, TinyLMConfig
 from slmlab import evaluate as E
 from slmlab.evaluate import harness as H
 from slmlab.evaluate import items as I
+from slmlab.evaluate import lessons as L
 
 ITEMS = [
     {
@@ -165,8 +166,9 @@ def test_run_harness_refuses_a_missing_model_task_or_mismatched_vocabulary(expor
 # ----------------------------------------------------------------------------- the twin
 TASKS = {
     "commonsense": lambda: I.commonsense_items(48),
-    # episode 20 at 5 shots is one the two acc_norm definitions (space counted or not) disagree on
-    "icl": lambda: I.icl_items(24, shots=(0, 5)),
+    # copy lessons of unequal code lengths: on two of them the two acc_norm definitions (space
+    # counted or not) disagree
+    "icl": lambda: L.icl_copy_items(30, shots=(1, 5)),
 }
 
 

@@ -12,41 +12,55 @@ from collections import Counter
 from collections.abc import Iterable
 
 from ..data.world import (
+    ACTIONS,
+    ALL_NAMES,
     ANIMALS,
-    CODE_HEADERS,
-    CODE_WORDS_SOURCE,
     FEELINGS,
     HELD_OUT,
-    ICL_GROUPS,
     MATERIAL_OF,
     MATERIALS,
     NAMES,
     OBJECT_INFO,
-    PATTERN_HEADERS,
     PLACE_OF,
     PRONOUNS,
-    RELATIONS,
     SECRET_WORDS,
     WEATHER,
     article,
     behaviour,
     cap,
-    domain_of,
     past,
     split_of,
 )
-from ..data.writer import Writer, action_phrase, feeling_cause, icl_episode
+from ..data.writer import Writer, action_phrase, feeling_cause
 
 # The capability probes of slmlab.evaluate ask about the same world, in the formats the
 # corpus uses, on items training never showed: their own random streams ("probe/..."), the
 # held-out (object, behaviour) pairs, test-split word problems and programs, and invented
 # words from the test bucket.
+#
+# Commonsense kinds and their share of the items. "easy": one fact or rule the corpus states
+# about things it names; "medium": one step over what the context says about a new thing (its
+# material, then the rule); "hard": two steps (how it feels gives its material) or a lure (two
+# new things of different materials, and the question about one of them).
 COMMONSENSE_KINDS = {
-    "material": 0.4,
-    "weather": 0.15,
-    "feelings": 0.15,
-    "animals": 0.15,
-    "where": 0.15,
+    "material": 0.1,
+    "weather": 0.05,
+    "feelings": 0.05,
+    "animals": 0.05,
+    "where": 0.05,
+    "new_thing": 0.3,
+    "new_thing_feel": 0.2,
+    "two_things": 0.2,
+}
+COMMONSENSE_DIFFICULTY = {
+    "material": "easy",
+    "weather": "easy",
+    "feelings": "easy",
+    "animals": "easy",
+    "where": "easy",
+    "new_thing": "medium",
+    "new_thing_feel": "hard",
+    "two_things": "hard",
 }
 
 
@@ -75,25 +89,82 @@ def _probe_rng(task: str, seed: int) -> random.Random:
 
 
 def _options(
-    r: random.Random, right: str, wrong: Iterable[str], k: int = 4
+    r: random.Random, right: str, wrong: Iterable[str], k: int = 4, lure: str | None = None
 ) -> tuple[list[str], int]:
-    wrong = sorted(set(wrong) - {right})
-    opts = [right] + r.sample(wrong, k - 1)
+    """``k`` options: the right one, the ``lure`` if given, and wrong ones drawn at random."""
+    wrong = sorted(set(wrong) - {right, lure})
+    opts = [right] + ([lure] if lure else [])
+    opts += r.sample(wrong, k - len(opts))
     r.shuffle(opts)
     return opts, opts.index(right)
+
+
+_DO = {
+    "drop": "{He} dropped the {o} on the floor.",
+    "water": "{He} put the {o} in the water.",
+    "fire": "{He} put the {o} near the fire.",
+}
+
+
+def _new_thing(
+    r: random.Random, kind: str, name: str, he: str
+) -> tuple[str, str, str | None, dict]:
+    """(context, right behaviour, lure, extra fields) of a new thing, named by an invented word
+    of the test bucket: its material stated ("new_thing"), only how it feels ("new_thing_feel"),
+    or stated beside a second new thing of a material that behaves differently ("two_things":
+    the lure is what would happen to the other one)."""
+    action = r.choice(ACTIONS)
+    m = r.choice(sorted(MATERIALS))
+    thing, other = r.sample(SECRET_WORDS["test"], 2)
+    friend = r.choice([x for x in ALL_NAMES if x != name])
+    lure = None
+    if kind == "new_thing":
+        told = r.choice(
+            [
+                f"{name} found {article(thing)}. The {thing} was made of {m}.",
+                f"{friend} gave {name} {article(thing)} made of {m}.",
+                f"{name} had {article(thing)}. It was made of {m}.",
+            ]
+        )
+    elif kind == "new_thing_feel":
+        told = r.choice(
+            [
+                f"{name} found {article(thing)}. It was {MATERIALS[m]['feel']}.",
+                f"{friend} gave {name} {article(thing)}. The {thing} felt {MATERIALS[m]['feel']}.",
+            ]
+        )
+    else:
+        m2 = r.choice(sorted(x for x in MATERIALS if MATERIALS[x][action] != MATERIALS[m][action]))
+        lure = past(MATERIALS[m2][action])
+        (a, ma), (b, mb) = r.sample([(thing, m), (other, m2)], 2)
+        told = r.choice(
+            [
+                f"{name} had {article(a)} made of {ma} and {article(b)} made of {mb}.",
+                f"{name} found {article(a)} made of {ma}. {friend} found {article(b)} "
+                f"made of {mb}.",
+            ]
+        )
+    context = f"{told} {_DO[action].format(He=cap(he), o=thing)} The {thing}"
+    return context, past(MATERIALS[m][action]), lure, {"material": m, "action": action}
 
 
 def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) -> list[dict]:
     """Four-way multiple choice about the world, scored by log-likelihood (as lm-evaluation-harness
     does): ``context`` ends just before the answer, ``options`` are continuations (each starts with
-    a space), ``label`` indexes the right one; ``kind`` says which sort of knowledge it asks:
+    a space), ``label`` indexes the right one; ``kind`` says which sort of knowledge it asks and
+    ``difficulty`` its grade (:data:`COMMONSENSE_DIFFICULTY`):
 
-    - "material": a held-out (object, behaviour) pair — the context says what the object is made
-      of; training text never shows this object doing this, only other objects of its material;
-    - "weather": a cause and its effect ("It rained all day, so" -> "the ground was wet.");
-    - "feelings": an event and how it makes a child feel;
-    - "animals": the sound, food or home of an animal;
-    - "where": where an object is found.
+    - easy, "material": a held-out (object, behaviour) pair — training text never shows this
+      object doing this, only other objects of its material (the context may say the material);
+      "weather": a cause and its effect ("It rained all day, so" -> "the ground was wet.");
+      "feelings": an event and how it makes a child feel; "animals": the sound, food or home of
+      an animal; "where": where an object is found.
+    - medium, "new_thing": an invented word names a new thing and the context says what it is
+      made of; what happens to it follows from the material's rule (one step).
+    - hard, "new_thing_feel": the context says only how the new thing feels, which gives the
+      material, which gives what happens (two steps); "two_things": two new things of materials
+      that behave differently, the question about one of them, and what would happen to the
+      other among the options (a lure).
     """
     _check_n(n)
     kinds = dict(COMMONSENSE_KINDS if kinds is None else kinds)
@@ -102,6 +173,8 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
         raise ValueError(
             f"unknown commonsense kind(s) {sorted(bad)}; known: {list(COMMONSENSE_KINDS)}"
         )
+    if not kinds or any(not isinstance(w, (int, float)) or w < 0 for w in kinds.values()):
+        raise ValueError(f"kinds must map kinds to shares >= 0, got {kinds}")
     r = _probe_rng("commonsense", seed)
     names, weights = zip(*kinds.items())
     pairs = sorted(HELD_OUT)
@@ -119,11 +192,7 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
                 r.random() < 0.5
             )  # the context says the material (else: recall it, then apply the rule)
             if r.random() < 0.5:  # story style, past tense
-                verb = {
-                    "drop": f"{cap(he)} dropped the {o} on the floor.",
-                    "water": f"{cap(he)} put the {o} in the water.",
-                    "fire": f"{cap(he)} put the {o} near the fire.",
-                }[action]
+                verb = _DO[action].format(He=cap(he), o=o)
                 made = f" The {o} was made of {m}." if stated else ""
                 context = f"{name} had {article(o)}.{made} {verb} The {o}"
                 opts, label = _options(r, past(behaviour(o, action)), (past(w) for w in wrong))
@@ -140,6 +209,10 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
                 )
                 opts, label = _options(r, behaviour(o, action), wrong)
             extra = {"object": o, "action": action, "material_stated": stated}
+        elif kind in ("new_thing", "new_thing_feel", "two_things"):
+            context, right, lure, extra = _new_thing(r, kind, name, he)
+            wrong = {past(MATERIALS[mm][extra["action"]]) for mm in MATERIALS}
+            opts, label = _options(r, right, wrong, lure=lure)
         elif kind == "weather":
             cause = r.choice(list(WEATHER))
             right = r.choice(WEATHER[cause])
@@ -176,14 +249,10 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
             )
             opts = ["the " + x for x in opts]
             extra = {"object": o}
-        if kind != "material":
-            difficulty = "easy"  # a fact the corpus states
-        else:  # one rule applied to a stated material, or the material recalled first
-            difficulty = "medium" if extra["material_stated"] else "hard"
         items.append(
             {
                 "kind": kind,
-                "difficulty": difficulty,
+                "difficulty": COMMONSENSE_DIFFICULTY[kind],
                 "context": context,
                 "options": [" " + x + "." for x in opts],
                 "label": label,
@@ -193,143 +262,20 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
     return items
 
 
-def icl_group_items(
-    n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0
-) -> list[dict]:
-    """Secret-words lessons with ``shots`` examples: two invented words (from the test bucket,
-    never in training text) each name one group of things (animals, colors, names, ...); the
-    query is a new thing of one group, the options are the two words (chance 1/2). The same
-    lessons are used for every number of shots (the k-shot prompt shows the first k examples;
-    with 5 shots both groups appear), so the scores are paired across shots."""
-    _check_n(n)
-    # every example and the query are different things, possibly all of the smaller group
-    most = min(len(g) for g in ICL_GROUPS.values()) - 1
-    shot_list = _shot_list(shots, most, "secret-words lessons")
-    r = _probe_rng("icl-groups", seed)
-    pool = SECRET_WORDS["test"]
-    kmax = max(shot_list + [5])
-    items = []
-    for i in range(n):
-        groups = tuple(r.sample(sorted(ICL_GROUPS), 2))
-        labels = tuple(r.sample(pool, 2))
-        qj = r.randrange(2)
-        assign = [r.randrange(2) for _ in range(kmax)]
-        if len(set(assign[:5])) < 2:  # both groups among the first five examples
-            assign[r.randrange(5)] = 1 - assign[0]
-        things = []
-        for j in assign + [qj]:
-            choices = [t for t in ICL_GROUPS[groups[j]] if t not in things]
-            things.append(r.choice(choices))
-        examples = list(zip(things[:-1], assign))
-        header, lines = icl_episode(r, pool, 0, groups, labels, examples)
-        for k in shot_list:
-            context = "\n".join([header] + lines[:k] + [f"{things[-1]} ->"])
-            items.append(
-                {
-                    "shots": k,
-                    "episode": i,
-                    "context": context,
-                    "options": [" " + labels[0], " " + labels[1]],
-                    "label": qj,
-                    "groups": groups,
-                }
-            )
-    return items
-
-
-def icl_pattern_items(
-    n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0
-) -> list[dict]:
-    """Pattern lessons: ``k`` examples ``thing -> value`` of one relation, then a new thing of the
-    same domain. The options are the query's values under each relation of its domain (an
-    animal's food, home and sound; an object's material, place and use), so only the examples
-    say which is meant: at 0 shots every relation is equally likely and the chance level is 1/3
-    whatever the model does. The same lessons are used for every number of shots."""
-    _check_n(n)
-    most = min(len(domain_of(d)) for d in ("animals", "objects")) - 1  # + the query
-    shot_list = _shot_list(shots, most, "pattern lessons")
-    r = _probe_rng("icl-pattern", seed)
-    kmax = max(shot_list + [5])
-    items = []
-    for i in range(n):
-        domain = r.choice(["animals", "objects"])
-        rels = sorted(k for k, (d, _) in RELATIONS.items() if d == domain)
-        rel = r.choice(rels)
-        things = r.sample(domain_of(domain), kmax + 1)
-        query, shown = things[-1], things[:-1]
-        header = r.choice(PATTERN_HEADERS)
-        opts = [RELATIONS[x][1](query) for x in rels]
-        r.shuffle(opts)
-        f = RELATIONS[rel][1]
-        right = f(query)
-        for k in shot_list:
-            context = "\n".join([header] + [f"{t} -> {f(t)}" for t in shown[:k]] + [f"{query} ->"])
-            items.append(
-                {
-                    "shots": k,
-                    "episode": i,
-                    "context": context,
-                    "options": [" " + o for o in opts],
-                    "label": opts.index(right),
-                    "relation": rel,
-                }
-            )
-    return items
-
-
-def icl_items(
-    n: int = 100, shots: int | Iterable[int] = (0, 1, 5), seed: int = 0, n_options: int = 4
-) -> list[dict]:
-    """Secret-code lessons: ``k`` pairs "word = code" in the prompt, then one of the shown words
-    again; the answer is its code, an invented word (from the test bucket: never in training) that
-    only the prompt gives. The options are the codes of one lesson (chance 1/``n_options``): at 0
-    shots nothing in the prompt tells them apart; at 1 shot the answer is the one code shown; at 5
-    shots the other options are shown too, paired with other words. The same lessons, query and
-    options are used for every number of shots (paired scores)."""
-    _check_n(n)
-    most = min(len(CODE_WORDS_SOURCE), len(SECRET_WORDS["test"]))  # one code per word
-    shot_list = _shot_list(shots, most, "secret-code lessons")
-    if n_options < 2:
-        raise ValueError(f"n_options must be >= 2, got {n_options}")
-    r = _probe_rng("icl", seed)
-    pool = SECRET_WORDS["test"]
-    kmax = max(shot_list + [n_options])
-    items = []
-    for i in range(n):
-        src = r.sample(CODE_WORDS_SOURCE, kmax)
-        dst = r.sample(pool, kmax)
-        header = r.choice(CODE_HEADERS)
-        q = r.randrange(kmax)
-        others = [j for j in range(kmax) if j != q]
-        r.shuffle(others)
-        opts = [dst[q]] + [dst[j] for j in others[: n_options - 1]]
-        r.shuffle(opts)
-        for k in shot_list:
-            shown = sorted([q] + others[: k - 1]) if k > 0 else []
-            context = "\n".join(
-                [header] + [f"{src[j]} = {dst[j]}" for j in shown] + [f"{src[q]} ="]
-            )
-            items.append(
-                {
-                    "shots": k,
-                    "episode": i,
-                    "context": context,
-                    "options": [" " + o for o in opts],
-                    "label": opts.index(dst[q]),
-                }
-            )
-    return items
-
-
 def _test_items(task: str, n: int, seed: int, make) -> list:
+    """``n`` distinct items of the test split, a third of each difficulty (the first ``n % 3``
+    grades one more), in the order they were made."""
     _check_n(n)
     r = _probe_rng(task, seed)
     w = Writer(r, "test")
+    quota = {d: n // 3 + (i < n % 3) for i, d in enumerate(DIFFICULTIES)}
     items, seen = [], set()
-    for _ in range(200 * n + 1000):
+    for _ in range(400 * n + 1000):
         key, item = make(w)
-        if split_of(key) == "test" and key not in seen:
+        level = item["difficulty"]
+        if split_of(key) == "test" and key not in seen and quota[level] > 0:
             seen.add(key)
+            quota[level] -= 1
             items.append(item)
             if len(items) == n:
                 return items
@@ -340,9 +286,13 @@ DIFFICULTIES = ("easy", "medium", "hard")
 
 
 def math_difficulty(working: str) -> str:
-    """ "easy" when both numbers of the working are at most 10, "medium" up to 20, else "hard"."""
-    largest = max(int(x) for x in _NUM.findall(working.split("=")[0]))
-    return "easy" if largest <= 10 else "medium" if largest <= 20 else "hard"
+    """ "easy": one operation on numbers up to 20; "medium": one operation with a larger
+    two-digit number (where the carries are); "hard": two operations, or a three-digit number."""
+    lines = working.strip().split("\n")
+    largest = max(int(x) for x in _NUM.findall(lines[0].split("=")[0]))
+    if len(lines) > 1 or largest >= 100:
+        return "hard"
+    return "easy" if largest <= 20 else "medium"
 
 
 def code_difficulty(program: str) -> str:
@@ -354,9 +304,9 @@ def code_difficulty(program: str) -> str:
 
 
 def math_items(n: int = 100, seed: int = 0) -> list[dict]:
-    """Word problems of the test split (never in training): ``prompt`` is "Problem: ...\\n"; the
-    model writes the working and "Answer: N"; ``answer`` is N as a string; ``difficulty`` by the
-    size of the numbers (:func:`math_difficulty`)."""
+    """Word problems of the test split (never in training), a third of each difficulty
+    (:func:`math_difficulty`): ``prompt`` is "Problem: ...\\n"; the model writes the working
+    (one line per operation) and "Answer: N"; ``answer`` is N as a string."""
 
     def make(w):
         q, work, ans = w.math_problem()
@@ -371,9 +321,9 @@ def math_items(n: int = 100, seed: int = 0) -> list[dict]:
 
 
 def code_items(n: int = 100, seed: int = 0) -> list[dict]:
-    """Tiny programs of the test split (never in training): ``prompt`` ends with "Output:";
-    ``answer`` is exactly what the program prints; ``difficulty`` by its control flow
-    (:func:`code_difficulty`)."""
+    """Tiny programs of the test split (never in training), a third of each difficulty
+    (:func:`code_difficulty`): ``prompt`` ends with "Output:"; ``answer`` is exactly what the
+    program prints."""
 
     def make(w):
         prog, out = w.program()
@@ -390,7 +340,7 @@ def code_items(n: int = 100, seed: int = 0) -> list[dict]:
 _NUM = re.compile(r"-?\d+")
 
 
-def trivial_baselines(task: str, n: int = 2000, seed: int = 12345) -> dict[str, float]:
+def trivial_baselines(task: str, n: int = 900, seed: int = 12345) -> dict[str, float]:
     """Accuracy of answer-free guessers on the math or code probes, measured on ``n`` probe items
     (other seeds than the evaluated ones): always the most common answer; the first / the last
     number written in the prompt. Their maximum is the honest chance level of an exact-match

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from . import items as probe_items
+from . import lessons
 from .scoring import greedy_generate, multiple_choice
 
 _ANSWER = re.compile(r"Answer:\s*(-?\d+)")
@@ -24,11 +25,11 @@ def extract_answer(generation: str) -> str | None:
 def commonsense(
     model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, _lm=None
 ) -> dict:
-    """Four-way multiple choice about the world on held-out items
+    """Four-way multiple choice about the world on held-out items at three difficulties
     (:func:`slmlab.evaluate.probe_items.commonsense_items`): ``acc``, ``acc_norm`` (chance 0.25
     each), per-kind accuracy in ``by_kind`` (held-out material items split into "material/stated",
-    where the context says the material, and "material/recall", where the model must remember it),
-    and the items."""
+    where the context says the material, and "material/recall", where the model must remember it;
+    new things by how the context describes them), and the items."""
     items = probe_items.commonsense_items(n, seed=seed)
     res = multiple_choice(model, tokenizer, items, batch_size=batch_size, _lm=_lm)
     correct = [p == it["label"] for p, it in zip(res["pred"], items)]
@@ -78,23 +79,27 @@ def in_context(
     """In-context learning: a mapping given only by examples in the prompt. Three kinds of lesson:
 
     - ``"pattern"`` (the suite's ``icl`` task): *task recognition*, few-shot learning in GPT-3's
-      sense (:func:`slmlab.evaluate.probe_items.icl_pattern_items`). ``k`` lines ``thing -> value``
+      sense (:func:`slmlab.evaluate.lessons.icl_pattern_items`). ``k`` lines ``thing -> value``
       of one relation (an animal's food, home or sound; an object's material, place or use), then a
       new thing. The options are the new thing's value under each relation of its domain, so only
       the examples say which one is meant: chance is 1/3 at any number of shots.
     - ``"code"`` (the suite's ``icl_lookup`` task): *lookup*, an induction-head skill
-      (:func:`slmlab.evaluate.probe_items.icl_items`): an invented word for each of ``k`` words,
+      (:func:`slmlab.evaluate.lessons.icl_items`): an invented word for each of ``k`` words,
       then one of them asked again; 4 options, chance 1/4; at 0 shots a model can only be at chance,
       at 5 shots the other options are shown too, paired with other words.
+    - ``"copy"``: secret codes at the copy grade
+      (:func:`slmlab.evaluate.lessons.icl_copy_items`): the query's pair among ``k - 1``
+      distractor pairs, but the wrong options are codes the prompt never shows (chance 1/4).
     - ``"groups"``: two invented words for two groups of things and a new member of one group
-      to sort (:func:`slmlab.evaluate.probe_items.icl_group_items`, chance 1/2): it needs the
+      to sort (:func:`slmlab.evaluate.lessons.icl_group_items`, chance 1/2): it needs the
       examples *and* knowing which things belong together.
 
     Returns accuracy per number of shots (``acc``), the chance level and the items."""
     makers = {
-        "pattern": probe_items.icl_pattern_items,
-        "code": probe_items.icl_items,
-        "groups": probe_items.icl_group_items,
+        "pattern": lessons.icl_pattern_items,
+        "copy": lessons.icl_copy_items,
+        "code": lessons.icl_items,
+        "groups": lessons.icl_group_items,
     }
     if kind not in makers:
         raise ValueError(f"kind must be one of {sorted(makers)}, got {kind!r}")
@@ -122,7 +127,7 @@ def arithmetic(
     tokenizer,
     n: int = 100,
     seed: int = 0,
-    max_new_tokens: int = 32,
+    max_new_tokens: int = 48,
     batch_size: int = 64,
     _lm=None,
 ) -> dict:
@@ -191,7 +196,7 @@ def chance_level(task: str) -> float:
     """The chance level of a probe. Multiple choice: 1 / number of options (commonsense 1/4,
     in-context pattern lessons 1/3, lookup 1/4). Exact match (math, code): the accuracy of the best
     answer-free guesser — always the most common answer, or copy the first or the last number of the
-    prompt — measured on 2,000 probe items of another seed
+    prompt — measured on 900 probe items of another seed
     (:func:`slmlab.evaluate.probe_items.trivial_baselines`)."""
     if task == "commonsense":
         return 0.25

@@ -38,16 +38,31 @@ def _check_tasks(tasks: Sequence[str]) -> None:
         raise ValueError(f"no tasks given; tasks are {list(TASKS)}")
 
 
+def _check_difficulties(by_difficulty) -> tuple[str, ...]:
+    if by_difficulty is True:
+        return DIFFICULTIES
+    if by_difficulty is False or by_difficulty is None:
+        return ()
+    if isinstance(by_difficulty, str):
+        raise TypeError(f"by_difficulty must be True or a list of grades, e.g. [{by_difficulty!r}]")
+    unknown = [d for d in by_difficulty if d not in DIFFICULTIES]
+    if unknown or not by_difficulty:
+        raise ValueError(
+            f"unknown difficulty {unknown or 'list []'}; pass True or some of {list(DIFFICULTIES)}"
+        )
+    return tuple(by_difficulty)
+
+
 def suite(
     model,
     tokenizer,
     n_per_task: int = 100,
     seed: int = 0,
     tasks: Sequence[str] = TASKS,
-    shots: Sequence[int] = (0, 1, 5),
+    shots: Sequence[int] = (1, 3, 5, 10),
     include_perplexity: bool = False,
     include_efficiency: bool = False,
-    by_difficulty: bool = False,
+    by_difficulty: bool | Sequence[str] = False,
     batch_size: int = 32,
     return_details: bool = False,
 ):
@@ -59,9 +74,11 @@ def suite(
 
     ``n_per_task`` items per task (commonsense gets twice as many: they are cheap); the two
     in-context tasks (``icl``: pattern lessons, task recognition; ``icl_lookup``: secret codes,
-    lookup; see :func:`in_context`) at each number of ``shots``. ``by_difficulty`` adds a row per
-    difficulty of commonsense, math and code (``easy``/``medium``/``hard``, see
-    :mod:`slmlab.evaluate.items`). ``include_perplexity`` adds perplexity and bits per byte on the
+    lookup; see :func:`in_context`) at each number of ``shots``: a row per number of shots and
+    an ``"all"`` row over every lesson with at least one example (a lesson without one is at
+    chance by construction). ``by_difficulty`` adds a row per difficulty of commonsense, math
+    and code (``True``: ``easy``, ``medium`` and ``hard``, see :mod:`slmlab.evaluate.items`; or
+    a list of some of them). ``include_perplexity`` adds perplexity and bits per byte on the
     validation split (lower is better, no interval; "chance" is the uniform model: the vocabulary
     size, and log2(vocabulary) bits per token over the bytes per token). ``include_efficiency``
     adds what the model costs (:func:`~slmlab.evaluate.efficiency.efficiency` with its default
@@ -77,6 +94,7 @@ def suite(
     shots = [shots] if isinstance(shots, int) else list(shots)
     if not shots or any(not isinstance(k, int) or k < 0 for k in shots):
         raise ValueError(f"shots must be whole numbers >= 0, got {shots}")
+    levels = _check_difficulties(by_difficulty)
     lm = LM(model, tokenizer)
     rows, details = [], {}
 
@@ -87,8 +105,8 @@ def suite(
 
     def add_graded(task, metric, items, correct, chance):
         add(task, "all", metric, correct, chance)
-        if by_difficulty:
-            for level in DIFFICULTIES:
+        if levels:
+            for level in levels:
                 sel = [c for c, it in zip(correct, items) if it["difficulty"] == level]
                 if sel:
                     add(task, level, metric, sel, chance)
@@ -165,10 +183,14 @@ def _outcomes(details: dict, task: str) -> dict[str, list]:
         return {("all", "acc"): r["correct"], ("all", "acc_norm"): r["correct_norm"]}
     if task in ICL_KINDS:
         shots = dict.fromkeys(it["shots"] for it in r["items"])  # in the order asked
-        return {
-            (f"{k}-shot", "acc"): [c for c, it in zip(r["correct"], r["items"]) if it["shots"] == k]
-            for k in shots
-        }
+        out = {}
+        if any(k > 0 for k in shots):
+            out[("all", "acc")] = [c for c, it in zip(r["correct"], r["items"]) if it["shots"] > 0]
+        for k in shots:
+            out[(f"{k}-shot", "acc")] = [
+                c for c, it in zip(r["correct"], r["items"]) if it["shots"] == k
+            ]
+        return out
     return {("all", "exact_match"): r["correct"]}
 
 
