@@ -93,3 +93,22 @@ def test_model_card_shows_seeded_samples(shipped):
     assert all(x["text"].startswith(x["prompt"]) for x in a)
     card = model_card("mini", {"model": {}, "train": {}}, {"samples": a, "suite": []})
     assert "Samples (temperature 0.8" in card and a[0]["text"].strip() in card
+
+
+def test_the_frozen_tokenizer_is_what_its_recipe_makes():
+    """data/tinytales/tokenizer.json, which every run shares, is the BPE that the recipe its
+    README states trains on version 1 of the corpus: it tokenizes version 2's text identically."""
+    from slmlab.data import corpus_text
+    from slmlab.tokenizer import load_tokenizer
+    from slmlab.train.data import _tinytales_docs, build_tokenizer
+    from slmlab.utils import PROJECT_ROOT
+
+    recipe = {"kind": "bpe", "vocab_size": 2048, "train_chars": 4_000_000}
+    made = build_tokenizer(recipe, lambda n: "\n\n".join(_tinytales_docs("train", n, 0, None, 1)))
+    frozen = load_tokenizer(PROJECT_ROOT / "data/tinytales/tokenizer.json")
+    text = corpus_text("val", 50_000)
+    assert made.vocab_size == frozen.vocab_size == 2048
+    assert made.encode(text) == frozen.encode(text)
+    for name in ("base", "small"):
+        shipped = load_tokenizer(PROJECT_ROOT / f"data/reference/{name}/tokenizer.json")
+        assert shipped.encode(text) == frozen.encode(text)

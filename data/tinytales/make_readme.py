@@ -17,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 from slmlab import data as D
+from slmlab.data.stream import _WORD
 from slmlab.evaluate import chance_level
+from slmlab.evaluate.items import commonsense_items, trivial_baselines
 from slmlab.utils import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +38,7 @@ def measure(n_chars: int) -> tuple[dict, dict, float, float]:
     for d in docs:
         by_kind.setdefault(D.kind_of(d), []).append(d)
     secret = set().union(*D.SECRET_WORDS.values())
-    words = {w.lower() for d in docs for w in D._WORD.findall(d)}
+    words = {w.lower() for d in docs for w in _WORD.findall(d)}
     stats = D.corpus_stats(docs)
     stats["vocabulary_without_secret_words"] = len(words - secret)
     return stats, {k: D.corpus_stats(v) for k, v in by_kind.items()}, seconds, cpu
@@ -46,6 +48,10 @@ def table(rows: list[list], header: list[str]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _mix(mix: dict) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in mix.items())
 
 
 def main() -> None:
@@ -62,8 +68,10 @@ def main() -> None:
         examples.setdefault(D.kind_of(d), d)
         if len(examples) == len(D.KINDS):
             break
-    cs = Counter(it["kind"] for it in D.commonsense_items(200))
-    math_b, code_b = D.trivial_baselines("math"), D.trivial_baselines("code")
+    items = commonsense_items(1000)
+    cs = Counter(it["kind"] for it in items)
+    grade = Counter(it["difficulty"] for it in items)
+    math_b, code_b = trivial_baselines("math"), trivial_baselines("code")
     f = lambda x: f"{x:,.0f}" if isinstance(x, (int, float)) and x >= 100 else f"{x:.3g}"  # noqa: E731
 
     kind_rows = [
@@ -107,6 +115,24 @@ docs = iter_documents("train", seed=0)            # endless, deterministic, stre
 text = corpus_text("val", 100_000)                # whole documents joined by blank lines
 ```
 
+## Versions
+
+A run names the corpus version in its data section (`"version"`, default the latest,
+{D.CORPUS_VERSION}); every version's documents stay exactly as they were (a test checks version 1
+byte for byte).
+
+| version | used by | what it adds | mix (share of characters) |
+|---|---|---|---|
+| 1 | Part 3's shipped experiments (`data/experiments`) | stories, facts, word problems, programs, \
+lessons | {_mix(D.MIXES[1])} |
+| 2 | the reference models (`data/reference`) | new things named by invented words, two-step \
+and three-digit word problems, longer and more secret-code lessons | {_mix(D.MIXES[2])} |
+
+All runs share one tokenizer, `data/tinytales/tokenizer.json`: a 2,048-token byte-level BPE
+trained on the first 4,000,000 characters of version 1 (`slmlab.train.build_tokenizer` with
+`{{"kind": "bpe", "vocab_size": 2048, "train_chars": 4000000}}`), kept fixed so that a model of
+either version reads the same tokens. This page describes version {D.CORPUS_VERSION}.
+
 ## Size and variety (first {stats["n_chars"]:,} characters of the train split, seed 0)
 
 | measure | value |
@@ -144,9 +170,14 @@ a rule a model can learn
 - {len(D.ANIMALS)} animals (sound, home, food), {len(D.FOODS)} foods, \
 {len(D.WEATHER)} kinds of weather with their
   effects, {len(D.FEELINGS)} feelings with their causes.
+- New things (from version 2): a story names a thing by an invented word and says what it is made \
+of, or
+  only how it feels, or names two of them; what happens to it follows from its material alone.
 - Word problems: add or subtract, operands and answers from 0 to 99 (mostly up to 20), \
 with the working and
-  the answer in a fixed format (`7 + 5 = 12` / `Answer: 12`).
+  the answer in a fixed format (`7 + 5 = 12` / `Answer: 12`); from version 2, a fifth of them \
+take two
+  operations (a line of working each) and a tenth of the operands reach 500.
 - Programs: assignments, `+`/`-`, `if`/`else`, `for` over `range`, `print`; \
 the tests run every one to check
   the `Output:` line.
@@ -177,23 +208,30 @@ training never shows them.
 
 | task | format | scoring | chance |
 |---|---|---|---|
-| commonsense | 4-way multiple choice: held-out material behaviour ({cs["material"]} of 200), \
-weather ({cs["weather"]}), feelings ({cs["feelings"]}), animals ({cs["animals"]}), \
-where things are ({cs["where"]}) | log-likelihood of each option (`acc`) and per character \
-(`acc_norm`), as lm-evaluation-harness | {chance_level("commonsense"):.2f} |
-| icl | pattern lessons at 0, 1 and 5 shots: `k` lines `thing -> value` of one relation, \
+| commonsense | 4-way multiple choice at three grades (of 1,000 items: easy {grade["easy"]}, \
+medium {grade["medium"]}, hard {grade["hard"]}). Easy: held-out material behaviour \
+({cs["material"]}), weather ({cs["weather"]}), feelings ({cs["feelings"]}), animals \
+({cs["animals"]}), where things are ({cs["where"]}); medium: a new thing (a test-bucket \
+invented word) and what it is made of ({cs["new_thing"]}); hard: only how the new thing feels \
+({cs["new_thing_feel"]}), or two new things and a lure ({cs["two_things"]}) | log-likelihood of \
+each option (`acc`) and per character (`acc_norm`), as lm-evaluation-harness | \
+{chance_level("commonsense"):.2f} |
+| icl | pattern lessons at 1, 3, 5 and 10 shots: `k` lines `thing -> value` of one relation, \
 then a new thing; the options are its values under each relation of its domain, \
 so only the examples say which is meant (task recognition) | log-likelihood of the three values | \
 {chance_level("icl"):.3f} |
-| icl_lookup | secret codes at 0, 1 and 5 shots: `word = code` pairs with invented codes from the \
-test bucket, then one shown word again; at 5 shots the distractors are shown too (lookup, \
-an induction-head skill) | log-likelihood of four codes | {chance_level("icl_lookup"):.2f} |
-| math | `Problem: ...` then greedy generation | exact match of the number after `Answer:` | \
-{chance_level("math"):.3f} |
-| code | a program then `Output:` | exact match of the greedy output line | \
+| icl_lookup | secret codes at 1, 3, 5 and 10 shots: `word = code` pairs with invented codes \
+from the test bucket, then one shown word again; from 4 shots all the wrong options are shown \
+too, paired with other words (lookup, an induction-head skill) | log-likelihood of four codes | \
+{chance_level("icl_lookup"):.2f} |
+| math | `Problem: ...` then greedy generation; a third each easy (one operation, numbers up to \
+20), medium (a larger two-digit number), hard (two operations or a three-digit number) | exact \
+match of the number after `Answer:` | {chance_level("math"):.3f} |
+| code | a program then `Output:`; a third each easy (one or two lines), medium (reassignment), \
+hard (a loop or an if/else) | exact match of the greedy output line | \
 {chance_level("code"):.3f} |
 
-Chance for math and code is the best answer-free guesser on 2,000 probe items: \
+Chance for math and code is the best answer-free guesser on 900 probe items: \
 always the most common answer
 (math {math_b["majority"]:.3f}, code {code_b["majority"]:.3f}), copy the first number of the prompt
 (math {math_b["copy_first_number"]:.3f}, code {code_b["copy_first_number"]:.3f}) or the last one
