@@ -261,10 +261,26 @@ def base_parameters_m() -> float:
     return json.loads((ROOT / "data/reference/base/metrics.json").read_text())["parameters"] / 1e6
 
 
-def suite_score(model: str, task: str, metric: str) -> float:
+def suite_score(model: str, task: str, metric: str, difficulty: str = "all") -> float:
     """A shipped reference model's probe score (its metrics.json suite), in percent."""
     rows = json.loads((ROOT / f"data/reference/{model}/metrics.json").read_text())["suite"]
-    return 100 * next(r["score"] for r in rows if r["task"] == task and r["metric"] == metric)
+    return 100 * next(
+        r["score"]
+        for r in rows
+        if r["task"] == task and r["metric"] == metric and r["difficulty"] == difficulty
+    )
+
+
+def shipped_perplexity(model: str) -> float:
+    return json.loads((ROOT / f"data/reference/{model}/metrics.json").read_text())["perplexity"][
+        "ppl"
+    ]
+
+
+def test_chapter_7s_perplexity_warning_holds():
+    page = flat(BOOK / "07-evaluation" / "index.md")
+    assert "the small model's validation perplexity is *lower* than the base model's" in page
+    assert shipped_perplexity("small") < shipped_perplexity("base")
 
 
 def zoo_row(name: str) -> pd.Series:
@@ -327,6 +343,26 @@ FACTS = [
         lambda: suite_score("small", "commonsense", "acc"),
         0.5,
     ),
+    *[
+        (
+            f"{who} {task} exact match (%)",
+            label + (r" \((\d+)% against" if who == "base" else r" \(\d+% against (\d+)%"),
+            lambda who=who, task=task: suite_score(who, task, "exact_match"),
+            0.5,
+        )
+        for task, label in (("math", "Math"), ("code", "programs"))
+        for who in ("base", "small")
+    ],
+    *[
+        (
+            f"{who} lookup at one pair (%)",
+            r"copy a code shown once "
+            + (r"\((\d+)% and" if who == "base" else r"\(\d+% and (\d+)%"),
+            lambda who=who: suite_score(who, "icl_lookup", "acc", "1-shot"),
+            0.5,
+        )
+        for who in ("base", "small")
+    ],
     (
         "Qwen2-0.5B training tokens (T)",
         r"Qwen2-0\.5B saw ([\d.]+)T",
