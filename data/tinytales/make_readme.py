@@ -111,8 +111,9 @@ in-context lessons (patterns, secret codes, secret words); \
 
 ```python
 from slmlab.data import iter_documents, corpus_text, corpus_stats
-docs = iter_documents("train", seed=0)            # endless, deterministic, streamable
-text = corpus_text("val", 100_000)                # whole documents joined by blank lines
+
+docs = iter_documents("train", seed=0)  # endless, deterministic, streamable
+text = corpus_text("val", 100_000)  # whole documents joined by blank lines
 ```
 
 ## Versions
