@@ -40,6 +40,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/pip install -q -c constraints.txt torch
 	$(BIN)/pip install -q -c constraints.txt -e ".[all]"
+	# llm-compressor: the library twin of slmlab.prune's SparseGPT and Wanda (tests/test_prune.py
+	# loads the two files that hold them). Without its dependencies: it pins transformers<=5.17.
+	$(BIN)/pip install -q -c constraints.txt --no-deps llmcompressor loguru
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

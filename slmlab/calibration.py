@@ -107,9 +107,11 @@ def calibration_windows(
 # ----------------------------------------------------------------------------- input statistics
 class InputStats:
     """Statistics of every calibration token seen at a layer's input (in_features channels):
-    ``H``, the running mean of ``2 x xᵀ`` (the Hessian of the layer's output error, GPTQ and
-    SparseGPT); ``absmean``, the mean |x| per channel (AWQ, Wanda); ``absmax``, the max |x| per
-    channel (SmoothQuant, LLM.int8's outliers); ``n`` tokens. Only the asked ones are kept."""
+        ``H``, the running mean of ``2 x xᵀ`` (the Hessian of the layer's output error, GPTQ and
+        SparseGPT); ``absmean``, the mean |x| per channel (AWQ, Wanda); ``absmax``, the max |x| per
+        channel (SmoothQuant, LLM.int8's outliers); ``sqmean``, the mean x² per channel (Wanda's
+    ``‖X_j‖₂²`` over the tokens, up to the count: ``diag(H) / 2`` without the whole matrix); ``n``
+    tokens. Only the asked ones are kept."""
 
     def __init__(
         self,
@@ -118,10 +120,12 @@ class InputStats:
         hessian: bool = True,
         absmean: bool = False,
         absmax: bool = False,
+        sqmean: bool = False,
     ):
         self.H = torch.zeros(in_features, in_features, device=device) if hessian else None
         self.absmean = torch.zeros(in_features, device=device) if absmean else None
         self.absmax = torch.zeros(in_features, device=device) if absmax else None
+        self.sqmean = torch.zeros(in_features, device=device) if sqmean else None
         self.n = 0
 
     @torch.no_grad()
@@ -131,6 +135,8 @@ class InputStats:
         keep = self.n / (self.n + m)
         if self.absmean is not None:
             self.absmean.mul_(keep).add_(x.abs().sum(dim=0) / (self.n + m))
+        if self.sqmean is not None:
+            self.sqmean.mul_(keep).add_(x.square().sum(dim=0) / (self.n + m))
         if self.absmax is not None:
             torch.maximum(self.absmax, x.abs().amax(dim=0), out=self.absmax)
         self.n += m
@@ -147,6 +153,7 @@ def collect_input_stats(
     hessian: bool = True,
     absmean: bool = False,
     absmax: bool = False,
+    sqmean: bool = False,
 ) -> dict[str, InputStats]:
     """Call ``run()`` with hooks that accumulate each layer's :class:`InputStats`.
 
@@ -163,7 +170,7 @@ def collect_input_stats(
                 owner[name] = owner[last["name"]]
             else:
                 owner[name] = name
-                accs[name] = InputStats(mod.in_features, x.device, hessian, absmean, absmax)
+                accs[name] = InputStats(mod.in_features, x.device, hessian, absmean, absmax, sqmean)
             last["x"], last["name"] = x, name
         if owner[name] == name:
             accs[name].add(x.detach())
@@ -184,6 +191,45 @@ def collect_input_stats(
             f"layer(s) {missing} saw no calibration input; are they used in the forward pass?"
         )
     return {n: accs[owner[n]] for n in layers}
+
+
+# ----------------------------------------------------------------------------- the Hessian
+@torch.no_grad()
+def hessian_from_inputs(x: torch.Tensor) -> torch.Tensor:
+    """``2 X^T X / n`` for inputs ``x`` (..., in_features)."""
+    x = x.reshape(-1, x.shape[-1]).float()
+    return 2.0 * x.t() @ x / max(1, x.shape[0])
+
+
+def inverse_hessian_cholesky(
+    H: torch.Tensor, percdamp: float = 0.01, method: str = "this method"
+) -> torch.Tensor:
+    """Upper Cholesky factor of ``(H + damp I)^-1`` with ``damp = percdamp * mean(diag H)``: every
+    row of the inverse Hessian that GPTQ and SparseGPT need, computed stably. Retries with 10x more
+    damping while H is singular."""
+    diag = torch.arange(H.shape[0], device=H.device)
+    damp = percdamp
+    for _ in range(6):
+        Hd = H.clone()
+        Hd[diag, diag] += damp * torch.mean(torch.diag(H)).clamp(min=1e-8)
+        L, info = torch.linalg.cholesky_ex(Hd)
+        if int(info) == 0:
+            Hinv = torch.cholesky_inverse(L)
+            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            if int(info) == 0:
+                return U
+        damp *= 10
+    raise RuntimeError(
+        f"{method}: the Hessian is not positive definite even with damping {damp / 10:g}; "
+        "use more calibration tokens (at least as many as the layer's input features)."
+    )
+
+
+def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
+    """``trace((W - W_hat) H (W - W_hat)^T) / 2``:
+    the layer-output squared error per token that GPTQ minimises."""
+    D = W.float() - W_hat.float()
+    return float(torch.einsum("ij,jk,ik->", D, H.float(), D) / 2)
 
 
 # ----------------------------------------------------------------------------- sequential runner

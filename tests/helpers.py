@@ -25,3 +25,13 @@ def through_the_cache(model, ids: torch.Tensor, cuts: list[int]) -> torch.Tensor
     cache = cache_class(model.config)(model.config, B, T, "cpu", torch.float32)
     bounds = [0, *cuts, T]
     return torch.cat([model(ids[:, a:b], cache) for a, b in zip(bounds, bounds[1:])], dim=1)
+
+
+def correlated_inputs(n: int = 2048, d: int = 128, seed: int = 0, outliers: float = 8.0):
+    """Layer inputs (n tokens, d channels) with correlated channels and four large ones, like a
+    language model's activations: what GPTQ and SparseGPT are tested on."""
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g) / d**0.5 + torch.eye(d)
+    x = torch.randn(n, d, generator=g) @ mix
+    x[:, :4] *= outliers
+    return x

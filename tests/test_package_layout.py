@@ -30,7 +30,7 @@ FLOORS = [
         "zoo",
         "devices",
     },  # floor 1
-    {"train", "quant", "evaluate", "runtime"},  # floor 2: one package per technique family
+    {"train", "quant", "prune", "evaluate", "runtime"},  # floor 2: one package per technique family
     {"reference", "__main__", "__init__"},  # the top: commands and the package's front door
 ]
 

@@ -4,6 +4,7 @@ and quantize()'s errors."""
 import pytest
 import torch
 import torch.nn as nn
+from helpers import correlated_inputs
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.calibration import windows_from_ids
@@ -36,12 +37,7 @@ def _tiny_model(seed=0, **kw):
 
 
 def _correlated_inputs(n=2048, d=128, seed=0):
-    """Inputs with strongly correlated channels and a few large ones, like real activations."""
-    g = torch.Generator().manual_seed(seed)
-    mix = torch.randn(d, d, generator=g) / d**0.5 + torch.eye(d)
-    x = torch.randn(n, d, generator=g) @ mix
-    x[:, :4] *= 8
-    return x
+    return correlated_inputs(n, d, seed)
 
 
 # ----------------------------------------------------------------------------- GPTQ

@@ -27,6 +27,7 @@ Typical use::
     q = quantize(model, "gptq", bits=4, group_size=64, calib=calib)
 """
 
+from ..calibration import hessian_from_inputs, output_error
 from .apply import (
     METHODS,
     compare_methods,
@@ -55,7 +56,7 @@ from .formats import (
     quantize_tensor,
     valid_group_sizes,
 )
-from .gptq import gptq_quantize_weight, hessian_from_inputs, output_error
+from .gptq import gptq_quantize_weight
 from .kv_cache import Int4KVCache, Int8KVCache, QuantizedKVCache, cache_nbytes, quantized_kv_cache
 from .llm_int8 import Int8Linear, outlier_stats
 from .packing import (

@@ -26,36 +26,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..calibration import collect_input_stats, run_blocks
+from ..calibration import (
+    collect_input_stats,
+    inverse_hessian_cholesky,
+    run_blocks,
+)
 from .formats import QTensor, check_bits, check_group_size, compute_qparams, qrange
-
-
-@torch.no_grad()
-def hessian_from_inputs(x: torch.Tensor) -> torch.Tensor:
-    """``2 X^T X / n`` for inputs ``x`` (..., in_features)."""
-    x = x.reshape(-1, x.shape[-1]).float()
-    return 2.0 * x.t() @ x / max(1, x.shape[0])
-
-
-def _cholesky_inverse_upper(H: torch.Tensor, percdamp: float) -> torch.Tensor:
-    """Upper Cholesky factor of ``(H + damp I)^-1``;
-    retries with 10x more damping if H is singular."""
-    diag = torch.arange(H.shape[0], device=H.device)
-    damp = percdamp
-    for _ in range(6):
-        Hd = H.clone()
-        Hd[diag, diag] += damp * torch.mean(torch.diag(H)).clamp(min=1e-8)
-        L, info = torch.linalg.cholesky_ex(Hd)
-        if int(info) == 0:
-            Hinv = torch.cholesky_inverse(L)
-            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
-            if int(info) == 0:
-                return U
-        damp *= 10
-    raise RuntimeError(
-        f"GPTQ: the Hessian is not positive definite even with damping {damp / 10:g}; "
-        "use more calibration tokens (at least as many as the layer's input features)."
-    )
 
 
 @torch.no_grad()
@@ -106,7 +82,7 @@ def gptq_quantize_weight(
         W, H = W[:, perm], H[perm][:, perm]
 
     perm_list = perm.tolist() if perm is not None else None
-    Hinv = _cholesky_inverse_upper(H, percdamp)
+    Hinv = inverse_hessian_cholesky(H, percdamp, "GPTQ")
     codes = torch.zeros(rows, cols, device=W.device)
     Q = torch.zeros_like(W)
     loss = 0.0
@@ -150,13 +126,6 @@ def gptq_quantize_weight(
         codes, Q = codes[:, inv], Q[:, inv]
     qt = QTensor(codes.to(torch.int16), scales, zeros, bits, symmetric, group_size)
     return qt, {"loss": loss}
-
-
-def output_error(W: torch.Tensor, W_hat: torch.Tensor, H: torch.Tensor) -> float:
-    """``trace((W - W_hat) H (W - W_hat)^T) / 2``:
-    the layer-output squared error per token that GPTQ minimises."""
-    D = W.float() - W_hat.float()
-    return float(torch.einsum("ij,jk,ik->", D, H.float(), D) / 2)
 
 
 @torch.no_grad()
