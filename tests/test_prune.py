@@ -468,3 +468,39 @@ def test_block_influence_is_zero_for_a_block_that_changes_nothing():
         drop_blocks(model, [3])
     with pytest.raises(ValueError, match="every one"):
         prune_ffn_neurons(model, 0.999, "magnitude")
+
+
+# ----------------------------------------------------------------------------- recovery
+def test_recovery_trains_the_copy_and_keeps_the_zeros():
+    from slmlab.prune import recover
+
+    model = _tiny_model()
+    pruned = prune(model, "magnitude", 0.7)
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    windows = _calib(32, 33, seed=9)
+    recovered, losses = recover(pruned, windows, steps=8, batch_size=4, lr=3e-3, warmup=2)
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert all(torch.equal(before[k], v) for k, v in pruned.state_dict().items())
+    for name, layer in find_linears(recovered).items():
+        old = pruned.get_submodule(name).weight
+        assert torch.equal(layer.weight == 0, old == 0), name  # the same zeros
+    assert not torch.equal(
+        recovered.blocks[0].attn.q_proj.weight, pruned.blocks[0].attn.q_proj.weight
+    )
+    with pytest.raises(ValueError, match="warm-up of 9 steps"):
+        recover(pruned, windows, steps=4, warmup=9)
+
+
+def test_recovery_by_distillation_moves_towards_the_teacher():
+    from slmlab.lm import window_kl
+    from slmlab.prune import recover
+
+    teacher = _tiny_model()
+    with torch.no_grad():  # peaked predictions, as a trained model's are
+        teacher.lm_head.weight.mul_(30)
+    student = prune_ffn_neurons(teacher, 0.5, "random")
+    windows = _calib(32, 33, seed=10)
+    recovered, losses = recover(student, windows, steps=10, batch_size=8, lr=1e-4, teacher=teacher)
+    assert len(losses) == 10
+    assert window_kl(recovered, teacher, windows) < window_kl(student, teacher, windows)
+    assert all(p.requires_grad for p in teacher.parameters())  # the teacher is left as it was

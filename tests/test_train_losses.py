@@ -54,3 +54,28 @@ def test_the_registry_names_losses_and_says_which_exist():
         ValueError, match=r"unknown loss 'sft'; the known losses are \['causal_lm'\]"
     ):
         get_loss("sft")
+
+
+def test_distillation_loss_is_a_hand_computed_kl_and_zero_for_the_teacher():
+    import torch.nn.functional as F
+
+    from slmlab import TinyLM, TinyLMConfig
+    from slmlab.train import distillation_loss
+
+    torch.manual_seed(0)
+    cfg = TinyLMConfig(vocab_size=32, d_model=32, n_layer=1, n_head=2, block_size=16)
+    teacher, student = TinyLM(cfg).eval(), TinyLM(cfg).eval()
+    batch = torch.randint(0, 32, (3, 9))
+    for direction in ("forward", "reverse"):
+        loss_fn = distillation_loss(teacher, temperature=2.0, direction=direction)
+        got, metrics = loss_fn(student, batch)
+        t = F.log_softmax(teacher(batch[:, :-1]) / 2.0, -1)
+        s = F.log_softmax(student(batch[:, :-1]) / 2.0, -1)
+        p, q = (t, s) if direction == "forward" else (s, t)
+        expected = 4.0 * F.kl_div(q, p, log_target=True, reduction="none").sum(-1).mean()
+        torch.testing.assert_close(got, expected)
+        assert float(metrics["kl"]) == pytest.approx(got.item())
+        zero, _ = distillation_loss(teacher, 2.0, direction)(teacher, batch)
+        assert abs(float(zero)) < 1e-6
+    with pytest.raises(ValueError, match="direction"):
+        distillation_loss(teacher, direction="sideways")

@@ -8,10 +8,16 @@
   table (:func:`compare_pruning`);
 * :mod:`.allocation` — per-layer sensitivity and OWL's non-uniform sparsity;
 * :mod:`.sparse` — CSR storage of a pruned layer and where it gets faster than dense;
-* :mod:`.structured` — FFN neurons and whole blocks removed, the shapes shrinking.
+* :mod:`.structured` — FFN neurons and whole blocks removed, the shapes shrinking;
+* :mod:`.recovery` — a short fine-tune of the pruned model (zeros kept zero).
 """
 
-from .allocation import layer_sensitivity, outlier_ratios, owl_sparsities
+from .allocation import (
+    layer_sensitivity,
+    outlier_ratios,
+    owl_sparsities,
+    sensitivity_sparsities,
+)
 from .apply import METHODS, Method, compare_pruning, prune, sparsity_report
 from .masks import (
     is_nm,
@@ -23,6 +29,7 @@ from .masks import (
     wanda_scores,
     zero_fraction,
 )
+from .recovery import recover
 from .sparse import SparseLinear, crossover, csr_nbytes, time_sparse_vs_dense, to_sparse
 from .sparsegpt import sparsegpt_prune_weight
 from .structured import block_influence, drop_blocks, neuron_scores, prune_ffn_neurons
@@ -47,6 +54,8 @@ __all__ = [
     "parse_pattern",
     "prune",
     "prune_ffn_neurons",
+    "recover",
+    "sensitivity_sparsities",
     "sparsegpt_prune_weight",
     "sparsity_report",
     "time_sparse_vs_dense",

@@ -119,20 +119,30 @@ def _set_config(model: nn.Module, **values) -> None:
 def prune_ffn_neurons(
     model: nn.Module,
     sparsity: float,
-    score: str = "activation",
+    score: str | dict = "activation",
     calib=None,
     batch_size: int = 8,
     seed: int = 0,
 ) -> nn.Module:
-    """A copy of ``model`` with ``round(sparsity * d_ff)`` neurons removed from every FFN (the
-    lowest :func:`neuron_scores`); its config's FFN width says the new size."""
+    """A copy of ``model`` with ``round(sparsity * d_ff)`` neurons removed from every FFN: the
+    lowest :func:`neuron_scores` of kind ``score``, or of the given scores (a dict of FFN name ->
+    vector of ``d_ff`` scores). Its config's FFN width says the new size."""
     check_sparsity(sparsity)
     ffns = _ffns(model)
     width = next(iter(ffns.values())).up_proj.out_features
     keep = width - round(sparsity * width)
     if keep < 1:
         raise ValueError(f"sparsity={sparsity} would remove every one of the {width} neurons.")
-    scores = neuron_scores(model, score, calib, batch_size, seed)
+    if isinstance(score, dict):  # the caller's own scores, one vector per FFN
+        scores = score
+        bad = [n for n in ffns if n not in scores or tuple(scores[n].shape) != (width,)]
+        if bad or set(scores) - set(ffns):
+            raise ValueError(
+                f"scores must map every FFN ({list(ffns)[:3]} ...) to a vector of its {width} "
+                f"neurons; wrong or missing: {bad[:3] or sorted(set(scores) - set(ffns))[:3]}."
+            )
+    else:
+        scores = neuron_scores(model, score, calib, batch_size, seed)
     out = copy.deepcopy(model)
     for name, ffn in _ffns(out).items():
         kept = scores[name].topk(keep).indices.sort().values.to(ffn.down_proj.weight.device)
@@ -141,7 +151,8 @@ def prune_ffn_neurons(
                 setattr(ffn, part, _shrink_linear(getattr(ffn, part), rows=kept))
         ffn.down_proj = _shrink_linear(ffn.down_proj, cols=kept)
     _set_config(out, d_ff=keep)
-    out.prune_info = {"structured": "ffn_neurons", "score": score, "d_ff": (width, keep)}
+    label = score if isinstance(score, str) else "given"
+    out.prune_info = {"structured": "ffn_neurons", "score": label, "d_ff": (width, keep)}
     return out
 
 

@@ -21,9 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..calibration import as_windows
-from ..lm import model_device
 from ..surgery import DEFAULT_SKIP, find_linears, set_module
-from ..train import TrainConfig, causal_lm_loss, fit
+from ..train import causal_lm_loss
+from ..train.finetune import check_finetune_args, finetune_on_windows
 from .formats import check_bits, check_group_size, fake_quantize
 
 
@@ -165,57 +165,20 @@ def qat_finetune(
     ``log_every`` prints the loss every that many steps.
     """
     windows = as_windows(windows, name="QAT training windows")
-    if steps < 0 or batch_size < 1:
-        raise ValueError(
-            f"QAT needs steps >= 0 and batch_size >= 1, got steps={steps}, batch_size={batch_size}"
-        )
-    if steps and not 0 <= warmup <= steps:
-        raise ValueError(
-            f"QAT warm-up of {warmup} steps is longer than the run (steps={steps}): the "
-            f"learning rate would never reach lr={lr}; pass 0 <= warmup <= steps"
-        )
+    check_finetune_args(steps, batch_size, warmup, lr)  # before the model is copied
     qmodel = prepare_qat(model, bits, group_size, symmetric, skip, include)
-    losses: list[float] = []
-    if steps:
-        n = windows.shape[0]
-        gen = torch.Generator().manual_seed(seed)
-        picks = [torch.randint(0, n, (min(batch_size, n),), generator=gen) for _ in range(steps)]
-        device = model_device(qmodel)
-        config = TrainConfig(
-            batch_size=min(batch_size, n),
-            seq_len=windows.shape[1] - 1,
-            max_steps=steps,
-            lr=lr,
-            min_lr=0.1 * lr,
-            warmup_steps=warmup,
-            schedule="cosine",
-            weight_decay=0.0,
-            beta1=0.9,
-            beta2=0.95,
-            grad_clip=1.0,
-            eval_every=0,
-            log_every=1,
-            seed=seed,
-            device=str(device),
-            progress=progress,
-        )
-
-        def record(r: dict) -> None:
-            losses.append(r["loss"])
-            step = r["step"] - 1
-            if log_every and (step % log_every == 0 or step == steps - 1):
-                print(f"step {step:4d}  loss {r['loss']:.4f}  ({r['elapsed_s']:.0f}s)")
-
-        # fit seeds torch's global RNG every step (dropout noise);
-        # the caller's RNG is left as it was
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            fit(
-                qmodel,
-                lambda step: windows[picks[step]],
-                causal_lm_loss,
-                config,
-                callback=record,
-                progress_kw={"desc": f"QAT {bits}-bit", "leave": False},
-            )
+    losses = finetune_on_windows(
+        qmodel,
+        windows,
+        steps,
+        batch_size,
+        lr,
+        warmup,
+        seed,
+        causal_lm_loss,
+        progress,
+        log_every,
+        f"QAT {bits}-bit",
+    )
     qmodel.eval()
     return strip_qat(qmodel), losses

@@ -6,10 +6,11 @@ minimise (the mean over the batch, so gradient accumulation can average micro-ba
 is the model as the loop runs it, wrapped in ``DistributedDataParallel`` under ``torchrun``:
 call it, don't reach inside it.
 
-Pre-training is :func:`causal_lm_loss`. Supervised fine-tuning (answers scored, prompts
-ignored), DPO (a preference margin against a frozen reference) and distillation (the
-teacher's distribution as the target) are further entries of :data:`LOSSES` to come; QAT
-needs no loss of its own (it trains the fake-quantized model with :func:`causal_lm_loss`).
+Pre-training is :func:`causal_lm_loss`; distillation, the teacher's distribution as the target,
+is :func:`distillation_loss` (it needs a teacher, so it is made, not named). Supervised
+fine-tuning (answers scored, prompts ignored) and DPO (a preference margin against a frozen
+reference) are further entries to come; QAT needs no loss of its own (it trains the
+fake-quantized model with :func:`causal_lm_loss`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,39 @@ def causal_lm_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
         aux = aux_loss()
         return loss + aux, {"aux_loss": aux.detach()}
     return loss, {}
+
+
+def distillation_loss(
+    teacher: nn.Module, temperature: float = 1.0, direction: str = "forward"
+) -> LossFn:
+    """A loss that pulls the model's next-token distributions towards ``teacher``'s (run without
+    gradients; put it in eval mode, it is not changed), on token windows (B, T+1) or
+    ``(inputs, targets)`` batches.
+
+    ``direction="forward"``: ``KL(p_teacher || p_student)`` (Hinton et al.: the student covers
+    every token the teacher finds likely); ``"reverse"``: ``KL(p_student || p_teacher)``
+    (MiniLLM: the student puts its mass where the teacher's is). Both at ``temperature`` (the
+    logits divided by it), multiplied by ``temperature²`` so that gradients keep their size, and
+    averaged over every predicted position. Zero when the student is the teacher. The logged
+    metric ``kl`` is the same number, detached."""
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+    def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+        inputs = batch[:, :-1] if torch.is_tensor(batch) else batch[0]
+        with torch.no_grad():
+            t = torch.log_softmax(logits(teacher, inputs).float() / temperature, dim=-1)
+        s = torch.log_softmax(_logits(model, inputs).float() / temperature, dim=-1)
+        if direction == "forward":
+            kl = (t.exp() * (t - s)).sum(-1)
+        else:
+            kl = (s.exp() * (s - t)).sum(-1)
+        loss = kl.mean() * temperature**2
+        return loss, {"kl": loss.detach()}
+
+    return loss_fn
 
 
 LOSSES: dict[str, LossFn] = {
