@@ -504,3 +504,31 @@ def test_recovery_by_distillation_moves_towards_the_teacher():
     assert len(losses) == 10
     assert window_kl(recovered, teacher, windows) < window_kl(student, teacher, windows)
     assert all(p.requires_grad for p in teacher.parameters())  # the teacher is left as it was
+
+
+def test_compare_pruning_and_the_sensitivity_scan_measure_what_they_say():
+    from slmlab.lm import window_kl, window_perplexity
+    from slmlab.prune import compare_pruning, layer_sensitivity, time_sparse_vs_dense
+
+    model, calib = _tiny_model(), _calib()
+    evals = _calib(4, 32, seed=11)
+    rows = compare_pruning(
+        model,
+        evals,
+        [{"method": "magnitude", "sparsity": 0.5}, {"method": "wanda", "pattern": "2:4"}],
+        calib,
+    )
+    assert [r["method"] for r in rows] == ["dense", "magnitude", "wanda"]
+    assert rows[0]["ppl"] == pytest.approx(window_perplexity(model, evals))
+    assert rows[1]["ppl"] == pytest.approx(window_perplexity(prune(model, "magnitude", 0.5), evals))
+    assert rows[2]["pattern"] == "2:4" and rows[2]["sparsity"] == pytest.approx(0.5)
+    sens = layer_sensitivity(model, evals, 0.5)
+    assert list(sens) == list(find_linears(model))
+    name = "blocks.1.ffn.down_proj"
+    alone = prune(model, "magnitude", 0.5, include=[name], skip=())
+    assert sens[name] == pytest.approx(window_kl(alone, model, evals), rel=1e-4)
+    timing = time_sparse_vs_dense(16, 32, sparsities=(0.0, 0.9), tokens=(1,), reps=1)
+    assert [(r["sparsity"], r["tokens"]) for r in timing] == [(0.0, 1), (0.9, 1)]
+    assert (
+        timing[0]["dense_bytes"] == 16 * 32 * 4 and timing[1]["csr_bytes"] < timing[0]["csr_bytes"]
+    )
