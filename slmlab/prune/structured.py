@@ -55,10 +55,9 @@ def _ffns(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
-def _parts(ffn: nn.Module) -> list[nn.Linear]:
-    return [ffn.up_proj] + (
-        [ffn.gate_proj] if isinstance(getattr(ffn, "gate_proj", None), nn.Linear) else []
-    )
+def _parts(ffn: nn.Module) -> list[str]:
+    """The names of the FFN's layers that have a row per neuron: ``up_proj`` (and ``gate_proj``)."""
+    return [n for n in ("up_proj", "gate_proj") if isinstance(getattr(ffn, n, None), nn.Linear)]
 
 
 @torch.no_grad()
@@ -77,7 +76,7 @@ def neuron_scores(
         s = f.down_proj.weight.float().norm(dim=0)
         if score == "magnitude":
             for part in _parts(f):
-                s = s * part.weight.float().norm(dim=1)
+                s = s * getattr(f, part).weight.float().norm(dim=1)
         out[name] = s
     if score == "activation":
         windows = as_windows(calib)
@@ -146,9 +145,8 @@ def prune_ffn_neurons(
     out = copy.deepcopy(model)
     for name, ffn in _ffns(out).items():
         kept = scores[name].topk(keep).indices.sort().values.to(ffn.down_proj.weight.device)
-        for part in ("up_proj", "gate_proj"):
-            if isinstance(getattr(ffn, part, None), nn.Linear):
-                setattr(ffn, part, _shrink_linear(getattr(ffn, part), rows=kept))
+        for part in _parts(ffn):
+            setattr(ffn, part, _shrink_linear(getattr(ffn, part), rows=kept))
         ffn.down_proj = _shrink_linear(ffn.down_proj, cols=kept)
     _set_config(out, d_ff=keep)
     label = score if isinstance(score, str) else "given"
