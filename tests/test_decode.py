@@ -7,8 +7,8 @@ import torch
 from helpers import greedy_by_recomputation
 
 from slmlab import TinyLM, TinyLMConfig
-from slmlab.models.decoder import Decoder, rope_matrix, unsupported
-from slmlab.models.layers import Attention, KVCache, apply_rope, rope_cos_sin
+from slmlab.models.decoder import Decoder, unsupported
+from slmlab.models.layers import Attention, KVCache, apply_rope, rope_cos_sin, rope_matrix
 
 CONFIGS = list(
     itertools.product(

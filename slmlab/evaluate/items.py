@@ -6,6 +6,7 @@ problems and programs, and invented words from the test bucket: items training n
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from collections import Counter
@@ -262,10 +263,20 @@ def commonsense_items(n: int = 200, seed: int = 0, kinds: dict | None = None) ->
     return items
 
 
+_MADE: dict[tuple[str, int, int], list] = {}  # (task, n, seed) -> items: every suite asks again
+
+
 def _test_items(task: str, n: int, seed: int, make) -> list:
     """``n`` distinct items of the test split, a third of each difficulty (the first ``n % 3``
-    grades one more), in the order they were made."""
+    grades one more), in the order they were made (a fresh copy of the ones made before: making
+    them draws tens of thousands of problems, most of another split or grade)."""
     _check_n(n)
+    if (task, n, seed) not in _MADE:
+        _MADE[task, n, seed] = _make_test_items(task, n, seed, make)
+    return copy.deepcopy(_MADE[task, n, seed])
+
+
+def _make_test_items(task: str, n: int, seed: int, make) -> list:
     r = _probe_rng(task, seed)
     w = Writer(r, "test")
     quota = {d: n // 3 + (i < n % 3) for i, d in enumerate(DIFFICULTIES)}

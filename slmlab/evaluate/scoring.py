@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 from ..lm import eval_mode, logits, model_device
 from ..models import TinyLM
+from ..models.decoder import unsupported
+from .shared_context import can_share_context, shared_context_loglikelihoods
 
 
 class LM:
@@ -150,17 +152,27 @@ def loglikelihood(
     the context, whether greedy decoding would produce exactly those tokens). Sequences longer
     than the model's context keep their last ``max_len`` tokens."""
     lm = _lm or LM(model, tokenizer)
-    enc = []
+    enc, split = [], []
     for ctx, cont in requests:
         c, t = _split_context(lm, ctx, cont)
         if not t:
             raise ValueError(f"empty continuation for context {ctx[-40:]!r}")
+        split.append((lm.with_prefix(c), t))
         seq = lm.with_prefix(c) + t
         seq = seq[-(lm.max_len + 1) :]
         enc.append((seq, len(t)))
-    order = sorted(range(len(enc)), key=lambda i: -len(enc[i][0]))  # similar lengths batch together
     out: list[tuple[float, bool]] = [(0.0, False)] * len(enc)
     with eval_mode(model):
+        # a TinyLM runs each distinct context once (shared_context); what does not fit its
+        # context, and any other model, runs as whole sequences, the harness's way
+        whole = list(range(len(enc)))
+        if can_share_context(model):
+            fits = [i for i in whole if len(enc[i][0]) == sum(map(len, split[i]))]
+            scored = shared_context_loglikelihoods(model, [split[i] for i in fits], batch_size)
+            for i, result in zip(fits, scored):
+                out[i] = result
+            whole = sorted(set(whole) - set(fits))
+        order = sorted(whole, key=lambda i: -len(enc[i][0]))  # similar lengths batch together
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             x = _pad_batch([enc[j][0][:-1] for j in idx], pad=enc[idx[0]][0][0])
@@ -260,8 +272,10 @@ def greedy_generate(
     """Greedy continuations of ``prompts`` (each after the end-of-text prefix), cut before the
     first of the ``stop`` strings and at the end-of-text token.
 
-    Prompts of equal token length are batched together (no padding, so no attention mask is
-    needed) and decoded with the model's own KV-cache generation: ``TinyLM.generate`` or
+    A TinyLM the lean decoder runs batches prompts of any lengths, left-padded (``pad=`` of
+    :func:`slmlab.models.generation.stream`: the padding is invisible, each prompt keeps its
+    positions); other models batch prompts of equal token length (no padding, so no attention
+    mask is needed). Both decode with the model's own KV-cache generation: ``TinyLM.generate`` or
     transformers' ``generate``. ``use_cache=False`` (or a model with neither) uses a plain loop
     of full forward passes instead; both give the same tokens."""
     lm = _lm or LM(model, tokenizer)
@@ -277,18 +291,21 @@ def greedy_generate(
                 f"{lm.max_len}"
             )
         encoded.append(ids[-keep:])
-    by_len: dict[int, list[int]] = {}
-    for i, ids in enumerate(encoded):
-        by_len.setdefault(len(ids), []).append(i)
     new_tokens: list[list[int]] = [[] for _ in prompts]
     with eval_mode(model):
-        for _length, idx in sorted(by_len.items()):
-            for k in range(0, len(idx), batch_size):
-                chunk = idx[k : k + batch_size]
-                x = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=lm.device)
+        padded = use_cache and isinstance(model, TinyLM) and unsupported(model) is None
+        for chunk in _batches(encoded, batch_size, padded):
+            width = max(len(encoded[i]) for i in chunk)
+            pad = [width - len(encoded[i]) for i in chunk]
+            rows = [[lm.prefix_id] * p + encoded[i] for p, i in zip(pad, chunk)]
+            x = torch.tensor(rows, dtype=torch.long, device=lm.device)
+            if padded and any(pad):
+                out = model.generate(x, max_new_tokens, temperature=0.0, pad=torch.tensor(pad))
+                out = out[:, width:]
+            else:
                 out = _generate_batch(lm, x, max_new_tokens, use_cache)
-                for row, i in enumerate(chunk):
-                    new_tokens[i] = out[row].tolist()
+            for row, i in enumerate(chunk):
+                new_tokens[i] = out[row].tolist()
     texts = []
     for toks in new_tokens:
         if lm.eos_id is not None and lm.eos_id in toks:
@@ -298,6 +315,22 @@ def greedy_generate(
             text = text.split(s)[0]
         texts.append(text)
     return texts
+
+
+def _batches(encoded: list[list[int]], batch_size: int, padded: bool) -> list[list[int]]:
+    """Indices of ``encoded`` in batches of at most ``batch_size``: longest first when rows may be
+    left-padded (so a batch's lengths are close), else one length per batch."""
+    if padded:
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    by_len: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_len.setdefault(len(ids), []).append(i)
+    return [
+        idx[k : k + batch_size]
+        for _length, idx in sorted(by_len.items())
+        for k in range(0, len(idx), batch_size)
+    ]
 
 
 def _generate_batch(lm: LM, x: torch.Tensor, n: int, use_cache: bool) -> torch.Tensor:

@@ -50,7 +50,16 @@ import torch.nn.functional as F
 
 from .block import Block
 from .ffn import ACTIVATIONS, FeedForward
-from .layers import Attention, KVCache, RMSNorm, apply_rope, causal_mask
+from .layers import (
+    Attention,
+    KVCache,
+    RMSNorm,
+    apply_rope,
+    causal_mask,
+    padded_causal_mask,
+    rope_matrix,
+    rotate_half_matrix,
+)
 
 
 class AnyValue:
@@ -116,22 +125,6 @@ SUPPORTED: dict[str, object] = {
 # (smallest group 553K, q|k|v) at most 3% faster, for 66-390 MB more memory and 0.1-0.4 s more in
 # the first call (benchmarks/README.md).
 PACK_MAX_ELEMENTS = 1 << 18
-
-
-def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """The matrix P with x @ P == rotate_half(x) == cat([-x2, x1])."""
-    eye = torch.eye(head_dim, dtype=dtype, device=device)
-    return torch.cat([-eye[:, head_dim // 2 :], eye[:, : head_dim // 2]], dim=-1)
-
-
-def rope_matrix(
-    cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The (head_dim, head_dim) matrix R with x @ R == apply_rope(x, cos, sin) for one position:
-    x * cos + rotate_half(x) * sin == x @ (diag(cos) + P diag(sin))."""
-    if rotate_half is None:
-        rotate_half = rotate_half_matrix(cos.shape[-1], cos.dtype, cos.device)
-    return torch.diag(cos) + rotate_half * sin
 
 
 def _own_forward(model: nn.Module) -> bool:
@@ -450,25 +443,38 @@ class Decoder:
             return False
         return _fingerprint(_sources(model)) == self.fingerprint
 
-    def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, cache: KVCache, pad=None, every=False) -> torch.Tensor:
         with self.mode():
-            return self.step(idx, cache)
+            return self.step(idx, cache, pad, every)
 
-    def step(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def step(self, idx: torch.Tensor, cache: KVCache, pad=None, every=False) -> torch.Tensor:
+        """Logits (B, vocab) of the last of ``idx`` (B, T) after the ``cache``'s positions; of every
+        position, (B, T, vocab), with ``every``. ``pad`` (B,): row b's first ``pad[b]`` cached
+        positions are left padding, invisible to its real tokens, which keep their own positions
+        (0 at the first real one)."""
         m, c = self.model, self.config
         B, T = idx.shape
         nq, nkv, hd, d = c.n_head, c.n_kv_head, c.head_dim, c.d_model
         pos = cache.pos
         x = F.embedding(idx, m.embed.weight)
+        at = slice(pos, pos + T)  # the positions of idx: the same for every row unless padded
+        if pad is not None:
+            at = (torch.arange(pos, pos + T, device=x.device) - pad[:, None]).clamp(min=0)
         if c.pos == "learned":
-            x = x + m.pos_embed.weight[pos : pos + T]
+            x = x + m.pos_embed.weight[at]
+        rot = None
         if c.pos == "rope":
             cos, sin = m.rope_tables(pos + T, x.dtype, x.device)
-            if T == 1:
+            if T == 1 and pad is None:
                 rot = rope_matrix(cos[pos], sin[pos], self.rotate_half)
-            else:  # a prompt: the elementwise form, as TinyLM.forward applies it
-                cos, sin = cos[pos : pos + T], sin[pos : pos + T]
-        mask, causal = causal_mask(pos, T, x.device)
+            else:  # a prompt or padded rows: the elementwise form, as TinyLM.forward applies it
+                cos, sin = cos[at], sin[at]
+                if pad is not None:  # (B, 1, T, hd): a row's positions for all its heads
+                    cos, sin = cos[:, None], sin[:, None]
+        if pad is None:
+            mask, causal = causal_mask(pos, T, x.device)
+        else:
+            mask, causal = padded_causal_mask(pad, pos, T), False
         x = x.reshape(B * T, d)
         for i, (qkv_proj, o_residual, feed_forward) in enumerate(self.layers):
             qkv = qkv_proj(x)
@@ -477,7 +483,7 @@ class Decoder:
             else:
                 qkv = qkv.view(B, T, nq + 2 * nkv, hd).transpose(1, 2)
             qk, v = qkv.split([nq + nkv, nkv], dim=1)
-            if c.pos == "rope" and T == 1:  # queries and keys are rotated together
+            if rot is not None:  # one new token: queries and keys are rotated together
                 qk = (qk.reshape(-1, hd) @ rot).view(B, nq + nkv, 1, hd)
             elif c.pos == "rope":
                 qk = apply_rope(qk, cos, sin)
@@ -489,4 +495,4 @@ class Decoder:
             y = y.reshape(B, d) if T == 1 else y.transpose(1, 2).reshape(B * T, d)
             x = feed_forward(o_residual(x, y))
         cache.advance(T)
-        return self.head(x.view(B, T, d)[:, -1])
+        return self.head(x.view(B, T, d) if every else x.view(B, T, d)[:, -1])

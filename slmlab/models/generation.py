@@ -68,6 +68,30 @@ def decode_step(model):
     return lambda ids, cache: model(ids, cache, last_only=True)[:, -1]
 
 
+def _padded_step(model, idx: torch.Tensor, max_new_tokens: int, pad):
+    """``step(ids, cache)`` of the lean decoder with left padding ``pad``, after checking it."""
+    reason = unsupported(model)
+    if reason is not None:
+        raise ValueError(
+            f"left-padded generation (pad=) needs the lean decoder, which cannot run this model: "
+            f"{reason}. Generate prompts of each length apart instead"
+        )
+    pad = torch.as_tensor(pad, dtype=torch.long, device=idx.device)
+    B, T = idx.shape
+    if pad.shape != (B,):
+        raise ValueError(f"pad has shape {tuple(pad.shape)}; it needs one count per row, ({B},)")
+    if bool((pad < 0).any()) or bool((pad >= T).any()):
+        raise ValueError(f"pad {pad.tolist()} must leave each row of {T} tokens at least one real")
+    need = T + max_new_tokens - 1
+    if need > model.config.block_size:
+        raise ValueError(
+            f"padded rows cannot slide their window: the prompt ({T} tokens with padding) and "
+            f"{max_new_tokens} new tokens pass block_size={model.config.block_size}"
+        )
+    decoder = Decoder.for_model(model)
+    return lambda ids, cache: decoder(ids, cache, pad)
+
+
 @torch.no_grad()
 def stream(
     model,
@@ -79,12 +103,18 @@ def stream(
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
     cache_cls=None,
+    pad=None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token ids (B,) of ``model`` one step at a time, using a KV cache
     (``cache_cls``; by default :func:`cache_class`'s: a :class:`KVCache`, MLA's latents, or a ring
     buffer for sliding-window attention). When the context
     (``block_size``) is full, the window slides by half and the cache is refilled; a ring buffer
     never fills, and generation with it runs on past ``block_size``.
+
+    ``pad`` (B,) batches prompts of different lengths: row b of ``idx`` starts with ``pad[b]``
+    left-padding tokens (any ids), which its real tokens never see; each row's tokens are those
+    of its prompt alone, up to the order of float sums. Only the lean :class:`Decoder` runs
+    padded rows, and the prompt plus the new tokens must fit in ``block_size``.
 
     The cache holds only the positions this call can fill (prompt + new tokens, at most
     ``block_size``): a hub model's context of thousands of positions would otherwise be allocated
@@ -102,6 +132,12 @@ def stream(
     ctx = idx[:, -L:]
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=model.device)
     step = decode_step(model)
+    if pad is not None:
+        try:
+            step = _padded_step(model, idx, max_new_tokens, pad)
+        except ValueError:
+            model.train(was_training)  # as it was given
+            raise
 
     if cache_cls is None:
         cache_cls = cache_class(model.config)

@@ -56,12 +56,40 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat([-x2, x1], dim=-1) * sin
 
 
+def rotate_half_matrix(head_dim: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The matrix P with x @ P == rotate_half(x) == cat([-x2, x1])."""
+    eye = torch.eye(head_dim, dtype=dtype, device=device)
+    return torch.cat([-eye[:, head_dim // 2 :], eye[:, : head_dim // 2]], dim=-1)
+
+
+def rope_matrix(
+    cos: torch.Tensor, sin: torch.Tensor, rotate_half: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The (head_dim, head_dim) matrix R with x @ R == apply_rope(x, cos, sin) for one position:
+    x * cos + rotate_half(x) * sin == x @ (diag(cos) + P diag(sin))."""
+    if rotate_half is None:
+        rotate_half = rotate_half_matrix(cos.shape[-1], cos.dtype, cos.device)
+    return torch.diag(cos) + rotate_half * sin
+
+
 def causal_mask(past: int, T: int, device) -> tuple[torch.Tensor | None, bool]:
     """(attn_mask, is_causal) for ``scaled_dot_product_attention`` of T new queries after
     ``past`` cached keys."""
     if past == 0 or T == 1:  # plain causal (prefill) or one new token that may see everything
         return None, past == 0 and T > 1
     return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past), False
+
+
+def padded_causal_mask(pad: torch.Tensor, past: int, T: int) -> torch.Tensor:
+    """The (B, 1, T, past + T) attention mask of T new queries after ``past`` cached keys when row
+    b starts with ``pad[b]`` left-padding positions: a query sees the keys before it that are not
+    padding. A padding query sees only itself (a row of no keys would give NaN, and its NaN would
+    reach the real queries' sums as 0 * NaN); no real query ever sees it."""
+    keys = torch.arange(past + T, device=pad.device)
+    queries = keys[past:, None]
+    real = keys >= pad[:, None, None]  # (B, 1, past + T)
+    mask = (keys <= queries) & (real | (keys == queries))  # (B, T, past + T)
+    return mask[:, None]
 
 
 class KVCache:
@@ -97,6 +125,12 @@ class KVCache:
 
     def advance(self, n: int) -> None:
         self.pos += n
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Keep the batch rows ``index`` (B',), in that order, repeats allowed: one cached context
+        continued several ways."""
+        self.k = [k.index_select(0, index) for k in self.k]
+        self.v = [v.index_select(0, index) for v in self.v]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
