@@ -30,7 +30,14 @@ FLOORS = [
         "zoo",
         "devices",
     },  # floor 1
-    {"train", "quant", "prune", "evaluate", "runtime"},  # floor 2: one package per technique family
+    {
+        "train",
+        "quant",
+        "prune",
+        "lowrank",
+        "evaluate",
+        "runtime",
+    },  # floor 2: one package per technique family
     {"reference", "__main__", "__init__"},  # the top: commands and the package's front door
 ]
 
