@@ -164,6 +164,7 @@ def test_energy_picks_per_layer_ranks_and_the_report_counts_them():
         assert r["params"] == r["rank"] * sum(r["shape"])
         assert r["smaller"] == (r["params"] < r["dense_params"])
     assert {r["rank"] for r in factorization_report(factorize(model, energy=1.0))} == {32, 64}
+    assert {r["rank"] for r in factorization_report(factorize(model, rank=0.5))} == {16, 32}
 
 
 def test_bad_input_is_refused_and_the_model_left_unchanged():
@@ -175,6 +176,7 @@ def test_bad_input_is_refused_and_the_model_left_unchanged():
         (dict(method="svd"), "exactly one"),
         (dict(method="svd", rank=4, energy=0.5), "exactly one"),
         (dict(method="svd", energy=1.5), r"\(0, 1\]"),
+        (dict(method="svd", rank=1.5), "share of full rank"),
         (dict(method="svd", rank={"blocks.0.attn.q_proj": 4}), "one entry per chosen layer"),
         (dict(method="svd_llm", rank=4), "calib="),
         (dict(method="qr", rank=4), "unknown method"),

@@ -82,11 +82,19 @@ def _weight(layer: nn.Module) -> torch.Tensor:
 
 def _ranks(layers: dict, rank, energy, spectra) -> dict[str, int]:
     if (rank is None) == (energy is None):
-        raise ValueError("pass exactly one of rank= (an int, or a dict name -> int) and energy=")
+        raise ValueError(
+            "pass exactly one of rank= (an int, a share of full rank, or a dict name -> int) and "
+            "energy="
+        )
     if energy is not None:
         if isinstance(energy, bool) or not isinstance(energy, float | int) or not 0 < energy <= 1:
             raise ValueError(f"energy={energy!r} must lie in (0, 1]: the share of sum(s^2) kept")
         return {n: energy_rank(spectra(n), float(energy)) for n in layers}
+    if isinstance(rank, float):  # a share of each layer's full rank
+        if not 0 < rank <= 1:
+            raise ValueError(f"rank={rank} as a float is a share of full rank: pass it in (0, 1]")
+        full = {n: min(m.in_features, m.out_features) for n, m in layers.items()}
+        return {n: max(1, round(rank * f)) for n, f in full.items()}
     ranks = rank if isinstance(rank, dict) else dict.fromkeys(layers, rank)
     unknown = sorted(set(ranks) - set(layers))
     if unknown or set(layers) - set(ranks):
@@ -120,7 +128,7 @@ def _input_stats(model, layers, calib, needs, batch_size):
 def factorize(
     model: nn.Module,
     method: str = "svd",
-    rank: int | dict[str, int] | None = None,
+    rank: int | float | dict[str, int] | None = None,
     energy: float | None = None,
     calib=None,
     skip=DEFAULT_SKIP,
@@ -132,8 +140,9 @@ def factorize(
 
     method : ``"svd"``, ``"asvd"`` (option ``alpha``, default 0.5) or ``"svd_llm"`` (option
         ``damp``); the last two need ``calib``, token windows (N, T).
-    rank : one rank for every layer, or a dict layer name -> rank; or ``energy`` in (0, 1]: per
-        layer the smallest rank keeping that share of the truncated matrix's ``sum(s^2)``.
+    rank : one rank for every layer (an int), a share of each layer's full rank min(in, out) (a
+        float in (0, 1]), or a dict layer name -> rank; or ``energy`` in (0, 1]: per layer the
+        smallest rank keeping that share of the truncated matrix's ``sum(s^2)``.
     skip, include : glob patterns of layer names (default: not the LM head nor embeddings).
     A layer whose rank reaches the break-even rank gets larger and slower, not smaller; the
     result says so in :func:`factorization_report` and does not refuse it."""

@@ -45,6 +45,8 @@ def recover(
     handles = []
     if keep_zeros:
         for layer in find_linears(out).values():
+            if not isinstance(getattr(layer, "weight", None), nn.Parameter):
+                continue  # e.g. a low-rank pair: no weight of its own to keep zeros in
             mask = layer.weight.detach() != 0
             if not mask.all():
                 handles.append(layer.weight.register_hook(lambda g, m=mask: g * m))
