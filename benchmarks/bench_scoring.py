@@ -46,7 +46,7 @@ def main() -> None:
 
     diff = max(abs(a[0] - b[0]) for a, b in zip(shared(), whole()))
     t = interleaved({"shared": shared, "whole": whole}, args.repeat)
-    print(f"multiple choice, {len(requests)} requests: shared context {t['shared']:.2f} s, ")
+    print(f"multiple choice, {len(requests)} requests: shared context {t['shared']:.2f} s,")
     print(f"  whole sequences {t['whole']:.2f} s: {t['whole'] / t['shared']:.2f}x faster")
     print(f"  largest log-likelihood difference {diff:.1e}")
 
