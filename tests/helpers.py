@@ -35,3 +35,30 @@ def correlated_inputs(n: int = 2048, d: int = 128, seed: int = 0, outliers: floa
     x = torch.randn(n, d, generator=g) @ mix
     x[:, :4] *= outliers
     return x
+
+
+def tiny_llama(
+    vocab: int = 96,
+    hidden: int = 64,
+    ffn: int = 128,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    positions: int = 64,
+    seed: int = 0,
+):
+    """A randomly initialised transformers ``LlamaForCausalLM`` (GQA), in eval mode: the hub
+    model every technique's transformers path is tested on."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=positions,
+    )
+    return LlamaForCausalLM(cfg).eval()

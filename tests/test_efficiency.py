@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from helpers import tiny_llama
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab import evaluate as E
@@ -55,19 +56,7 @@ def test_efficiency_of_tinylm(tiny):
 
 
 def test_efficiency_of_a_transformers_model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = LlamaForCausalLM(cfg).eval()
+    model = tiny_llama(vocab=97, hidden=32, ffn=64)
     e = efficiency(model, TOK, prompt_tokens=8, new_tokens=4, repeats=1)
     assert e["MB"] == model_nbytes(model) / 1e6 and e["peak_MB"] > e["MB"]
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import tiny_llama
 from torch import nn
 
 from slmlab import TinyLM, TinyLMConfig, to_hf
@@ -180,19 +181,7 @@ def test_transformers_model_and_tokenizer_give_the_same_numbers(tiny, bpe):
 
 
 def test_suite_runs_on_a_randomly_initialised_llama(bpe):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=bpe.vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=96,
-    )
-    model = LlamaForCausalLM(cfg).eval()
+    model = tiny_llama(vocab=bpe.vocab_size, hidden=32, ffn=64, positions=96)
     table = E.suite(model, hf_tokenizer(bpe), n_per_task=6, include_perplexity=True)
     assert list(table.columns) == [
         "task",

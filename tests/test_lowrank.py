@@ -3,7 +3,7 @@ whitened error identity; the model driver on TinyLM and a transformers Llama; ba
 
 import pytest
 import torch
-from helpers import correlated_inputs
+from helpers import correlated_inputs, tiny_llama
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.calibration import hessian_from_inputs, output_error
@@ -191,19 +191,7 @@ def test_bad_input_is_refused_and_the_model_left_unchanged():
 
 
 def test_a_transformers_llama_factorizes_too():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = LlamaForCausalLM(cfg).eval()
+    model = tiny_llama()
     x = _calib(2, 16, seed=3)
     low = factorize(model, "svd_llm", rank=_full_ranks(model), calib=_calib())
     with torch.no_grad():

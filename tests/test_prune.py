@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.utils.prune as torch_prune
-from helpers import correlated_inputs
+from helpers import correlated_inputs, tiny_llama
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.calibration import hessian_from_inputs, output_error
@@ -54,19 +54,7 @@ def _correlated_inputs(n=4096, d=128, seed=0):
 
 
 def _llama(layers=2, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama(layers=layers, seed=seed)
 
 
 # ----------------------------------------------------------------------------- masks

@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_llama
 
 from slmlab import TinyLM, TinyLMConfig
 from slmlab.checkpoint import CheckpointError
@@ -124,18 +125,8 @@ def test_train_takes_the_steps_of_a_plain_reference_loop(toy_text):
 
 
 def _tiny_llama():
-    transformers = pytest.importorskip("transformers")
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return transformers.LlamaForCausalLM(cfg)
+    pytest.importorskip("transformers")
+    return tiny_llama(vocab=64, hidden=32, ffn=64).train()  # as constructed: training mode
 
 
 def _pattern_batches(seed=0, batch=8, T=24, V=64):
