@@ -79,3 +79,21 @@ def test_distillation_loss_is_a_hand_computed_kl_and_zero_for_the_teacher():
         assert abs(zero.item()) < 1e-6
     with pytest.raises(ValueError, match="direction"):
         distillation_loss(teacher, direction="sideways")
+
+
+def test_a_student_with_another_vocabulary_is_refused():
+    from slmlab import TinyLM, TinyLMConfig
+    from slmlab.prune import recover
+    from slmlab.train import distillation_loss
+
+    torch.manual_seed(0)
+    cfg = dict(d_model=32, n_layer=1, n_head=2, block_size=16)
+    teacher = TinyLM(TinyLMConfig(vocab_size=32, **cfg)).eval()
+    student = TinyLM(TinyLMConfig(vocab_size=40, **cfg))
+    batch = torch.randint(0, 32, (3, 9))
+    with pytest.raises(ValueError, match="40 tokens and the teacher's 32"):
+        distillation_loss(teacher)(student, batch)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    with pytest.raises(ValueError, match="one tokenizer"):
+        recover(student, batch, steps=2, batch_size=2, warmup=0, teacher=teacher)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())

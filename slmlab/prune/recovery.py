@@ -18,7 +18,7 @@ import torch.nn as nn
 from ..calibration import as_windows
 from ..surgery import find_linears
 from ..train.finetune import check_finetune_args, finetune_on_windows
-from ..train.losses import causal_lm_loss, distillation_loss
+from ..train.losses import causal_lm_loss, check_same_vocabulary, distillation_loss
 
 
 def recover(
@@ -41,6 +41,8 @@ def recover(
     masked), so the sparsity is kept."""
     windows = as_windows(windows, name="recovery windows")
     check_finetune_args(steps, batch_size, warmup, lr)
+    if teacher is not None:
+        check_same_vocabulary(model, teacher)
     out = copy.deepcopy(model)
     handles = []
     if keep_zeros:

@@ -80,6 +80,8 @@ def distillation_loss(
         with torch.no_grad():
             t = torch.log_softmax(logits(teacher, inputs).float() / temperature, dim=-1)
         s = torch.log_softmax(_logits(model, inputs).float() / temperature, dim=-1)
+        if s.shape[-1] != t.shape[-1]:
+            raise ValueError(_vocab_message(s.shape[-1], t.shape[-1]))
         if direction == "forward":
             kl = (t.exp() * (t - s)).sum(-1)
         else:
@@ -88,6 +90,21 @@ def distillation_loss(
         return loss, {"kl": loss.detach()}
 
     return loss_fn
+
+
+def _vocab_message(student: int, teacher: int) -> str:
+    return (
+        f"the student's vocabulary has {student} tokens and the teacher's {teacher}: distillation "
+        "compares their next-token distributions token by token, so both must use one tokenizer "
+        "(train the student with the teacher's, or distil on text with a sequence-level loss)"
+    )
+
+
+def check_same_vocabulary(student: nn.Module, teacher: nn.Module) -> None:
+    """Raise a ValueError when both models' configs state a ``vocab_size`` and they differ."""
+    sizes = [getattr(getattr(m, "config", None), "vocab_size", None) for m in (student, teacher)]
+    if all(isinstance(v, int) for v in sizes) and sizes[0] != sizes[1]:
+        raise ValueError(_vocab_message(*sizes))
 
 
 LOSSES: dict[str, LossFn] = {
