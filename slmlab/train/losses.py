@@ -58,7 +58,10 @@ def causal_lm_loss(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
 
 
 def distillation_loss(
-    teacher: nn.Module, temperature: float = 1.0, direction: str = "forward"
+    teacher: nn.Module,
+    temperature: float = 1.0,
+    direction: str = "forward",
+    hard_weight: float = 0.0,
 ) -> LossFn:
     """A loss that pulls the model's next-token distributions towards ``teacher``'s (run without
     gradients; put it in eval mode, it is not changed), on token windows (B, T+1) or
@@ -69,25 +72,36 @@ def distillation_loss(
     (MiniLLM: the student puts its mass where the teacher's is). Both at ``temperature`` (the
     logits divided by it), multiplied by ``temperature²`` so that gradients keep their size, and
     averaged over every predicted position. Zero when the student is the teacher. The logged
-    metric ``kl`` is the same number, detached."""
+    metric ``kl`` is the same number, detached.
+
+    ``hard_weight`` w mixes in the next-token cross-entropy on the text itself (Hinton et al.'s
+    two terms): ``(1 - w) * KL + w * CE``, from the same forward pass of the student; ``ce`` is
+    logged too. The cross-entropy needs targets: batches ``(inputs, targets)`` or windows."""
     if direction not in ("forward", "reverse"):
         raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if isinstance(hard_weight, bool) or not 0.0 <= hard_weight <= 1.0:
+        raise ValueError(f"hard_weight must lie in [0, 1], got {hard_weight!r}")
 
     def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-        inputs = batch[:, :-1] if torch.is_tensor(batch) else batch[0]
+        inputs, targets = (batch[:, :-1], batch[:, 1:]) if torch.is_tensor(batch) else batch
         with torch.no_grad():
             t = torch.log_softmax(logits(teacher, inputs).float() / temperature, dim=-1)
-        s = torch.log_softmax(_logits(model, inputs).float() / temperature, dim=-1)
+        raw = _logits(model, inputs)
+        s = torch.log_softmax(raw.float() / temperature, dim=-1)
         if s.shape[-1] != t.shape[-1]:
             raise ValueError(_vocab_message(s.shape[-1], t.shape[-1]))
         if direction == "forward":
             kl = (t.exp() * (t - s)).sum(-1)
         else:
             kl = (s.exp() * (s - t)).sum(-1)
-        loss = kl.mean() * temperature**2
-        return loss, {"kl": loss.detach()}
+        kl = kl.mean() * temperature**2
+        if not hard_weight:
+            return kl, {"kl": kl.detach()}
+        ce = lm_loss(raw, targets)
+        loss = (1 - hard_weight) * kl + hard_weight * ce
+        return loss, {"kl": kl.detach(), "ce": ce.detach()}
 
     return loss_fn
 

@@ -42,7 +42,7 @@ from .data import evaluate_loss, prepare_data
 from .run import train
 from .search import check_spec, memoised, proxy_loss, run_search
 
-SECTIONS = ("model", "data", "train")
+SECTIONS = ("model", "data", "train", "distill")  # distill: only in the runs that have it
 SEARCHED = "search #"  # the label of the search's k-th best candidate: "search #k"
 
 
@@ -81,12 +81,17 @@ def run_config(exp: dict, label: str, seed: int) -> dict:
         raise ValueError(f"no run {label!r} in experiment {exp['name']!r}: {list(exp['runs'])}")
     cfg = copy.deepcopy(exp["base"])
     for section in SECTIONS:
-        cfg[section] = {**cfg.get(section, {}), **exp["runs"][label].get(section, {})}
+        merged = {**cfg.get(section, {}), **exp["runs"][label].get(section, {})}
+        if merged or section != "distill":
+            cfg[section] = merged
     cfg["train"].update(seed=seed, out_dir=None, progress=False)
     cfg["name"] = f"{exp['name']}/{label}/s{seed}"
     tok = cfg["data"].get("tokenizer", {})
     if "path" in tok and not Path(tok["path"]).is_absolute():  # relative to the repository
         cfg["data"]["tokenizer"] = {**tok, "path": str(PROJECT_ROOT / tok["path"])}
+    teacher = cfg.get("distill", {}).get("teacher")
+    if teacher is not None and not Path(teacher).is_absolute():
+        cfg["distill"]["teacher"] = str(PROJECT_ROOT / teacher)
     return cfg
 
 
